@@ -1,0 +1,176 @@
+"""k-reciprocal Jaccard distance (Zhong et al. 2017), as the Cluster Contrast code computes it.
+
+With R(i, k) the k-reciprocal neighbours of i, taken from the first k+1 columns of a ranking that has
+k1 columns (so R(i, k1) looks at k1 columns, R(i, round(k1/2)) at round(k1/2)+1 -- the code's quirk):
+  (a) R1(i) = R(i, k1), Rh(i) = R(i, round(k1/2)) (numpy's round-half-to-even);
+  (b) S(i) = R1(i) united with every Rh(c), c in R1(i), of which more than 2/3 lies in R1(i);
+  (c) V[i, S(i)] = softmax over S(i) of -(2 - 2 <f_i, f_j>);
+  (d) query expansion: V[i] <- mean of V[r] over the first k2 ranking entries r of i (when k2 != 1);
+  (e) d(i, j) = 1 - s / (2 - s), s = sum_k min(V[i, k], V[j, k]), clipped at 0.
+
+Everything is computed in blocks of rows with torch on the features' device; V is held as padded
+per-row lists (N x M, M = the largest |S(i)|), never N x N. The result is a ``scipy.sparse.csr_matrix``
+N x N holding every pair with d < 1 (explicit zeros kept); an absent pair means d = 1.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .knn import knn
+
+_PAD = -1
+
+
+def reciprocal_sets(ranking: torch.Tensor, k: int, block: int = 8192) -> torch.Tensor:
+    """R(i, k) for every i as an N x c tensor (c = min(k+1, columns)), non-members replaced by -1."""
+    fw = ranking[:, : k + 1]
+    out = torch.empty_like(fw)
+    for s in range(0, fw.shape[0], block):
+        f = fw[s:s + block]
+        own = torch.arange(s, s + f.shape[0], device=fw.device).view(-1, 1, 1)
+        ok = (fw[f] == own).any(-1)                       # is i among the first k+1 of each of its neighbours
+        out[s:s + block] = torch.where(ok, f, _PAD)
+    return out
+
+
+def _compact(idx: torch.Tensor, n: int) -> torch.Tensor:
+    """Per row: unique valid entries first (ascending), then -1 padding; trailing all-pad columns cut."""
+    key = torch.where(idx < 0, n, idx)
+    key, _ = key.sort(dim=1)
+    dup = torch.zeros_like(key, dtype=torch.bool)
+    dup[:, 1:] = key[:, 1:] == key[:, :-1]
+    key = torch.where(dup, n, key).sort(dim=1).values
+    width = int((key < n).sum(1).max().item()) if key.numel() else 0
+    key = key[:, : max(width, 1)]
+    return torch.where(key >= n, _PAD, key)
+
+
+def expanded_sets(ranking: torch.Tensor, k1: int, block: int = 2048) -> list[torch.Tensor]:
+    """S(i) of step (b), as a list of padded blocks of rows."""
+    n = ranking.shape[0]
+    r1 = reciprocal_sets(ranking, k1)
+    rh = reciprocal_sets(ranking, int(np.around(k1 / 2)))
+    blocks = []
+    for s in range(0, n, block):
+        cand = r1[s:s + block]                                            # b x c1
+        ch = torch.where(cand[..., None] >= 0, rh[cand.clamp(min=0)], _PAD)  # b x c1 x ch
+        valid = ch >= 0
+        inside = (ch[..., None] == cand[:, None, None, :]).any(-1) & valid
+        size, hits = valid.sum(-1).double(), inside.sum(-1).double()
+        accept = (hits > (2.0 / 3.0) * size) & (cand >= 0)
+        extra = torch.where(accept[..., None], ch, _PAD).flatten(1)
+        blocks.append(_compact(torch.cat([cand, extra], dim=1), n))
+    return blocks
+
+
+def _weights(features: torch.Tensor, sets: torch.Tensor, first_row: int) -> torch.Tensor:
+    """Step (c): softmax over S(i) of -(2 - 2 <f_i, f_j>), 0 at padding."""
+    f_i = features[first_row:first_row + sets.shape[0]]
+    f_j = features[sets.clamp(min=0)]                                      # b x m x D
+    dist = 2 - 2 * torch.einsum("bd,bmd->bm", f_i, f_j)
+    dist = dist.masked_fill(sets < 0, float("inf"))
+    return torch.softmax(-dist, dim=1)
+
+
+def _rows_to_padded(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n_rows: int):
+    """COO entries sorted by row -> padded per-row (cols, vals)."""
+    counts = torch.bincount(rows, minlength=n_rows)
+    width = int(counts.max().item()) if rows.numel() else 1
+    start = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(rows.numel(), device=rows.device) - start[rows]
+    pc = torch.full((n_rows, width), _PAD, dtype=torch.long, device=rows.device)
+    pv = torch.zeros((n_rows, width), dtype=vals.dtype, device=rows.device)
+    pc[rows, pos] = cols
+    pv[rows, pos] = vals
+    return pc, pv
+
+
+def _query_expansion(vcol: torch.Tensor, vval: torch.Tensor, ranking: torch.Tensor, k2: int, block: int = 4096):
+    """Step (d): V[i] <- mean over r in ranking[i, :k2] of V[r], as COO (rows, cols, vals) sorted by row."""
+    n = vcol.shape[0]
+    out_r, out_c, out_v = [], [], []
+    for s in range(0, n, block):
+        nb = ranking[s:s + block, :k2]
+        b = nb.shape[0]
+        cols = vcol[nb].flatten(1)                                  # b x (k2*M)
+        vals = vval[nb].flatten(1)
+        ok = cols >= 0
+        local = torch.arange(b, device=cols.device)[:, None].expand_as(cols)
+        key = (local * n + cols)[ok]
+        uniq, inv = torch.unique(key, return_inverse=True)          # sorted: by row, then column
+        summed = torch.zeros(uniq.shape[0], dtype=vals.dtype, device=vals.device).index_add_(0, inv, vals[ok])
+        out_r.append(uniq // n + s)
+        out_c.append(uniq % n)
+        out_v.append(summed / k2)
+    return torch.cat(out_r), torch.cat(out_c), torch.cat(out_v)
+
+
+def _min_overlap(rows, cols, vals, n: int, max_elems: int):
+    """Step (e)'s s(i, j) = sum_k min(V[i, k], V[j, k]) for all pairs with s > 0, in row blocks.
+
+    Each entry (i, k) meets every entry (j, k) of its column; the pairs of one block of rows are
+    summed in a (rows x N) buffer whose size, like the number of pairs, is bounded by ``max_elems``."""
+    dev = vals.device
+    crow = torch.zeros(n + 1, dtype=torch.long, device=dev)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n), 0)
+    order = torch.argsort(cols * n + rows)                        # CSC order
+    c_rows, c_vals = rows[order], vals[order]
+    ccount = torch.bincount(cols, minlength=n)
+    cptr = torch.cumsum(ccount, 0) - ccount
+    pairs_per_entry = ccount[cols]
+    pairs_per_row = torch.zeros(n, dtype=torch.long, device=dev).index_add_(0, rows, pairs_per_entry)
+    cum_pairs = torch.cumsum(pairs_per_row, 0).cpu()
+    out_i, out_j, out_s = [], [], []
+    a = 0
+    while a < n:
+        base = int(cum_pairs[a - 1]) if a else 0
+        by_pairs = int(torch.searchsorted(cum_pairs, torch.tensor(base + max_elems), right=True))
+        b = min(n, max(a + 1, by_pairs), a + max(1, max_elems // n))
+        e0, e1 = int(crow[a]), int(crow[b])
+        r_e, k_e, v_e = rows[e0:e1], cols[e0:e1], vals[e0:e1]
+        lens = ccount[k_e]
+        rep = torch.repeat_interleave(torch.arange(e1 - e0, device=dev), lens)
+        offs = torch.arange(rep.numel(), device=dev) - (torch.cumsum(lens, 0) - lens)[rep]
+        pos = cptr[k_e[rep]] + offs
+        contrib = torch.minimum(v_e[rep], c_vals[pos])
+        key = (r_e[rep] - a) * n + c_rows[pos]
+        buf = torch.zeros((b - a) * n, dtype=vals.dtype, device=dev).index_add_(0, key, contrib)
+        nz = torch.nonzero(buf > 0).squeeze(1)
+        out_i.append(nz // n + a)
+        out_j.append(nz % n)
+        out_s.append(buf[nz])
+        a = b
+    return torch.cat(out_i), torch.cat(out_j), torch.cat(out_s)
+
+
+def jaccard_distance(features: torch.Tensor, k1: int = 30, k2: int = 6, ranking: torch.Tensor | None = None,
+                     knn_backend: str = "auto", max_block_elems: int = 1 << 25) -> sp.csr_matrix:
+    """The k-reciprocal Jaccard distance of L2-normalised ``features`` (N x D), sparse (module docstring).
+
+    ``ranking`` (N x k1 neighbour indices, self first) may be given, e.g. to compare implementations
+    independently of the kNN's tie order; otherwise it is computed with :func:`clustering.knn`."""
+    n = features.shape[0]
+    features = features.float()
+    if ranking is None:
+        ranking = knn(features, k1, knn_backend)
+    ranking = ranking.to(features.device).long()
+    rows, cols, vals = [], [], []
+    start = 0
+    for sets in expanded_sets(ranking, k1):
+        w = _weights(features, sets, start)
+        ok = sets >= 0
+        rows.append(torch.arange(start, start + sets.shape[0], device=sets.device)[:, None].expand_as(sets)[ok])
+        cols.append(sets[ok])
+        vals.append(w[ok])
+        start += sets.shape[0]
+    rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
+    if k2 != 1:
+        vcol, vval = _rows_to_padded(rows, cols, vals, n)
+        rows, cols, vals = _query_expansion(vcol, vval, ranking, k2)
+    i, j, s = _min_overlap(rows, cols, vals, n, max_block_elems)
+    d = (1 - s / (2 - s)).clamp_(min=0)
+    counts = torch.bincount(i, minlength=n)
+    indptr = np.concatenate([[0], np.cumsum(counts.cpu().numpy())])
+    return sp.csr_matrix((d.cpu().numpy(), j.cpu().numpy(), indptr), shape=(n, n))

@@ -1,0 +1,62 @@
+"""Augmentation of whole uint8 batches on the training device (Cluster Contrast's train transform).
+
+Per image, as torchvision's RandomHorizontalFlip, Pad(10) + RandomCrop, Normalize and the re-ID
+RandomErasing (p 0.5, area 2-40%, aspect 0.3-3.3, filled with the ImageNet mean values after
+normalisation, as the Cluster Contrast code does), but vectorised over the batch. One difference from
+the per-image loop: an erasing box that does not fit is clipped to the image rather than re-drawn.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def normalise(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 B x 3 x H x W -> float, ImageNet-normalised."""
+    x = batch.float().div_(255)
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _rand(n: int, gen: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device=gen.device).to(device)
+
+
+def train_augment(batch: torch.Tensor, gen: torch.Generator, flip: float = 0.5, pad: int = 10,
+                  erasing: float = 0.5) -> torch.Tensor:
+    """Augment a uint8 batch on its device. ``gen`` makes it reproducible."""
+    x = normalise(batch)
+    B, C, H, W = x.shape
+    dev = x.device
+    if flip > 0:
+        do = _rand(B, gen, dev) < flip
+        x = torch.where(do.view(B, 1, 1, 1), x.flip(-1), x)
+    if pad > 0:
+        # zero padding of the *unnormalised* image, as Pad(10) before ToTensor/Normalize does
+        zero = normalise(torch.zeros(1, 3, 1, 1, dtype=torch.uint8, device=dev))
+        xp = F.pad(x - zero, (pad, pad, pad, pad)) + zero
+        oy = (_rand(B, gen, dev) * (2 * pad + 1)).long().clamp_(max=2 * pad)
+        ox = (_rand(B, gen, dev) * (2 * pad + 1)).long().clamp_(max=2 * pad)
+        rows = oy[:, None] + torch.arange(H, device=dev)          # B x H
+        cols = ox[:, None] + torch.arange(W, device=dev)          # B x W
+        b = torch.arange(B, device=dev)[:, None, None]
+        x = xp[b, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # B x C x H x W
+    if erasing > 0:
+        area = _rand(B, gen, dev) * (0.4 - 0.02) + 0.02
+        aspect = torch.exp(_rand(B, gen, dev) * (torch.log(torch.tensor(1 / 0.3)) * 2) + torch.log(torch.tensor(0.3)))
+        eh = torch.sqrt(area * H * W * aspect).round().clamp(1, H)
+        ew = torch.sqrt(area * H * W / aspect).round().clamp(1, W)
+        y0 = (_rand(B, gen, dev) * (H - eh + 1)).floor()
+        x0 = (_rand(B, gen, dev) * (W - ew + 1)).floor()
+        ar_h = torch.arange(H, device=dev).view(1, H, 1)
+        ar_w = torch.arange(W, device=dev).view(1, 1, W)
+        box = ((ar_h >= y0.view(B, 1, 1)) & (ar_h < (y0 + eh).view(B, 1, 1))
+               & (ar_w >= x0.view(B, 1, 1)) & (ar_w < (x0 + ew).view(B, 1, 1)))
+        box &= (_rand(B, gen, dev) < erasing).view(B, 1, 1)
+        fill = torch.tensor(MEAN, device=dev).view(1, 3, 1, 1)
+        x = torch.where(box.unsqueeze(1), fill, x)
+    return x

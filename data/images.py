@@ -1,0 +1,37 @@
+"""The image store: a dataset's images decoded once into one uint8 tensor (N x 3 x H x W).
+
+Batches are then gathered and augmented on the training device (data.augment), so a GPU run is not
+bound by CPU data-loader workers.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from rich.progress import track
+
+from errors import DatasetError
+
+
+def _decode(path: str, height: int, width: int) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if im.size != (width, height):
+                im = im.resize((width, height), Image.BILINEAR)
+            return np.asarray(im)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        raise DatasetError(f"cannot read image {path}: {e}. Replace or remove the file.") from None
+
+
+def load_images(paths: list[str], height: int, width: int, workers: int = 2,
+                description: str = "loading images") -> torch.Tensor:
+    """Decode and resize ``paths`` into a uint8 tensor N x 3 x H x W (on the CPU)."""
+    out = torch.empty((len(paths), 3, height, width), dtype=torch.uint8)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        decoded = pool.map(lambda p: _decode(p, height, width), paths)
+        for i, arr in enumerate(track(decoded, total=len(paths), description=description)):
+            out[i] = torch.from_numpy(arr).permute(2, 0, 1)
+    return out

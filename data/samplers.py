@@ -1,0 +1,70 @@
+"""Batch samplers: P identities (or pseudo-identities) x K images each.
+
+Both yield lists of dataset indices, one list per batch, for a fixed number of iterations; their
+randomness comes from the ``numpy.random.Generator`` they are given, so a run is reproducible from
+its seed and an epoch from its own seed.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+
+def _groups(labels: np.ndarray) -> dict[int, np.ndarray]:
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, y in enumerate(labels.tolist()):
+        if y >= 0:
+            groups[y].append(i)
+    return {y: np.asarray(ix) for y, ix in groups.items()}
+
+
+class _PKBase:
+    def __init__(self, labels, camids, num_ids: int, num_instances: int, rng: np.random.Generator):
+        self.labels, self.camids = np.asarray(labels), np.asarray(camids)
+        self.groups = _groups(self.labels)
+        if not self.groups:
+            raise ValueError("no labelled sample to draw batches from")
+        self.ids = np.array(sorted(self.groups))
+        self.P, self.K, self.rng = num_ids, num_instances, rng
+        self._queue: list[int] = []
+
+    def _next_ids(self) -> list[int]:
+        """P distinct ids, going through all ids in a random order before repeating any."""
+        out: list[int] = []
+        while len(out) < min(self.P, len(self.ids)):
+            if not self._queue:
+                self._queue = self.rng.permutation(self.ids).tolist()
+            y = self._queue.pop()
+            if y not in out:
+                out.append(y)
+        return out
+
+    def batches(self, iterations: int):
+        for _ in range(iterations):
+            yield [i for y in self._next_ids() for i in self._instances(y)]
+
+
+class PKSampler(_PKBase):
+    """Supervised PK sampling: K images of each of P identities (with replacement when fewer)."""
+
+    def _instances(self, y: int) -> list[int]:
+        ix = self.groups[y]
+        return self.rng.choice(ix, size=self.K, replace=len(ix) < self.K).tolist()
+
+
+class PseudoLabelSampler(_PKBase):
+    """Cluster Contrast's sampler: for each of P clusters, a random anchor image and K-1 other members,
+    taken from cameras other than the anchor's when the cluster has such images (with replacement
+    when it has fewer than K-1 of them), otherwise from the anchor's camera."""
+
+    def _instances(self, y: int) -> list[int]:
+        ix = self.groups[y]
+        anchor = int(self.rng.choice(ix))
+        others = ix[ix != anchor]
+        cross = others[self.camids[others] != self.camids[anchor]]
+        pool = cross if len(cross) else others
+        if len(pool) == 0:
+            return [anchor] * self.K
+        rest = self.rng.choice(pool, size=self.K - 1, replace=len(pool) < self.K - 1)
+        return [anchor] + rest.tolist()

@@ -1,0 +1,40 @@
+"""Batched feature extraction from a uint8 image store, on the model's device."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from rich.progress import track
+
+from data.augment import normalise
+
+
+@torch.no_grad()
+def extract_features(model: torch.nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 256,
+                     flip: bool = False, description: str = "extracting features") -> torch.Tensor:
+    """L2-normalised eval-mode features (N x D, float32, on ``device``) of a uint8 N x 3 x H x W store.
+
+    With ``flip`` the features of the image and its mirror are summed before normalising."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for s in track(range(0, images.shape[0], batch_size), description=description):
+        x = normalise(images[s:s + batch_size].to(device, non_blocking=True))
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            f = model(x).float()
+            if flip:
+                f = f + model(x.flip(-1)).float()
+        out.append(F.normalize(f, dim=1))
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, device=device)
+
+
+def evaluate_model(model: torch.nn.Module, query_images: torch.Tensor, gallery_images: torch.Tensor, query, gallery,
+                   device: torch.device, batch_size: int = 256, flip: bool = False) -> dict:
+    """Extract query and gallery features and score them: mAP, rank1/5/10, mINP (fractions)."""
+    from .metrics import evaluate, pairwise_distance
+    qf = extract_features(model, query_images, device, batch_size, flip, "query features")
+    gf = extract_features(model, gallery_images, device, batch_size, flip, "gallery features")
+    r = evaluate(pairwise_distance(qf, gf), [s.pid for s in query], [s.pid for s in gallery],
+                 [s.camid for s in query], [s.camid for s in gallery])
+    return {"mAP": r["mAP"], "rank1": float(r["cmc"][0]), "rank5": float(r["cmc"][4]),
+            "rank10": float(r["cmc"][9]), "mINP": r["mINP"]}

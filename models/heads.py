@@ -1,0 +1,42 @@
+"""Pooling and the BN neck of the re-ID heads."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling, (mean x^p)^(1/p), with a learnable p (Radenovic et al.)."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6):
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(x.clamp(min=self.eps).pow(self.p), 1).pow(1.0 / self.p).flatten(1)
+
+
+def build_pooling(name: str) -> nn.Module:
+    if name == "gem":
+        return GeM()
+    if name == "avg":
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+    if name == "max":
+        return nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(1))
+    raise ValueError(f"unknown pooling {name!r}; choose gem, avg or max")
+
+
+class BNNeck(nn.Module):
+    """BatchNorm1d with a frozen zero bias (Bag of Tricks' BNNeck, as Cluster Contrast uses it)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim)
+        nn.init.ones_(self.bn.weight)
+        nn.init.zeros_(self.bn.bias)
+        self.bn.bias.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(x)

@@ -1,0 +1,137 @@
+"""The re-ID ResNet: torchvision ResNet-18/50 with last stride 1, GeM pooling and a BN neck.
+
+Training mode returns a ``ModelOutput`` (embedding after the neck, feature before it, logits when a
+classifier is attached); eval mode returns the L2-normalised post-neck feature, as Cluster Contrast.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from errors import CheckpointError, ConfigError
+
+from .heads import BNNeck, build_pooling
+from .registry import ModelOutput, register_model
+
+log = logging.getLogger(__name__)
+
+_TORCHVISION = {
+    "resnet18": (torchvision.models.resnet18, "ResNet18_Weights", 512),
+    "resnet50": (torchvision.models.resnet50, "ResNet50_Weights", 2048),
+}
+
+
+def set_last_stride(layer4: nn.Sequential, stride: int) -> None:
+    block = layer4[0]
+    conv = block.conv2 if hasattr(block, "conv3") else block.conv1   # Bottleneck strides in conv2
+    conv.stride = (stride, stride)
+    if block.downsample is not None:
+        block.downsample[0].stride = (stride, stride)
+
+
+def imagenet_state_dict(arch: str) -> dict:
+    """torchvision's ImageNet weights (IMAGENET1K_V1, as the re-ID codes use), from its cache or the web."""
+    weights = getattr(torchvision.models, _TORCHVISION[arch][1]).IMAGENET1K_V1
+    try:
+        return weights.get_state_dict(progress=True)
+    except Exception as e:  # no network, proxy, ...: say what to do
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        raise ConfigError(
+            f"cannot get the ImageNet weights of {arch} ({type(e).__name__}: {e}).\n"
+            f"Download {weights.url} to {cache}, or pass a local file with --set model.pretrained=PATH, "
+            f"or train from scratch with --set model.pretrained=none.") from None
+
+
+def read_state_dict(path: str) -> dict:
+    """A state dict from a file: a bare one, or a checkpoint holding it under 'model' / 'state_dict'."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"model.pretrained: no file {p} (use imagenet, none, or a path to a state dict)")
+    try:
+        sd = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"cannot read weights from {p}: {e}") from None
+    for key in ("model", "state_dict"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{p} holds no state dict")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def load_matching(module: nn.Module, state: dict, source: str) -> list[str]:
+    """Load the entries of ``state`` whose names and shapes fit ``module``; log and return the rest.
+
+    A name that exists with another shape is an error (the weights are of another architecture)."""
+    own = module.state_dict()
+    wrong = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+             if k in own and own[k].shape != v.shape]
+    if wrong:
+        raise CheckpointError(f"weights from {source} do not fit this model ({len(wrong)} shape mismatches, "
+                              f"e.g. {wrong[0]}); they are of another architecture")
+    usable = {k: v for k, v in state.items() if k in own}
+    module.load_state_dict(usable, strict=False)
+    not_loaded = sorted(set(own) - set(usable))
+    if not_loaded:
+        log.info("weights from %s: %d tensors loaded, %d not found (kept at initialisation): %s", source,
+                 len(usable), len(not_loaded), ", ".join(not_loaded[:12]) + (" ..." if len(not_loaded) > 12 else ""))
+    ignored = sorted(set(state) - set(own))
+    if ignored:
+        log.info("weights from %s: %d tensors not used by this model (%s)", source, len(ignored),
+                 ", ".join(ignored[:6]) + (" ..." if len(ignored) > 6 else ""))
+    return not_loaded
+
+
+class ReIDResNet(nn.Module):
+    def __init__(self, arch: str = "resnet50", pretrained: str = "imagenet", last_stride: int = 1,
+                 pooling: str = "gem", num_classes: int = 0):
+        super().__init__()
+        ctor, _, dim = _TORCHVISION[arch]
+        net = ctor(weights=None)
+        set_last_stride(net.layer4, last_stride)
+        self.arch = arch
+        self.base = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
+                                  net.layer1, net.layer2, net.layer3, net.layer4)
+        if pretrained and pretrained != "none":
+            sd = imagenet_state_dict(arch) if pretrained == "imagenet" else read_state_dict(pretrained)
+            names = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+            # torchvision names (conv1.weight, layer1.0...) onto self.base's indices; project
+            # checkpoints (base.0.weight ...) load as they are
+            inv = {v: k for k, v in names.items()}
+            mapped = {}
+            for k, v in sd.items():
+                head, _, rest = k.partition(".")
+                if k.startswith("base."):
+                    mapped[k[5:]] = v
+                elif head in inv:
+                    mapped[f"{inv[head]}.{rest}"] = v
+            load_matching(self.base, mapped, pretrained)
+        self.feat_dim = dim
+        self.pool = build_pooling(pooling)
+        self.neck = BNNeck(dim)
+        self.classifier = nn.Linear(dim, num_classes, bias=False) if num_classes > 0 else None
+        if self.classifier is not None:
+            nn.init.normal_(self.classifier.weight, std=0.001)
+
+    def forward(self, x: torch.Tensor):
+        feat = self.pool(self.base(x))
+        emb = self.neck(feat)
+        if not self.training:
+            return F.normalize(emb, dim=1)
+        logits = self.classifier(emb) if self.classifier is not None else None
+        return ModelOutput(embedding=emb, features=feat, logits=logits)
+
+
+@register_model("resnet50")
+def resnet50(**kw) -> ReIDResNet:
+    return ReIDResNet("resnet50", **kw)
+
+
+@register_model("resnet18")
+def resnet18(**kw) -> ReIDResNet:
+    return ReIDResNet("resnet18", **kw)

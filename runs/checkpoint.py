@@ -1,0 +1,61 @@
+"""Checkpoints: state dicts, config and progress, written atomically, read with weights_only=True."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from errors import CheckpointError
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def find_checkpoint(path: str | os.PathLike, name: str = "last.pt") -> Path:
+    p = Path(path)
+    if p.is_dir():
+        p = p / name
+    if not p.is_file():
+        raise CheckpointError(f"no checkpoint at {p} (give a .pt file or a run folder holding {name})")
+    return p
+
+
+def load_checkpoint(path: str | os.PathLike, name: str = "last.pt") -> dict:
+    p = find_checkpoint(path, name)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint {p}: {e}") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise CheckpointError(f"{p} is not a checkpoint of this project (no model state and config)")
+    ckpt["path"] = str(p)
+    return ckpt
+
+
+def load_model_state(model: torch.nn.Module, ckpt: dict) -> None:
+    """Load a checkpoint's weights; a checkpoint of another model is a clear error."""
+    own = model.state_dict()
+    state = ckpt["model"]
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        their = ckpt["config"].get("model", {}).get("name", "?")
+        detail = (f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} of another shape"
+                  + (f", e.g. {(missing + unexpected + wrong)[0]}" if missing or unexpected or wrong else ""))
+        raise CheckpointError(f"{ckpt.get('path', 'checkpoint')} holds a {their!r} model that does not fit the "
+                              f"model this run builds ({detail}); use the checkpoint's own config, or the "
+                              f"matching --set model.name=...")
+    model.load_state_dict(state)

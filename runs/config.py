@@ -1,0 +1,209 @@
+"""Typed run configuration: YAML recipes (with ``_base_`` inheritance) plus command-line overrides.
+
+Every key is declared here with its type; an unknown key is an error that names the closest valid one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from errors import ConfigError, closest
+
+RECIPES = Path(__file__).parent / "recipes"
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"           # registry name; several joined by '+' come in a later issue
+    root: str = ""                       # default: env REID_DATA, else ./data
+    synthetic_size: str = "small"        # tiny | small | market
+    synthetic_seed: int = 0
+    height: int = 256
+    width: int = 128
+    workers: int = 4                     # image decoding threads
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet50"
+    pretrained: str = "imagenet"         # imagenet | none | path to a state dict
+    last_stride: int = 1
+    pooling: str = "gem"
+
+
+@dataclass
+class ClusterConfig:
+    k1: int = 30
+    k2: int = 6
+    eps: float = 0.4
+    min_samples: int = 4
+    knn: str = "auto"                    # auto (faiss if installed) | faiss | torch
+
+
+@dataclass
+class MemoryConfig:
+    temp: float = 0.05
+    momentum: float = 0.1
+    update: str = "momentum"             # momentum | hard
+    init: str = "mean"                   # mean | random
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50
+    iters: int = 200                     # iterations per epoch
+    num_ids: int = 16                    # P pseudo-identities per batch
+    num_instances: int = 16              # K images each
+    optimizer: str = "adam"
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    step_size: int = 20
+    gamma: float = 0.1
+    amp: bool = True                     # mixed precision, on CUDA only
+
+
+@dataclass
+class AugConfig:
+    flip: float = 0.5
+    pad: int = 10
+    erasing: float = 0.5
+
+
+@dataclass
+class TestConfig:
+    eval_every: int = 10
+    eval_initial: bool = True            # evaluate the model before training (epoch 0)
+    batch_size: int = 256
+    flip: bool = False
+
+
+@dataclass
+class Config:
+    mode: str = "unsup"
+    seed: int = 1
+    device: str = "auto"                 # auto | cpu | cuda | cuda:N
+    output: str = "outputs"
+    name: str = ""                       # run folder name; default <dataset>-<model>-<time>
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def data_root(self) -> str:
+        return self.data.root or os.environ.get("REID_DATA", "") or "data"
+
+
+def _coerce(value: Any, typ, key: str):
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if typ in (int, float):
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            num = float(value) if isinstance(value, str) else value
+            if typ is int and not float(num).is_integer():
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected {'an integer' if typ is int else 'a number'}, got {value!r}") from None
+        return typ(num)
+    if typ is str:
+        return "" if value is None else str(value)
+    raise ConfigError(f"{key}: unsupported type")
+
+
+def _apply(obj, values: dict, prefix: str = "") -> None:
+    hints = get_type_hints(type(obj))
+    names = [f.name for f in fields(obj)]
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if k not in names:
+            valid = [f"{prefix}{n}" for n in names]
+            raise ConfigError(f"unknown config key {key!r}{closest(key, valid)}; valid keys here: {', '.join(valid)}")
+        cur = getattr(obj, k)
+        if dataclasses.is_dataclass(cur):
+            if not isinstance(v, dict):
+                raise ConfigError(f"{key}: expected a mapping of its keys, got {v!r}")
+            _apply(cur, v, key + ".")
+        else:
+            setattr(obj, k, _coerce(v, hints[k], key))
+
+
+def all_keys(obj=None, prefix: str = "") -> list[str]:
+    obj = obj or Config()
+    out = []
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        out += all_keys(v, f"{prefix}{f.name}.") if dataclasses.is_dataclass(v) else [prefix + f.name]
+    return out
+
+
+def read_recipe(path: str | os.PathLike) -> dict:
+    """A recipe as a nested dict, its ``_base_`` (relative to it) merged underneath."""
+    p = Path(path)
+    for cand in (RECIPES / p, RECIPES / f"{p}.yaml"):
+        if not p.is_file() and cand.is_file():
+            p = cand
+    if not p.is_file():
+        known = sorted(x.name for x in RECIPES.glob("*.yaml"))
+        raise ConfigError(f"no recipe file {path}{closest(Path(path).name, known)}; recipes: {', '.join(known)}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a recipe is a mapping of config keys")
+    base = data.pop("_base_", None)
+    return _merge(read_recipe(p.parent / base), data) if base else data
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """'train.lr=1e-4' -> {'train': {'lr': 1e-4}} (the value read as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        v = yaml.safe_load(value) if value != "" else ""
+    except yaml.YAMLError:
+        v = value
+    out: dict = {}
+    cur = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = v
+    return out
+
+
+def build_config(recipe: str | None = None, overrides: list[dict] | None = None, base: dict | None = None) -> Config:
+    """Defaults, then ``base`` (e.g. a checkpoint's config), then the recipe, then each override."""
+    cfg = Config()
+    if base:
+        _apply(cfg, base)
+    if recipe:
+        _apply(cfg, read_recipe(recipe))
+    for o in overrides or []:
+        _apply(cfg, o)
+    return cfg

@@ -1,0 +1,31 @@
+"""Rich progress bars for long work, and the end-of-run table."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
+
+console = Console()
+
+
+def progress_bar() -> Progress:
+    """A bar with a free text field ``info`` (e.g. the running loss)."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console)
+
+
+def metrics_table(records: list[dict], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("epoch", "clusters", "outliers", "loss", "mAP", "rank-1", "rank-5", "mINP"):
+        table.add_column(col, justify="right")
+
+    def pct(r, k):
+        return f"{100 * r[k]:.1f}" if k in r else ""
+    for r in records:
+        if "mAP" not in r:
+            continue
+        table.add_row(str(r["epoch"]), str(r.get("num_clusters", "")), str(r.get("num_outliers", "")),
+                      f"{r['loss']:.3f}" if r.get("loss") is not None else "", pct(r, "mAP"), pct(r, "rank1"),
+                      pct(r, "rank5"), pct(r, "mINP"))
+    return table
