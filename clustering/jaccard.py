@@ -123,6 +123,7 @@ def _min_overlap(rows, cols, vals, n: int, max_elems: int):
     pairs_per_row = torch.zeros(n, dtype=torch.long, device=dev).index_add_(0, rows, pairs_per_entry)
     cum_pairs = torch.cumsum(pairs_per_row, 0).cpu()
     out_i, out_j, out_s = [], [], []
+    buffer = torch.empty(min(n, max(1, max_elems // n)) * n, dtype=vals.dtype, device=dev)  # reused: no churn
     a = 0
     while a < n:
         base = int(cum_pairs[a - 1]) if a else 0
@@ -136,17 +137,17 @@ def _min_overlap(rows, cols, vals, n: int, max_elems: int):
         pos = cptr[k_e[rep]] + offs
         contrib = torch.minimum(v_e[rep], c_vals[pos])
         key = (r_e[rep] - a) * n + c_rows[pos]
-        buf = torch.zeros((b - a) * n, dtype=vals.dtype, device=dev).index_add_(0, key, contrib)
+        buf = buffer[: (b - a) * n].zero_().index_add_(0, key, contrib)
         nz = torch.nonzero(buf > 0).squeeze(1)
         out_i.append(nz // n + a)
         out_j.append(nz % n)
-        out_s.append(buf[nz])
+        out_s.append(buf[nz].clone())
         a = b
     return torch.cat(out_i), torch.cat(out_j), torch.cat(out_s)
 
 
 def jaccard_distance(features: torch.Tensor, k1: int = 30, k2: int = 6, ranking: torch.Tensor | None = None,
-                     knn_backend: str = "auto", max_block_elems: int = 1 << 25) -> sp.csr_matrix:
+                     knn_backend: str = "auto", max_block_elems: int = 1 << 23) -> sp.csr_matrix:
     """The k-reciprocal Jaccard distance of L2-normalised ``features`` (N x D), sparse (module docstring).
 
     ``ranking`` (N x k1 neighbour indices, self first) may be given, e.g. to compare implementations

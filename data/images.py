@@ -21,7 +21,7 @@ def _decode(path: str, height: int, width: int) -> np.ndarray:
             im = im.convert("RGB")
             if im.size != (width, height):
                 im = im.resize((width, height), Image.BILINEAR)
-            return np.asarray(im)
+            return np.array(im)  # a writable copy
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
         raise DatasetError(f"cannot read image {path}: {e}. Replace or remove the file.") from None
 

@@ -107,7 +107,7 @@ def _other(rng: np.random.Generator, n: int, current: int) -> int:
 def random_identity(rng: np.random.Generator) -> Identity:
     upper, upper2 = rng.choice(len(PALETTE), size=2, replace=False)
     return Identity(
-        height=float(rng.uniform(0.80, 0.93)), width=float(rng.uniform(0.85, 1.2)),
+        height=float(rng.uniform(0.86, 0.96)), width=float(rng.uniform(0.85, 1.2)),
         skin=int(rng.integers(len(SKIN_TONES))), hair_colour=int(rng.integers(len(HAIR_COLOURS))),
         long_hair=bool(rng.random() < 0.35),
         hat=int(rng.integers(len(PALETTE))) if rng.random() < 0.2 else None,
@@ -140,8 +140,10 @@ class Camera:
 def random_camera(rng: np.random.Generator, height: int, width: int) -> Camera:
     """One camera: its scene, light and optics, and which way people usually face it."""
     bh, bw = int(height * 1.3), int(width * 2.0)
-    base = rng.uniform(60, 200, size=3).astype(np.float32)
-    ground = rng.uniform(60, 170, size=3).astype(np.float32)
+    # muted scenes (half grey) so that people, not backgrounds, carry most of the colour
+    grey = np.float32(rng.uniform(90, 170))
+    base = 0.7 * grey + 0.3 * rng.uniform(60, 200, size=3).astype(np.float32)
+    ground = 0.7 * grey + 0.3 * rng.uniform(60, 170, size=3).astype(np.float32)
     yy = np.linspace(0, 1, bh, dtype=np.float32)[:, None, None]
     horizon = rng.uniform(0.55, 0.8)
     scene = np.where(yy < horizon, base * (0.8 + 0.3 * yy), ground * (0.9 + 0.2 * yy))
@@ -150,12 +152,13 @@ def random_camera(rng: np.random.Generator, height: int, width: int) -> Camera:
     for _ in range(int(rng.integers(6, 14))):
         x0, y0 = int(rng.integers(0, bw)), int(rng.integers(0, int(bh * horizon)))
         w, h = int(rng.integers(bw // 20 + 1, bw // 4)), int(rng.integers(bh // 20 + 1, bh // 3))
-        scene[y0:y0 + h, x0:x0 + w] = scene[y0:y0 + h, x0:x0 + w] * 0.4 + rng.uniform(40, 220, 3) * 0.6
+        patch = 0.6 * grey + 0.4 * rng.uniform(40, 220, 3)
+        scene[y0:y0 + h, x0:x0 + w] = scene[y0:y0 + h, x0:x0 + w] * 0.5 + patch * 0.5
     scene += rng.normal(0, 6, size=scene.shape).astype(np.float32)
     view = rng.dirichlet([2.0, 2.0, 1.2])
     return Camera(
-        background=np.clip(scene, 0, 255), brightness=float(rng.uniform(0.75, 1.15)),
-        cast=rng.uniform(0.85, 1.15, size=3).astype(np.float32), view_probs=view,
+        background=np.clip(scene, 0, 255), brightness=float(rng.uniform(0.8, 1.1)),
+        cast=rng.uniform(0.9, 1.1, size=3).astype(np.float32), view_probs=view,
         scale=float(rng.uniform(0.88, 1.0)), blur=float(rng.uniform(0.0, 0.9)) * height / 128,
         noise=float(rng.uniform(2, 8)), jpeg_quality=int(rng.integers(70, 96)),
         light_slope=float(rng.uniform(-0.2, 0.2)),
@@ -193,8 +196,8 @@ def _skeleton(ident: Identity, view: str, phase: float, cx: float, top: float, h
     """Joint positions of a walking person (pixels). Front view: the person's left is image right."""
     ws = ident.width
     side = view == "side"
-    sw = (0.09 if side else 0.14) * h * ws       # half shoulder width
-    hw = (0.06 if side else 0.075) * h * ws      # half hip width
+    sw = (0.11 if side else 0.17) * h * ws       # half shoulder width
+    hw = (0.075 if side else 0.095) * h * ws     # half hip width
     y_sh, y_hip, y_knee, y_ank = top + 0.18 * h, top + 0.52 * h, top + 0.73 * h, top + 0.95 * h
     leg_len1, leg_len2 = y_knee - y_hip, y_ank - y_knee
     arm1, arm2 = 0.16 * h, 0.15 * h
@@ -234,7 +237,7 @@ def render_person(ident: Identity, cam: Camera, rng: np.random.Generator, height
     phase = rng.uniform(0, 2 * math.pi)
     j = _skeleton(ident, view, phase, cx, top, h)
     cv = _Canvas(height, width)
-    limb_w, arm_w = 0.085 * h * ident.width, 0.06 * h * ident.width
+    limb_w, arm_w = 0.11 * h * ident.width, 0.075 * h * ident.width
     near, far = ("left", "right") if view != "back" else ("right", "left")
     if view == "side":
         near, far = "left", "right"

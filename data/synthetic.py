@@ -38,7 +38,7 @@ from rich.progress import track
 from . import person_render as pr
 
 log = logging.getLogger(__name__)
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ def setup_logging(run_dir: Path | None = None, level: int = logging.INFO) -> Non
     for h in list(root.handlers):
         root.removeHandler(h)
     root.setLevel(level)
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)   # its CPU-feature probing is noise
     console = RichHandler(show_path=False, log_time_format="%H:%M:%S")
     console.setLevel(level)
     root.addHandler(console)

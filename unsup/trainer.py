@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +151,9 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None) -> list[di
             gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
             record["loss"] = train_epoch(model, memory, train_images, sampler, cfg, gen, optimizer, scaler,
                                          device, f"epoch {epoch}/{cfg.train.epochs}")
-        scheduler.step()
+        with warnings.catch_warnings():      # an epoch without clusters made no optimizer step
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            scheduler.step()
         record["train_s"] = round(time.perf_counter() - t2, 2)
         if epoch % cfg.test.eval_every == 0 or epoch == cfg.train.epochs:
             record.update(evaluate())

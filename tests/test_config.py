@@ -1,0 +1,44 @@
+import pytest
+
+from errors import ConfigError
+from runs.config import all_keys, build_config, parse_override, read_recipe
+
+
+def test_recipe_inheritance_and_overrides():
+    cfg = build_config("demo.yaml", [parse_override("train.lr=1e-4"), parse_override("cluster.eps=0.5")])
+    assert cfg.model.name == "resnet18" and cfg.model.pretrained == "none"        # from demo.yaml
+    assert cfg.memory.temp == 0.05 and cfg.cluster.k1 == 30                      # from its base
+    assert cfg.train.lr == pytest.approx(1e-4) and cfg.cluster.eps == 0.5
+
+
+def test_published_cluster_contrast_settings():
+    cfg = build_config("cluster_contrast_resnet50")
+    t = cfg.train
+    assert (cfg.data.height, cfg.data.width) == (256, 128)
+    assert (t.num_ids * t.num_instances, t.iters, t.epochs, t.lr, t.weight_decay, t.step_size, t.gamma) == \
+        (256, 200, 50, 3.5e-4, 5e-4, 20, 0.1)
+    assert (cfg.memory.temp, cfg.memory.momentum) == (0.05, 0.1)
+    assert (cfg.cluster.k1, cfg.cluster.k2, cfg.cluster.eps, cfg.cluster.min_samples) == (30, 6, 0.4, 4)
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("train.lrr=1", "train.lr"), ("trian.lr=1", "train"), ("cluster.epss=0.3", "cluster.eps")])
+def test_unknown_key_names_the_closest(override, needle):
+    with pytest.raises(ConfigError, match=needle):
+        build_config(None, [parse_override(override)])
+
+
+def test_types_are_checked():
+    with pytest.raises(ConfigError, match="integer"):
+        build_config(None, [parse_override("train.epochs=2.5")])
+    with pytest.raises(ConfigError, match="true or false"):
+        build_config(None, [parse_override("test.flip=maybe")])
+    assert build_config(None, [parse_override("train.epochs=3")]).train.epochs == 3
+
+
+def test_all_recipes_parse():
+    from runs.config import RECIPES
+    for p in RECIPES.glob("*.yaml"):
+        read_recipe(p)
+        build_config(p)
+    assert "cluster.eps" in all_keys()
