@@ -4,25 +4,21 @@ Each image is described by joint RGB histograms (8 bins per channel) of the whol
 horizontal stripes (head/torso/legs), L1-normalised and square-rooted (Hellinger); distances are
 Euclidean. Prints one JSON line per variant with mAP / rank-1 / mINP as fractions.
 
-    python benchmarks/color_histogram.py --dataset synthetic --size small
+    python -m benchmarks.color_histogram --dataset synthetic --size small   (from the repository root)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-from data import build_dataset  # noqa: E402
-from data.images import load_images  # noqa: E402
-from evaluation import evaluate  # noqa: E402
+from data import build_dataset
+from data.images import load_images
+from evaluation import evaluate
 
 
 def histograms(images: torch.Tensor, stripes: int, bins: int = 8) -> torch.Tensor:

@@ -25,7 +25,9 @@ def metrics_table(records: list[dict], title: str) -> Table:
     for r in records:
         if "mAP" not in r:
             continue
-        table.add_row(str(r["epoch"]), str(r.get("num_clusters", "")), str(r.get("num_outliers", "")),
+        def count(k):
+            return "-" if r.get(k) is None else str(r[k])
+        table.add_row(str(r["epoch"]), count("num_clusters"), count("num_outliers"),
                       f"{r['loss']:.3f}" if r.get("loss") is not None else "", pct(r, "mAP"), pct(r, "rank1"),
                       pct(r, "rank5"), pct(r, "mINP"))
     return table
