@@ -89,3 +89,15 @@ def test_occluded_variant_hides_keypoints(tiny_root):
     kps = json.loads((ds.root / "annotations" / "keypoints.json").read_text())["images"]
     hidden = [np.sum(np.array(v)[:, 2] == 1) for k, v in kps.items() if k.startswith("query/")]
     assert np.mean(hidden) > 2
+
+
+def test_market_size_plan_has_market_counts():
+    from collections import Counter
+
+    from data.synthetic import _plan
+    _, jobs = _plan(SIZES["market"], occluded=False, seed=0)
+    folders = Counter(j.folder for j in jobs)
+    assert folders == {"bounding_box_train": 12936, "query": 3368, "bounding_box_test": 19732}
+    assert len({j.ident for j in jobs if j.folder == "bounding_box_train"}) == 751
+    assert len({j.ident for j in jobs if j.folder == "query"}) == 750
+    assert len({j.name for j in jobs}) == len(jobs)

@@ -79,3 +79,18 @@ def test_pretrained_from_a_local_file(tmp_path):
     from errors import ReIDError
     with pytest.raises(ReIDError, match="another architecture"):
         build_model("resnet50", pretrained=str(tmp_path / "r18.pth"))
+
+
+def test_imagenet_weights_unavailable_is_a_clear_error(monkeypatch):
+    import urllib.error
+
+    import torchvision
+
+    from errors import ReIDError
+    from models import build_model
+
+    def offline(self, *a, **k):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(ReIDError, match="model.pretrained=none"):
+        build_model("resnet18", pretrained="imagenet")
