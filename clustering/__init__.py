@@ -2,8 +2,8 @@
 
 Pure functions on tensors and sparse matrices; no N x N dense array is built."""
 from .dbscan import dbscan
-from .jaccard import jaccard_distance
+from .jaccard import jaccard_distance, jaccard_graph
 from .knn import knn
 from .pseudo import pseudo_labels
 
-__all__ = ["dbscan", "jaccard_distance", "knn", "pseudo_labels"]
+__all__ = ["dbscan", "jaccard_distance", "jaccard_graph", "knn", "pseudo_labels"]

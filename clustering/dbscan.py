@@ -1,4 +1,4 @@
-"""DBSCAN on a sparse precomputed distance graph, with scikit-learn's labels.
+"""DBSCAN on a sparse precomputed distance graph, with scikit-learn's labels, on CPU or GPU.
 
 scikit-learn's ``DBSCAN(metric="precomputed")`` marks core points (at least ``min_samples``
 neighbours within ``eps``, the point itself included), then visits points in index order: each
@@ -9,49 +9,63 @@ their neighbours. Hence, exactly:
   - a border point (not core, with a core neighbour) joins the lowest-numbered cluster among its
     core neighbours, the first search to reach it;
   - every other point is noise, -1.
-We compute that directly: neighbour counts, connected components (scipy), a minimum per border point.
+We compute that directly with torch on the graph's device: neighbour counts, connected components by
+minimum-label propagation with pointer jumping (each component ends labelled with its smallest core
+point), and a minimum over core neighbours for border points.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
+import torch
 
 
-def dbscan(distances: sp.spmatrix, eps: float, min_samples: int) -> np.ndarray:
-    """Labels (int64, -1 for noise) of DBSCAN on ``distances``, an N x N sparse matrix of which absent
-    entries are distance 1 (or more) and so never neighbours: ``eps`` must be below 1."""
+def _edges(distances):
+    if isinstance(distances, tuple):
+        rows, cols, vals, n = distances
+        return rows, cols, vals, int(n)
+    g = sp.coo_matrix(distances)
+    return (torch.from_numpy(g.row.astype(np.int64)), torch.from_numpy(g.col.astype(np.int64)),
+            torch.from_numpy(g.data), g.shape[0])
+
+
+def connected_components(u: torch.Tensor, v: torch.Tensor, n: int) -> torch.Tensor:
+    """For an undirected edge list, each vertex's component labelled by its smallest vertex index."""
+    label = torch.arange(n, device=u.device)
+    if u.numel() == 0:
+        return label
+    src, dst = torch.cat([u, v]), torch.cat([v, u])
+    while True:
+        new = label.scatter_reduce(0, src, label[dst], reduce="amin")
+        new = new[new]                                   # pointer jumping: follow labels to their labels
+        if torch.equal(new, label):
+            return label
+        label = new
+
+
+def dbscan(distances, eps: float, min_samples: int) -> np.ndarray:
+    """Labels (int64 numpy, -1 for noise) of DBSCAN on ``distances``: a scipy sparse N x N matrix, or a
+    tuple (rows, cols, values, N) of torch tensors on any device. Absent pairs are at distance 1 (or
+    more) and never neighbours, so ``eps`` must be below 1."""
     if not 0 <= eps < 1:
         raise ValueError(f"eps must be in [0, 1) on a sparse Jaccard graph (absent pairs are at 1), got {eps}")
-    g = sp.csr_matrix(distances)
-    n = g.shape[0]
-    rows = np.repeat(np.arange(n), np.diff(g.indptr))
-    near = g.data <= eps
-    r, c = rows[near], g.indices[near]
-    # a point is its own neighbour at distance 0 whether or not the diagonal is stored
-    offdiag = r != c
-    r, c = r[offdiag], c[offdiag]
-    counts = np.bincount(r, minlength=n) + 1
+    rows, cols, vals, n = _edges(distances)
+    keep = (vals <= eps) & (rows != cols)       # a point is its own neighbour whether or not stored
+    r, c = rows[keep], cols[keep]
+    counts = torch.bincount(r, minlength=n) + 1
     core = counts >= min_samples
-    labels = np.full(n, -1, dtype=np.int64)
-    if not core.any():
-        return labels
+    labels = torch.full((n,), -1, dtype=torch.long, device=rows.device)
+    if not bool(core.any()):
+        return labels.cpu().numpy()
     cc = core[r] & core[c]
-    graph = sp.csr_matrix((np.ones(cc.sum(), np.int8), (r[cc], c[cc])), shape=(n, n))
-    _, comp = connected_components(graph, directed=False)
-    # renumber components by their smallest core point; non-core points form singleton components
-    core_idx = np.flatnonzero(core)
-    first = np.full(comp.max() + 1, n, dtype=np.int64)
-    np.minimum.at(first, comp[core_idx], core_idx)
-    used = np.flatnonzero(first < n)
-    rank = np.full(comp.max() + 1, -1, dtype=np.int64)
-    rank[used[np.argsort(first[used], kind="stable")]] = np.arange(len(used))
-    labels[core_idx] = rank[comp[core_idx]]
-    # border points: the lowest cluster number among their core neighbours
-    border = (~core[r]) & core[c]
-    if border.any():
-        best = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(best, r[border], labels[c[border]])
-        has = best < np.iinfo(np.int64).max
+    comp = connected_components(r[cc], c[cc], n)
+    roots, number = torch.unique(comp[core], return_inverse=True)   # roots ascending = smallest core point
+    labels[core] = number
+    border = ~core[r] & core[c]
+    if bool(border.any()):
+        big = torch.iinfo(torch.long).max
+        best = torch.full((n,), big, dtype=torch.long, device=rows.device)
+        best = best.scatter_reduce(0, r[border], labels[c[border]], reduce="amin")
+        has = best < big
         labels[has] = best[has]
-    return labels
+    return labels.cpu().numpy()

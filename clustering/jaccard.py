@@ -146,12 +146,10 @@ def _min_overlap(rows, cols, vals, n: int, max_elems: int):
     return torch.cat(out_i), torch.cat(out_j), torch.cat(out_s)
 
 
-def jaccard_distance(features: torch.Tensor, k1: int = 30, k2: int = 6, ranking: torch.Tensor | None = None,
-                     knn_backend: str = "auto", max_block_elems: int = 1 << 23) -> sp.csr_matrix:
-    """The k-reciprocal Jaccard distance of L2-normalised ``features`` (N x D), sparse (module docstring).
-
-    ``ranking`` (N x k1 neighbour indices, self first) may be given, e.g. to compare implementations
-    independently of the kNN's tie order; otherwise it is computed with :func:`clustering.knn`."""
+def jaccard_graph(features: torch.Tensor, k1: int = 30, k2: int = 6, ranking: torch.Tensor | None = None,
+                  knn_backend: str = "auto", max_block_elems: int = 1 << 23):
+    """The pairs with Jaccard distance < 1 as tensors (rows, cols, distances) on the features' device,
+    sorted by row then column. See :func:`jaccard_distance` for the arguments."""
     n = features.shape[0]
     features = features.float()
     if ranking is None:
@@ -171,7 +169,22 @@ def jaccard_distance(features: torch.Tensor, k1: int = 30, k2: int = 6, ranking:
         vcol, vval = _rows_to_padded(rows, cols, vals, n)
         rows, cols, vals = _query_expansion(vcol, vval, ranking, k2)
     i, j, s = _min_overlap(rows, cols, vals, n, max_block_elems)
-    d = (1 - s / (2 - s)).clamp_(min=0)
+    return i, j, (1 - s / (2 - s)).clamp_(min=0)
+
+
+def to_csr(i: torch.Tensor, j: torch.Tensor, d: torch.Tensor, n: int) -> sp.csr_matrix:
+    """Row-sorted pairs -> scipy CSR, explicit zeros kept."""
     counts = torch.bincount(i, minlength=n)
     indptr = np.concatenate([[0], np.cumsum(counts.cpu().numpy())])
     return sp.csr_matrix((d.cpu().numpy(), j.cpu().numpy(), indptr), shape=(n, n))
+
+
+def jaccard_distance(features: torch.Tensor, k1: int = 30, k2: int = 6, ranking: torch.Tensor | None = None,
+                     knn_backend: str = "auto", max_block_elems: int = 1 << 23) -> sp.csr_matrix:
+    """The k-reciprocal Jaccard distance of L2-normalised ``features`` (N x D), sparse (module docstring).
+
+    ``ranking`` (N x k1 neighbour indices, self first) may be given, e.g. to compare implementations
+    independently of the kNN's tie order; otherwise it is computed with :func:`clustering.knn`.
+    ``max_block_elems`` bounds the pairs handled at once, and so the peak memory."""
+    i, j, d = jaccard_graph(features, k1, k2, ranking, knn_backend, max_block_elems)
+    return to_csr(i, j, d, features.shape[0])

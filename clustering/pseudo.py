@@ -8,7 +8,7 @@ import torch
 from rich.progress import Progress
 
 from .dbscan import dbscan
-from .jaccard import jaccard_distance
+from .jaccard import jaccard_graph
 from .knn import knn
 
 
@@ -22,12 +22,12 @@ def pseudo_labels(features: torch.Tensor, k1: int = 30, k2: int = 6, eps: float 
         ranking = knn(features, k1, knn_backend)
         t1 = time.perf_counter()
         bar.update(task, advance=1, description="clustering: Jaccard distance")
-        dist = jaccard_distance(features, k1=k1, k2=k2, ranking=ranking)
+        i, j, d = jaccard_graph(features, k1=k1, k2=k2, ranking=ranking)
         t2 = time.perf_counter()
         bar.update(task, advance=1, description="clustering: DBSCAN")
-        labels = dbscan(dist, eps=eps, min_samples=min_samples)
+        labels = dbscan((i, j, d, features.shape[0]), eps=eps, min_samples=min_samples)
         t3 = time.perf_counter()
         bar.update(task, advance=1)
     info.update(num_clusters=int(labels.max() + 1) if labels.size else 0, num_outliers=int((labels < 0).sum()),
-                pairs=int(dist.nnz), knn_s=t1 - t0, jaccard_s=t2 - t1, dbscan_s=t3 - t2)
+                pairs=int(d.numel()), knn_s=t1 - t0, jaccard_s=t2 - t1, dbscan_s=t3 - t2)
     return labels, info

@@ -58,3 +58,21 @@ def test_no_core_point_gives_all_noise():
 def test_eps_must_be_below_one():
     with pytest.raises(ValueError):
         dbscan(sp.csr_matrix((3, 3)), 1.0, 2)
+
+
+def test_components_of_long_chains_and_torch_input():
+    import torch
+
+    from clustering.dbscan import connected_components
+    rng = np.random.default_rng(0)
+    perm = torch.from_numpy(rng.permutation(500))
+    u, v = perm[:-1], perm[1:]                                   # one chain through 500 shuffled points
+    keep = torch.ones(499, dtype=torch.bool)
+    keep[250] = False                                            # cut it in two
+    comp = connected_components(u[keep], v[keep], 500)
+    left, right = set(perm[:251].tolist()), set(perm[251:].tolist())
+    assert set(comp[list(left)].tolist()) == {min(left)} and set(comp[list(right)].tolist()) == {min(right)}
+    g = random_graph(150, 0.04, 11)
+    coo = g.tocoo()
+    as_tensors = (torch.from_numpy(coo.row).long(), torch.from_numpy(coo.col).long(), torch.from_numpy(coo.data), 150)
+    assert np.array_equal(dbscan(as_tensors, 0.4, 3), dbscan(g, 0.4, 3))
