@@ -14,6 +14,8 @@ N x N holding every pair with d < 1 (explicit zeros kept); an absent pair means 
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -65,12 +67,17 @@ def expanded_sets(ranking: torch.Tensor, k1: int, block: int = 2048) -> list[tor
     return blocks
 
 
-def _weights(features: torch.Tensor, sets: torch.Tensor, first_row: int) -> torch.Tensor:
-    """Step (c): softmax over S(i) of -(2 - 2 <f_i, f_j>), 0 at padding."""
-    f_i = features[first_row:first_row + sets.shape[0]]
-    f_j = features[sets.clamp(min=0)]                                      # b x m x D
-    dist = 2 - 2 * torch.einsum("bd,bmd->bm", f_i, f_j)
-    dist = dist.masked_fill(sets < 0, float("inf"))
+def _weights(features: torch.Tensor, sets: torch.Tensor, first_row: int, max_elems: int = 1 << 24) -> torch.Tensor:
+    """Step (c): softmax over S(i) of -(2 - 2 <f_i, f_j>), 0 at padding. The gathered neighbour
+    features (rows x m x D) are bounded by ``max_elems``."""
+    b, m = sets.shape
+    step = max(1, max_elems // max(1, m * features.shape[1]))
+    sims = torch.empty((b, m), dtype=features.dtype, device=features.device)
+    for s in range(0, b, step):
+        f_i = features[first_row + s:first_row + min(b, s + step)]
+        f_j = features[sets[s:s + step].clamp(min=0)]                      # rows x m x D
+        sims[s:s + step] = torch.einsum("bd,bmd->bm", f_i, f_j)
+    dist = (2 - 2 * sims).masked_fill(sets < 0, float("inf"))
     return torch.softmax(-dist, dim=1)
 
 
@@ -147,29 +154,40 @@ def _min_overlap(rows, cols, vals, n: int, max_elems: int):
 
 
 def jaccard_graph(features: torch.Tensor, k1: int = 30, k2: int = 6, ranking: torch.Tensor | None = None,
-                  knn_backend: str = "auto", max_block_elems: int = 1 << 23):
+                  knn_backend: str = "auto", max_block_elems: int = 1 << 23, phase=None):
     """The pairs with Jaccard distance < 1 as tensors (rows, cols, distances) on the features' device,
-    sorted by row then column. See :func:`jaccard_distance` for the arguments."""
+    sorted by row then column. See :func:`jaccard_distance` for the arguments. ``phase``, if given, is a
+    context-manager factory called with each phase's name (knn, reciprocal, weights, query_expansion,
+    jaccard), e.g. to time them."""
+    phase = phase or (lambda name: contextlib.nullcontext())
     n = features.shape[0]
     features = features.float()
     if ranking is None:
-        ranking = knn(features, k1, knn_backend)
+        with phase("knn"):
+            ranking = knn(features, k1, knn_backend)
     ranking = ranking.to(features.device).long()
-    rows, cols, vals = [], [], []
-    start = 0
-    for sets in expanded_sets(ranking, k1):
-        w = _weights(features, sets, start)
-        ok = sets >= 0
-        rows.append(torch.arange(start, start + sets.shape[0], device=sets.device)[:, None].expand_as(sets)[ok])
-        cols.append(sets[ok])
-        vals.append(w[ok])
-        start += sets.shape[0]
-    rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
+    with phase("reciprocal"):
+        blocks = expanded_sets(ranking, k1)
+    with phase("weights"):
+        rows, cols, vals = [], [], []
+        start = 0
+        for sets in blocks:
+            w = _weights(features, sets, start)
+            ok = sets >= 0
+            rows.append(torch.arange(start, start + sets.shape[0], device=sets.device)[:, None].expand_as(sets)[ok])
+            cols.append(sets[ok])
+            vals.append(w[ok])
+            start += sets.shape[0]
+        del blocks
+        rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
     if k2 != 1:
-        vcol, vval = _rows_to_padded(rows, cols, vals, n)
-        rows, cols, vals = _query_expansion(vcol, vval, ranking, k2)
-    i, j, s = _min_overlap(rows, cols, vals, n, max_block_elems)
-    return i, j, (1 - s / (2 - s)).clamp_(min=0)
+        with phase("query_expansion"):
+            vcol, vval = _rows_to_padded(rows, cols, vals, n)
+            rows, cols, vals = _query_expansion(vcol, vval, ranking, k2)
+            del vcol, vval
+    with phase("jaccard"):
+        i, j, s = _min_overlap(rows, cols, vals, n, max_block_elems)
+        return i, j, (1 - s / (2 - s)).clamp_(min=0)
 
 
 def to_csr(i: torch.Tensor, j: torch.Tensor, d: torch.Tensor, n: int) -> sp.csr_matrix:

@@ -152,7 +152,7 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None) -> list[di
             record["loss"] = train_epoch(model, memory, train_images, sampler, cfg, gen, optimizer, scaler,
                                          device, f"epoch {epoch}/{cfg.train.epochs}")
         with warnings.catch_warnings():      # an epoch without clusters made no optimizer step
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            warnings.filterwarnings("ignore", message="Detected call of")
             scheduler.step()
         record["train_s"] = round(time.perf_counter() - t2, 2)
         if epoch % cfg.test.eval_every == 0 or epoch == cfg.train.epochs:
