@@ -15,6 +15,7 @@ N x N holding every pair with d < 1 (explicit zeros kept); an absent pair means 
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 import scipy.sparse as sp
@@ -153,13 +154,27 @@ def _min_overlap(rows, cols, vals, n: int, max_elems: int):
     return torch.cat(out_i), torch.cat(out_j), torch.cat(out_s)
 
 
+def block_budget(device: torch.device, bytes_per_elem: int = 64, share: float = 0.125) -> int:
+    """Pairs handled at once in the Jaccard sums: a share of the device's free memory (each pair costs
+    about ``bytes_per_elem`` in temporaries), between 2^16 and 2^24."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+    else:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            free = 4 << 30
+    return int(min(1 << 24, max(1 << 16, free * share / bytes_per_elem)))
+
+
 def jaccard_graph(features: torch.Tensor, k1: int = 30, k2: int = 6, ranking: torch.Tensor | None = None,
-                  knn_backend: str = "auto", max_block_elems: int = 1 << 23, phase=None):
+                  knn_backend: str = "auto", max_block_elems: int | None = None, phase=None):
     """The pairs with Jaccard distance < 1 as tensors (rows, cols, distances) on the features' device,
     sorted by row then column. See :func:`jaccard_distance` for the arguments. ``phase``, if given, is a
     context-manager factory called with each phase's name (knn, reciprocal, weights, query_expansion,
     jaccard), e.g. to time them."""
     phase = phase or (lambda name: contextlib.nullcontext())
+    max_block_elems = max_block_elems or block_budget(features.device)
     n = features.shape[0]
     features = features.float()
     if ranking is None:
@@ -198,11 +213,12 @@ def to_csr(i: torch.Tensor, j: torch.Tensor, d: torch.Tensor, n: int) -> sp.csr_
 
 
 def jaccard_distance(features: torch.Tensor, k1: int = 30, k2: int = 6, ranking: torch.Tensor | None = None,
-                     knn_backend: str = "auto", max_block_elems: int = 1 << 23) -> sp.csr_matrix:
+                     knn_backend: str = "auto", max_block_elems: int | None = None) -> sp.csr_matrix:
     """The k-reciprocal Jaccard distance of L2-normalised ``features`` (N x D), sparse (module docstring).
 
     ``ranking`` (N x k1 neighbour indices, self first) may be given, e.g. to compare implementations
     independently of the kNN's tie order; otherwise it is computed with :func:`clustering.knn`.
-    ``max_block_elems`` bounds the pairs handled at once, and so the peak memory."""
+    ``max_block_elems`` bounds the pairs handled at once, and so the peak memory; by default it adapts
+    to the free memory of the features' device (:func:`block_budget`)."""
     i, j, d = jaccard_graph(features, k1, k2, ranking, knn_backend, max_block_elems)
     return to_csr(i, j, d, features.shape[0])

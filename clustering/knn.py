@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,51 @@ def self_first(ranking: torch.Tensor) -> torch.Tensor:
     return torch.cat([own, rest[:, : k - 1]], dim=1)
 
 
+def knn_faiss_approximate(features: torch.Tensor, k: int, kind: str, faiss) -> torch.Tensor:
+    """faiss IVF (nlist ~ 4 sqrt(N), 32 probes) or HNSW (32 links, efSearch 128), inner product."""
+    x = features.detach().float().cpu().contiguous().numpy()
+    n, d = x.shape
+    if kind == "ivf":
+        nlist = max(1, int(4 * n ** 0.5))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        index.train(x[rng.choice(n, size=min(n, 64 * nlist), replace=False)])
+        index.nprobe = min(nlist, 32)
+    else:
+        index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = max(128, 2 * k)
+    index.add(x)
+    _, idx = index.search(x, k)
+    idx = np.where(idx < 0, np.arange(n)[:, None], idx)        # unfilled slots (rare): self
+    return torch.from_numpy(idx).long().to(features.device)
+
+
+def recall_at_k(features: torch.Tensor, ranking: torch.Tensor, samples: int = 1000, seed: int = 0) -> float:
+    """Fraction of the exact k nearest neighbours found, measured on a random sample of points."""
+    n, k = ranking.shape
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(n, generator=g)[: min(samples, n)].to(features.device)
+    exact = (features[pick] @ features.T).topk(k, dim=1).indices
+    found = (exact[:, :, None] == ranking[pick][:, None, :]).any(-1).float().mean()
+    return float(found)
+
+
 def knn(features: torch.Tensor, k: int, backend: str = "auto") -> torch.Tensor:
-    """N x k neighbour indices (int64, on the features' device), nearest first, self in column 0."""
+    """N x k neighbour indices (int64, on the features' device), nearest first, self in column 0.
+
+    backend: ``auto`` (exact faiss Flat when faiss is installed, else exact torch), ``faiss``,
+    ``torch``, or the approximate ``faiss-ivf`` / ``faiss-hnsw`` for very large N (their measured
+    recall is logged)."""
     k = min(k, features.shape[0])
-    faiss = _faiss() if backend in ("auto", "faiss") else None
-    if backend == "faiss" and faiss is None:
-        raise ImportError("knn backend 'faiss' asked for, but faiss is not installed (pip install faiss-cpu)")
-    ranking = knn_faiss(features, k, faiss) if faiss is not None else knn_torch(features, k)
+    if backend not in ("auto", "faiss", "torch", "faiss-ivf", "faiss-hnsw"):
+        raise ValueError(f"unknown knn backend {backend!r}: auto, faiss, torch, faiss-ivf or faiss-hnsw")
+    faiss = _faiss() if backend != "torch" else None
+    if backend != "auto" and backend != "torch" and faiss is None:
+        raise ImportError(f"knn backend {backend!r} asked for, but faiss is not installed (pip install faiss-cpu)")
+    if backend in ("faiss-ivf", "faiss-hnsw"):
+        ranking = knn_faiss_approximate(features, k, backend.split("-")[1], faiss)
+        log.info("approximate kNN (%s): recall@%d %.3f on 1000 sampled points", backend, k,
+                 recall_at_k(features, ranking))
+    else:
+        ranking = knn_faiss(features, k, faiss) if faiss is not None else knn_torch(features, k)
     return self_first(ranking)

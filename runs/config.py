@@ -42,7 +42,7 @@ class ClusterConfig:
     k2: int = 6
     eps: float = 0.4
     min_samples: int = 4
-    knn: str = "auto"                    # auto (faiss if installed) | faiss | torch
+    knn: str = "auto"                    # auto (faiss if installed) | faiss | torch | faiss-ivf | faiss-hnsw
 
 
 @dataclass

@@ -94,7 +94,7 @@ def test_no_dense_n_by_n_allocation(tmp_path):
         "g = torch.Generator().manual_seed(0)\n"
         "c = torch.randn(1000, 32, generator=g)\n"
         "x = F.normalize(c.repeat_interleave(20, 0) + 0.3 * torch.randn(20000, 32, generator=g), dim=1)\n"
-        "d = jaccard_distance(x, k1=20, k2=6, knn_backend='torch')\n"
+        "d = jaccard_distance(x, k1=20, k2=6, knn_backend='torch', max_block_elems=1 << 22)\n"
         "labels = dbscan(d, 0.4, 4)\n"
         "assert d.shape == (20000, 20000) and labels.max() > 500, labels.max()\n")
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -102,3 +102,19 @@ def test_no_dense_n_by_n_allocation(tmp_path):
                    "PYTHONPATH": str(root)})
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     assert peak_mb < 1200, peak_mb        # torch alone is ~550 MB; with one N x N array it would be > 2100
+
+
+@pytest.mark.parametrize("backend", ["faiss-ivf", "faiss-hnsw"])
+def test_approximate_knn_has_high_recall(backend):
+    pytest.importorskip("faiss")
+    from clustering.knn import recall_at_k
+    x = clustered(200, [15] * 200, dim=64, seed=6)
+    r = knn(x, 10, backend=backend)
+    assert (r[:, 0] == torch.arange(len(x))).all()
+    assert recall_at_k(x, r) > 0.95
+
+
+def test_block_budget_is_bounded():
+    from clustering.jaccard import block_budget
+    b = block_budget(torch.device("cpu"))
+    assert (1 << 16) <= b <= (1 << 24)
