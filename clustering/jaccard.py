@@ -115,8 +115,9 @@ def _query_expansion(vcol: torch.Tensor, vval: torch.Tensor, ranking: torch.Tens
     return torch.cat(out_r), torch.cat(out_c), torch.cat(out_v)
 
 
-def _min_overlap(rows, cols, vals, n: int, max_elems: int):
-    """Step (e)'s s(i, j) = sum_k min(V[i, k], V[j, k]) for all pairs with s > 0, in row blocks.
+def _min_overlap(rows, cols, vals, n: int, max_elems: int, n_rows: int | None = None):
+    """Step (e)'s s(i, j) = sum_k min(V[i, k], V[j, k]) for all pairs with s > 0 (for the first
+    ``n_rows`` rows i only, when given), in row blocks.
 
     Each entry (i, k) meets every entry (j, k) of its column; the pairs of one block of rows are
     summed in a (rows x N) buffer whose size, like the number of pairs, is bounded by ``max_elems``."""
@@ -132,11 +133,11 @@ def _min_overlap(rows, cols, vals, n: int, max_elems: int):
     cum_pairs = torch.cumsum(pairs_per_row, 0).cpu()
     out_i, out_j, out_s = [], [], []
     buffer = torch.empty(min(n, max(1, max_elems // n)) * n, dtype=vals.dtype, device=dev)  # reused: no churn
-    a = 0
-    while a < n:
+    a, n_rows = 0, n if n_rows is None else n_rows
+    while a < n_rows:
         base = int(cum_pairs[a - 1]) if a else 0
         by_pairs = int(torch.searchsorted(cum_pairs, torch.tensor(base + max_elems), right=True))
-        b = min(n, max(a + 1, by_pairs), a + max(1, max_elems // n))
+        b = min(n_rows, max(a + 1, by_pairs), a + max(1, max_elems // n))
         e0, e1 = int(crow[a]), int(crow[b])
         r_e, k_e, v_e = rows[e0:e1], cols[e0:e1], vals[e0:e1]
         lens = ccount[k_e]

@@ -29,12 +29,18 @@ def extract_features(model: torch.nn.Module, images: torch.Tensor, device: torch
 
 
 def evaluate_model(model: torch.nn.Module, query_images: torch.Tensor, gallery_images: torch.Tensor, query, gallery,
-                   device: torch.device, batch_size: int = 256, flip: bool = False) -> dict:
-    """Extract query and gallery features and score them: mAP, rank1/5/10, mINP (fractions)."""
+                   device: torch.device, batch_size: int = 256, flip: bool = False, rerank: dict | None = None) -> dict:
+    """Extract query and gallery features and score them: mAP, rank1/5/10, mINP (fractions).
+
+    ``rerank`` (keyword arguments of :func:`evaluation.rerank.re_ranking`) re-ranks the distances first."""
     from .metrics import evaluate, pairwise_distance
     qf = extract_features(model, query_images, device, batch_size, flip, "query features")
     gf = extract_features(model, gallery_images, device, batch_size, flip, "gallery features")
-    r = evaluate(pairwise_distance(qf, gf), [s.pid for s in query], [s.pid for s in gallery],
+    dist = pairwise_distance(qf, gf)
+    if rerank is not None:
+        from .rerank import re_ranking
+        dist = re_ranking(dist, pairwise_distance(qf, qf), pairwise_distance(gf, gf), **rerank)
+    r = evaluate(dist, [s.pid for s in query], [s.pid for s in gallery],
                  [s.camid for s in query], [s.camid for s in gallery])
     return {"mAP": r["mAP"], "rank1": float(r["cmc"][0]), "rank5": float(r["cmc"][4]),
             "rank10": float(r["cmc"][9]), "mINP": r["mINP"]}

@@ -80,6 +80,10 @@ class TestConfig:
     eval_initial: bool = True            # evaluate the model before training (epoch 0)
     batch_size: int = 256
     flip: bool = False
+    rerank: bool = False                 # k-reciprocal re-ranking (Zhong et al. 2017) of query x gallery
+    rerank_k1: int = 20
+    rerank_k2: int = 6
+    rerank_lambda: float = 0.3
 
 
 @dataclass

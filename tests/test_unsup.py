@@ -94,3 +94,8 @@ def test_imagenet_weights_unavailable_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
     with pytest.raises(ReIDError, match="model.pretrained=none"):
         build_model("resnet18", pretrained="imagenet")
+
+
+def test_evaluate_with_rerank(tmp_path, tiny_root):
+    records = run(tmp_path, tiny_root, "rr", "--epochs", "1", "--set", "test.rerank=true", "--set", "test.rerank_k1=8")
+    assert 0 < records[-1]["mAP"] <= 1

@@ -11,7 +11,7 @@ from runs.checkpoint import load_model_state
 from runs.config import Config
 from runs.run import resolve_device
 
-from .trainer import model_from_config
+from .trainer import model_from_config, rerank_options
 
 log = logging.getLogger("reid.evaluate")
 
@@ -26,7 +26,8 @@ def evaluate_checkpoint(cfg: Config, ckpt: dict) -> dict:
     size = (cfg.data.height, cfg.data.width, cfg.data.workers)
     q = load_images([s.path for s in ds.query], *size, description="query images")
     g = load_images([s.path for s in ds.gallery], *size, description="gallery images")
-    r = evaluate_model(model, q, g, ds.query, ds.gallery, device, cfg.test.batch_size, cfg.test.flip)
+    r = evaluate_model(model, q, g, ds.query, ds.gallery, device, cfg.test.batch_size, cfg.test.flip,
+                       rerank_options(cfg))
     log.info("%s (epoch %s) on %s: mAP %.1f%%, rank-1 %.1f%%, rank-5 %.1f%%, rank-10 %.1f%%, mINP %.1f%%",
              ckpt["path"], ckpt.get("epoch"), ds.name, 100 * r["mAP"], 100 * r["rank1"], 100 * r["rank5"],
              100 * r["rank10"], 100 * r["mINP"])

@@ -63,6 +63,11 @@ def model_from_config(cfg: Config, device: torch.device) -> torch.nn.Module:
     return build_model(m.name, pretrained=m.pretrained, last_stride=m.last_stride, pooling=m.pooling).to(device)
 
 
+def rerank_options(cfg: Config) -> dict | None:
+    t = cfg.test
+    return dict(k1=t.rerank_k1, k2=t.rerank_k2, lambda_value=t.rerank_lambda) if t.rerank else None
+
+
 def train_epoch(model, memory, images, sampler, cfg: Config, gen: torch.Generator, optimizer, scaler,
                 device: torch.device, title: str) -> float:
     model.train()
@@ -109,7 +114,7 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None) -> list[di
     def evaluate() -> dict:
         t = time.perf_counter()
         r = evaluate_model(model, query_images, gallery_images, ds.query, ds.gallery, device,
-                           cfg.test.batch_size, cfg.test.flip)
+                           cfg.test.batch_size, cfg.test.flip, rerank_options(cfg))
         r["eval_s"] = round(time.perf_counter() - t, 2)
         return r
 
