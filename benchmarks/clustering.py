@@ -128,8 +128,8 @@ def run(n: int, device: torch.device, dense_max: int, k1: int, k2: int, eps: flo
     x = clustered_features(n, 2048, device)
     meter = Meter(device, {"N": n, "impl": "sparse", "device": str(device)})
     with meter("knn"):
-        ranking = knn(x, k1)
-    i, j, d = jaccard_graph(x, k1, k2, ranking=ranking, phase=meter)
+        ranking, sims = knn(x, k1, return_sims=True)
+    i, j, d = jaccard_graph(x, k1, k2, ranking=ranking, ranking_sims=sims, phase=meter)
     with meter("dbscan"):
         labels = dbscan((i, j, d, n), eps, min_samples)
     sparse_s = sum(r["seconds"] for r in meter.rows)

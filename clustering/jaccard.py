@@ -68,17 +68,28 @@ def expanded_sets(ranking: torch.Tensor, k1: int, block: int = 2048) -> list[tor
     return blocks
 
 
-def _weights(features: torch.Tensor, sets: torch.Tensor, first_row: int, max_elems: int = 1 << 24) -> torch.Tensor:
-    """Step (c): softmax over S(i) of -(2 - 2 <f_i, f_j>), 0 at padding. The gathered neighbour
-    features (rows x m x D) are bounded by ``max_elems``."""
+def _weights(features: torch.Tensor, sets: torch.Tensor, first_row: int, ranking: torch.Tensor | None = None,
+             sims: torch.Tensor | None = None, max_elems: int = 1 << 24) -> torch.Tensor:
+    """Step (c): softmax over S(i) of -(2 - 2 <f_i, f_j>), 0 at padding.
+
+    Inner products already known from the kNN search (``ranking``, ``sims``) are looked up -- most of
+    S(i) lies in i's own k1 nearest neighbours; the others are computed from the features."""
     b, m = sets.shape
-    step = max(1, max_elems // max(1, m * features.shape[1]))
-    sims = torch.empty((b, m), dtype=features.dtype, device=features.device)
-    for s in range(0, b, step):
-        f_i = features[first_row + s:first_row + min(b, s + step)]
-        f_j = features[sets[s:s + step].clamp(min=0)]                      # rows x m x D
-        sims[s:s + step] = torch.einsum("bd,bmd->bm", f_i, f_j)
-    dist = (2 - 2 * sims).masked_fill(sets < 0, float("inf"))
+    valid = sets >= 0
+    prod = torch.zeros((b, m), dtype=features.dtype, device=features.device)
+    todo = valid
+    if ranking is not None and sims is not None:
+        r, sv = ranking[first_row:first_row + b], sims[first_row:first_row + b].to(features.dtype)
+        hit = sets[:, :, None] == r[:, None, :]                               # b x m x k1
+        found = hit.any(-1) & valid
+        prod = torch.where(found, (hit * sv[:, None, :]).sum(-1), prod)
+        todo = valid & ~found
+    rows, cols = torch.nonzero(todo, as_tuple=True)
+    step = max(1, max_elems // features.shape[1])
+    for s in range(0, rows.numel(), step):
+        i, j = rows[s:s + step], cols[s:s + step]
+        prod[i, j] = (features[first_row + i] * features[sets[i, j]]).sum(1)
+    dist = (2 - 2 * prod).masked_fill(~valid, float("inf"))
     return torch.softmax(-dist, dim=1)
 
 
@@ -157,7 +168,7 @@ def _min_overlap(rows, cols, vals, n: int, max_elems: int, n_rows: int | None = 
 
 def block_budget(device: torch.device, bytes_per_elem: int = 64, share: float = 0.125) -> int:
     """Pairs handled at once in the Jaccard sums: a share of the device's free memory (each pair costs
-    about ``bytes_per_elem`` in temporaries), between 2^16 and 2^24."""
+    about ``bytes_per_elem`` in temporaries), between 2^16 and 2^23 (larger blocks measured slower on a CPU)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
     else:
@@ -165,22 +176,24 @@ def block_budget(device: torch.device, bytes_per_elem: int = 64, share: float = 
             free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):
             free = 4 << 30
-    return int(min(1 << 24, max(1 << 16, free * share / bytes_per_elem)))
+    return int(min(1 << 23, max(1 << 16, free * share / bytes_per_elem)))
 
 
 def jaccard_graph(features: torch.Tensor, k1: int = 30, k2: int = 6, ranking: torch.Tensor | None = None,
-                  knn_backend: str = "auto", max_block_elems: int | None = None, phase=None):
+                  knn_backend: str = "auto", max_block_elems: int | None = None, phase=None,
+                  ranking_sims: torch.Tensor | None = None):
     """The pairs with Jaccard distance < 1 as tensors (rows, cols, distances) on the features' device,
     sorted by row then column. See :func:`jaccard_distance` for the arguments. ``phase``, if given, is a
     context-manager factory called with each phase's name (knn, reciprocal, weights, query_expansion,
-    jaccard), e.g. to time them."""
+    jaccard), e.g. to time them. ``ranking_sims``: the inner products of ``ranking`` (from the kNN
+    search), which spare most of the weights' feature gathers."""
     phase = phase or (lambda name: contextlib.nullcontext())
     max_block_elems = max_block_elems or block_budget(features.device)
     n = features.shape[0]
     features = features.float()
     if ranking is None:
         with phase("knn"):
-            ranking = knn(features, k1, knn_backend)
+            ranking, ranking_sims = knn(features, k1, knn_backend, return_sims=True)
     ranking = ranking.to(features.device).long()
     with phase("reciprocal"):
         blocks = expanded_sets(ranking, k1)
@@ -188,7 +201,7 @@ def jaccard_graph(features: torch.Tensor, k1: int = 30, k2: int = 6, ranking: to
         rows, cols, vals = [], [], []
         start = 0
         for sets in blocks:
-            w = _weights(features, sets, start)
+            w = _weights(features, sets, start, ranking, ranking_sims)
             ok = sets >= 0
             rows.append(torch.arange(start, start + sets.shape[0], device=sets.device)[:, None].expand_as(sets)[ok])
             cols.append(sets[ok])

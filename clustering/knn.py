@@ -21,38 +21,43 @@ def _faiss():
         return None
 
 
-def knn_torch(features: torch.Tensor, k: int, block: int = 1024) -> torch.Tensor:
+def knn_torch(features: torch.Tensor, k: int, block: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     n = features.shape[0]
-    out = torch.empty((n, k), dtype=torch.long, device=features.device)
+    idx = torch.empty((n, k), dtype=torch.long, device=features.device)
+    val = torch.empty((n, k), dtype=features.dtype, device=features.device)
     for s in range(0, n, block):
-        sims = features[s:s + block] @ features.T
-        out[s:s + block] = sims.topk(k, dim=1).indices
-    return out
+        top = (features[s:s + block] @ features.T).topk(k, dim=1)
+        idx[s:s + block], val[s:s + block] = top.indices, top.values
+    return idx, val
 
 
-def knn_faiss(features: torch.Tensor, k: int, faiss) -> torch.Tensor:
+def knn_faiss(features: torch.Tensor, k: int, faiss) -> tuple[torch.Tensor, torch.Tensor]:
     x = features.detach().float().cpu().contiguous().numpy()
     index = faiss.IndexFlatIP(x.shape[1])
     if features.is_cuda and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), features.device.index or 0, index)
     index.add(x)
-    _, idx = index.search(x, k)
-    return torch.from_numpy(idx).long().to(features.device)
+    sims, idx = index.search(x, k)
+    return torch.from_numpy(idx).long().to(features.device), torch.from_numpy(sims).to(features.device)
 
 
-def self_first(ranking: torch.Tensor) -> torch.Tensor:
-    """Put each row's own index in column 0 (ties between duplicates may have put another first)."""
+def self_first(ranking: torch.Tensor, sims: torch.Tensor | None = None, self_sims: torch.Tensor | None = None):
+    """Put each row's own index in column 0 (ties between duplicates may have put another first).
+
+    With ``sims`` (the similarities of ``ranking``) and ``self_sims`` (N), returns both, reordered alike."""
     n, k = ranking.shape
     own = torch.arange(n, device=ranking.device)[:, None]
     is_self = ranking == own
     rest = ranking.masked_fill(is_self, -1)
     # stable order of the others, self removed, then prepend self and drop the overflow
-    order = torch.argsort((rest < 0).to(torch.int8), dim=1, stable=True)
-    rest = rest.gather(1, order)
-    return torch.cat([own, rest[:, : k - 1]], dim=1)
+    order = torch.argsort((rest < 0).to(torch.int8), dim=1, stable=True)[:, : k - 1]
+    out = torch.cat([own, rest.gather(1, order)], dim=1)
+    if sims is None:
+        return out
+    return out, torch.cat([self_sims[:, None].to(sims.dtype), sims.gather(1, order)], dim=1)
 
 
-def knn_faiss_approximate(features: torch.Tensor, k: int, kind: str, faiss) -> torch.Tensor:
+def knn_faiss_approximate(features: torch.Tensor, k: int, kind: str, faiss) -> tuple[torch.Tensor, torch.Tensor]:
     """faiss IVF (nlist ~ 4 sqrt(N), 32 probes) or HNSW (32 links, efSearch 128), inner product."""
     x = features.detach().float().cpu().contiguous().numpy()
     n, d = x.shape
@@ -66,9 +71,11 @@ def knn_faiss_approximate(features: torch.Tensor, k: int, kind: str, faiss) -> t
         index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = max(128, 2 * k)
     index.add(x)
-    _, idx = index.search(x, k)
-    idx = np.where(idx < 0, np.arange(n)[:, None], idx)        # unfilled slots (rare): self
-    return torch.from_numpy(idx).long().to(features.device)
+    sims, idx = index.search(x, k)
+    missing = idx < 0                                          # unfilled slots (rare): self
+    idx = np.where(missing, np.arange(n)[:, None], idx)
+    sims = np.where(missing, (x * x).sum(1)[:, None], sims)
+    return torch.from_numpy(idx).long().to(features.device), torch.from_numpy(sims).to(features.device)
 
 
 def recall_at_k(features: torch.Tensor, ranking: torch.Tensor, samples: int = 1000, seed: int = 0) -> float:
@@ -81,8 +88,9 @@ def recall_at_k(features: torch.Tensor, ranking: torch.Tensor, samples: int = 10
     return float(found)
 
 
-def knn(features: torch.Tensor, k: int, backend: str = "auto") -> torch.Tensor:
-    """N x k neighbour indices (int64, on the features' device), nearest first, self in column 0.
+def knn(features: torch.Tensor, k: int, backend: str = "auto", return_sims: bool = False):
+    """N x k neighbour indices (int64, on the features' device), nearest first, self in column 0;
+    with ``return_sims`` also their inner products (N x k).
 
     backend: ``auto`` (exact faiss Flat when faiss is installed, else exact torch), ``faiss``,
     ``torch``, or the approximate ``faiss-ivf`` / ``faiss-hnsw`` for very large N (their measured
@@ -94,9 +102,11 @@ def knn(features: torch.Tensor, k: int, backend: str = "auto") -> torch.Tensor:
     if backend != "auto" and backend != "torch" and faiss is None:
         raise ImportError(f"knn backend {backend!r} asked for, but faiss is not installed (pip install faiss-cpu)")
     if backend in ("faiss-ivf", "faiss-hnsw"):
-        ranking = knn_faiss_approximate(features, k, backend.split("-")[1], faiss)
+        ranking, sims = knn_faiss_approximate(features, k, backend.split("-")[1], faiss)
         log.info("approximate kNN (%s): recall@%d %.3f on 1000 sampled points", backend, k,
                  recall_at_k(features, ranking))
     else:
-        ranking = knn_faiss(features, k, faiss) if faiss is not None else knn_torch(features, k)
-    return self_first(ranking)
+        ranking, sims = knn_faiss(features, k, faiss) if faiss is not None else knn_torch(features, k)
+    if not return_sims:
+        return self_first(ranking)
+    return self_first(ranking, sims, (features * features).sum(1))

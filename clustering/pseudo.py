@@ -19,10 +19,10 @@ def pseudo_labels(features: torch.Tensor, k1: int = 30, k2: int = 6, eps: float 
     with Progress(transient=True) as bar:
         task = bar.add_task("clustering: kNN", total=3)
         t0 = time.perf_counter()
-        ranking = knn(features, k1, knn_backend)
+        ranking, sims = knn(features, k1, knn_backend, return_sims=True)
         t1 = time.perf_counter()
         bar.update(task, advance=1, description="clustering: Jaccard distance")
-        i, j, d = jaccard_graph(features, k1=k1, k2=k2, ranking=ranking)
+        i, j, d = jaccard_graph(features, k1=k1, k2=k2, ranking=ranking, ranking_sims=sims)
         t2 = time.perf_counter()
         bar.update(task, advance=1, description="clustering: DBSCAN")
         labels = dbscan((i, j, d, features.shape[0]), eps=eps, min_samples=min_samples)
