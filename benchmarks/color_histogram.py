@@ -13,7 +13,6 @@ import json
 import os
 import time
 
-import numpy as np
 import torch
 
 from data import build_dataset

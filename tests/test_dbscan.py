@@ -11,8 +11,7 @@ def random_graph(n, density, seed):
     rng = np.random.default_rng(seed)
     a = sp.random(n, n, density=density, random_state=rng, format="coo")
     a.data = rng.uniform(0, 1, a.nnz)
-    a = sp.csr_matrix(a.minimum(a.T) + a.minimum(a.T).T * 0)     # symmetric pattern is not required
-    sym = (a + a.T) / 2
+    sym = (a + a.T) / 2                                          # distances are symmetric
     sym.setdiag(0)
     return sp.csr_matrix(sym)
 

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from evaluation.rerank import re_ranking
 from tests.reference import re_ranking_loop
