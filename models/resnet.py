@@ -87,13 +87,39 @@ def load_matching(module: nn.Module, state: dict, source: str) -> list[str]:
     return not_loaded
 
 
+def place_attention(layer4: nn.Sequential, spec: str, args: dict, blocks: str, feature_size: tuple[int, int]) -> None:
+    """Replace the 3x3 convolution (conv2) of the last stage's residual blocks with attention blocks
+    (all of them, or the last one); a strided conv2 becomes the block followed by 2x2 average pooling."""
+    if blocks not in ("all", "last"):
+        raise ConfigError(f"model.attention_blocks: 'all' or 'last', not {blocks!r}")
+    from .attention import build_block
+    chosen = list(layer4) if blocks == "all" else [layer4[-1]]
+    for block in chosen:
+        conv = block.conv2
+        att = build_block(spec, conv.out_channels, *feature_size, **args)
+        block.conv2 = nn.Sequential(att, nn.AvgPool2d(conv.stride)) if conv.stride != (1, 1) else att
+
+
 class ReIDResNet(nn.Module):
     def __init__(self, arch: str = "resnet50", pretrained: str = "imagenet", last_stride: int = 1,
-                 pooling: str = "gem", num_classes: int = 0):
+                 pooling: str = "gem", num_classes: int = 0, attention: str = "", attention_args: dict | None = None,
+                 attention_placement: str = "conv2", attention_blocks: str = "all",
+                 input_size: tuple[int, int] = (256, 128)):
         super().__init__()
         ctor, _, dim = _TORCHVISION[arch]
         net = ctor(weights=None)
         set_last_stride(net.layer4, last_stride)
+        stride = 16 if last_stride == 1 else 32
+        feature_size = (max(1, input_size[0] // stride), max(1, input_size[1] // stride))
+        self.after = nn.Identity()
+        if attention:
+            if attention_placement == "conv2":
+                place_attention(net.layer4, attention, attention_args or {}, attention_blocks, feature_size)
+            elif attention_placement == "after":
+                from .attention import build_block
+                self.after = build_block(attention, dim, *feature_size, **(attention_args or {}))
+            else:
+                raise ConfigError(f"model.attention_placement: 'conv2' or 'after', not {attention_placement!r}")
         self.arch = arch
         self.base = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
                                   net.layer1, net.layer2, net.layer3, net.layer4)
@@ -119,7 +145,7 @@ class ReIDResNet(nn.Module):
             nn.init.normal_(self.classifier.weight, std=0.001)
 
     def forward(self, x: torch.Tensor):
-        feat = self.pool(self.base(x))
+        feat = self.pool(self.after(self.base(x)))
         emb = self.neck(feat)
         if not self.training:
             return F.normalize(emb, dim=1)

@@ -34,6 +34,10 @@ class ModelConfig:
     pretrained: str = "imagenet"         # imagenet | none | path to a state dict
     last_stride: int = 1
     pooling: str = "gem"
+    attention: str = ""                  # a registered block (pla, hla, pla+hla, dla, mla) or package.module:Class
+    attention_args: dict = field(default_factory=dict)   # keyword arguments of the block
+    attention_placement: str = "conv2"   # conv2 (replaces the last stage's 3x3 convs) | after (on its output)
+    attention_blocks: str = "all"        # with conv2: all residual blocks of the last stage, or the last one
 
 
 @dataclass
@@ -128,6 +132,12 @@ def _coerce(value: Any, typ, key: str):
         return typ(num)
     if typ is str:
         return "" if value is None else str(value)
+    if typ is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return value
     raise ConfigError(f"{key}: unsupported type")
 
 
@@ -140,7 +150,9 @@ def _apply(obj, values: dict, prefix: str = "") -> None:
             valid = [f"{prefix}{n}" for n in names]
             raise ConfigError(f"unknown config key {key!r}{closest(key, valid)}; valid keys here: {', '.join(valid)}")
         cur = getattr(obj, k)
-        if dataclasses.is_dataclass(cur):
+        if isinstance(cur, dict) and isinstance(v, dict):
+            setattr(obj, k, {**cur, **v})
+        elif dataclasses.is_dataclass(cur):
             if not isinstance(v, dict):
                 raise ConfigError(f"{key}: expected a mapping of its keys, got {v!r}")
             _apply(cur, v, key + ".")

@@ -60,7 +60,10 @@ def load_data(cfg: Config, device: torch.device):
 
 def model_from_config(cfg: Config, device: torch.device) -> torch.nn.Module:
     m = cfg.model
-    return build_model(m.name, pretrained=m.pretrained, last_stride=m.last_stride, pooling=m.pooling).to(device)
+    return build_model(m.name, pretrained=m.pretrained, last_stride=m.last_stride, pooling=m.pooling,
+                       attention=m.attention, attention_args=m.attention_args,
+                       attention_placement=m.attention_placement, attention_blocks=m.attention_blocks,
+                       input_size=(cfg.data.height, cfg.data.width)).to(device)
 
 
 def rerank_options(cfg: Config) -> dict | None:
