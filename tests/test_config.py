@@ -42,3 +42,18 @@ def test_all_recipes_parse():
         read_recipe(p)
         build_config(p)
     assert "cluster.eps" in all_keys()
+
+
+def test_mla_recipe_has_the_papers_settings():
+    cfg = build_config("mla_market1501")
+    t = cfg.train
+    assert cfg.model.attention == "mla" and cfg.model.name == "resnet50" and cfg.model.pretrained == "imagenet"
+    assert (t.num_ids, t.num_instances, t.lr, t.step_size, t.gamma, t.epochs) == (8, 8, 1.6e-4, 20, 0.1, 50)
+    assert (cfg.cluster.eps, cfg.cluster.min_samples, cfg.data.height, cfg.data.width) == (0.4, 4, 256, 128)
+    assert (cfg.memory.update, cfg.memory.init) == ("hard", "random")
+
+
+def test_dict_keys_merge():
+    cfg = build_config(None, [parse_override("model.attention_args.reduction=8"),
+                              parse_override("model.attention_args.heads=2")])
+    assert cfg.model.attention_args == {"reduction": 8, "heads": 2}
