@@ -24,6 +24,7 @@ from data import build_dataset
 from data.augment import train_augment
 from data.images import load_images
 from data.samplers import PseudoLabelSampler
+from errors import ConfigError
 from evaluation import evaluate_model, extract_features
 from memory import ClusterMemory
 from models import build_model
@@ -42,7 +43,6 @@ def build_optimizer(model: torch.nn.Module, cfg: Config):
     elif cfg.train.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, momentum=0.9)
     else:
-        from errors import ConfigError
         raise ConfigError(f"train.optimizer: 'adam' or 'sgd', not {cfg.train.optimizer!r}")
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.train.step_size, gamma=cfg.train.gamma)
     return opt, sched
