@@ -2,6 +2,7 @@
 
   python main.py --mode unsup --dataset market1501
   python main.py --mode unsup --config runs/recipes/demo.yaml
+  python main.py --mode supervised --dataset market1501 --config runs/recipes/bot_market1501.yaml
   python main.py --mode evaluate --checkpoint outputs/RUN/best.pt
   python main.py --mode unsup --resume outputs/RUN
 """
@@ -13,13 +14,13 @@ import sys
 
 from errors import ReIDError
 
-DEFAULT_RECIPE = {"unsup": "cluster_contrast_resnet50.yaml"}
+DEFAULT_RECIPE = {"unsup": "cluster_contrast_resnet50.yaml", "supervised": "bot_market1501.yaml"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Person re-identification: unsupervised (Cluster Contrast) training "
-                                            "and evaluation.")
-    p.add_argument("--mode", choices=["unsup", "evaluate"], default="unsup")
+    p = argparse.ArgumentParser(description="Person re-identification: unsupervised (Cluster Contrast) and "
+                                            "supervised (Bag of Tricks, DAAF) training, and evaluation.")
+    p.add_argument("--mode", choices=["unsup", "supervised", "evaluate"], default="unsup")
     p.add_argument("--config", help="recipe YAML (a path, or a name in runs/recipes/)")
     p.add_argument("--dataset", help="dataset name (data.dataset)")
     p.add_argument("--data-root", help="folder holding the datasets (data.root; default env REID_DATA, else ./data)")
@@ -68,10 +69,15 @@ def run(args) -> None:
     else:
         ckpt = None
         cfg = build_config(args.config or DEFAULT_RECIPE[args.mode], overrides(args))
+        cfg.mode = args.mode
         run_dir = make_run_dir(cfg)
     setup_logging(run_dir)
-    from unsup.trainer import run_unsup
-    run_unsup(cfg, run_dir, resume=ckpt)
+    if cfg.mode == "supervised":     # a resumed run keeps its own mode
+        from supervised.trainer import run_supervised
+        run_supervised(cfg, run_dir, resume=ckpt)
+    else:
+        from unsup.trainer import run_unsup
+        run_unsup(cfg, run_dir, resume=ckpt)
 
 
 def main(argv=None) -> int:

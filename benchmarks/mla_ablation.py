@@ -21,7 +21,8 @@ import torch
 
 from runs.config import build_config, parse_override
 from runs.run import make_run_dir, resolve_device, setup_logging
-from unsup.trainer import model_from_config, run_unsup
+from models import model_from_config
+from unsup.trainer import run_unsup
 
 VARIANTS = {"baseline": "", "HLA": "hla", "PLA": "pla", "PLA+HLA": "pla+hla", "DLA": "dla", "ALL": "mla"}
 PAPER_MARKET = {"baseline": (80.6, 91.5), "HLA": (0.9, 2.2), "PLA": (82.4, 92.3), "PLA+HLA": (79.3, 90.6),

@@ -29,22 +29,48 @@ def _rand(n: int, gen: torch.Generator, device) -> torch.Tensor:
 def train_augment(batch: torch.Tensor, gen: torch.Generator, flip: float = 0.5, pad: int = 10,
                   erasing: float = 0.5) -> torch.Tensor:
     """Augment a uint8 batch on its device. ``gen`` makes it reproducible."""
+    return augment_with_teacher(batch, {}, gen, flip, pad, erasing)[0]
+
+
+def augment_with_teacher(batch: torch.Tensor, teacher: dict[str, torch.Tensor], gen: torch.Generator,
+                         flip: float = 0.5, pad: int = 10, erasing: float = 0.5):
+    """``train_augment`` that moves the teacher targets with the image (data.annotations).
+
+    ``teacher`` may hold ``mask`` (B x 1 x H x W) and ``keypoints`` (B x K x 3: x, y in pixels, v).
+    Flip and pad-crop apply to them too (a flipped image's left and right COCO keypoints swap; a keypoint
+    cropped out gets v = 0); random erasing changes the image only, as an occluder hides the person but
+    the teacher still saw it. Returns the image batch and the moved targets."""
     x = normalise(batch)
     B, C, H, W = x.shape
     dev = x.device
-    if flip > 0:
-        do = _rand(B, gen, dev) < flip
+    out = dict(teacher)
+    do = _rand(B, gen, dev) < flip if flip > 0 else None
+    if pad > 0:
+        oy = (_rand(B, gen, dev) * (2 * pad + 1)).long().clamp_(max=2 * pad)
+        ox = (_rand(B, gen, dev) * (2 * pad + 1)).long().clamp_(max=2 * pad)
+    if do is not None:
         x = torch.where(do.view(B, 1, 1, 1), x.flip(-1), x)
+        if "mask" in out:
+            out["mask"] = torch.where(do.view(B, 1, 1, 1), out["mask"].flip(-1), out["mask"])
+        if "keypoints" in out:
+            from .annotations import FLIP_PERMUTATION
+            k = out["keypoints"]
+            kf = k[:, FLIP_PERMUTATION].clone()
+            kf[..., 0] = W - 1 - kf[..., 0]
+            out["keypoints"] = torch.where(do.view(B, 1, 1), kf, k)
     if pad > 0:
         # zero padding of the *unnormalised* image, as Pad(10) before ToTensor/Normalize does
         zero = normalise(torch.zeros(1, 3, 1, 1, dtype=torch.uint8, device=dev))
-        xp = F.pad(x - zero, (pad, pad, pad, pad)) + zero
-        oy = (_rand(B, gen, dev) * (2 * pad + 1)).long().clamp_(max=2 * pad)
-        ox = (_rand(B, gen, dev) * (2 * pad + 1)).long().clamp_(max=2 * pad)
-        rows = oy[:, None] + torch.arange(H, device=dev)          # B x H
-        cols = ox[:, None] + torch.arange(W, device=dev)          # B x W
-        b = torch.arange(B, device=dev)[:, None, None]
-        x = xp[b, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # B x C x H x W
+        x = _crop(F.pad(x - zero, (pad, pad, pad, pad)) + zero, oy, ox, H, W)
+        if "mask" in out:
+            out["mask"] = _crop(F.pad(out["mask"], (pad, pad, pad, pad)), oy, ox, H, W)
+        if "keypoints" in out:
+            k = out["keypoints"].clone()
+            k[..., 0] += pad - ox.view(B, 1).to(k.dtype)
+            k[..., 1] += pad - oy.view(B, 1).to(k.dtype)
+            outside = (k[..., 0] < -0.5) | (k[..., 0] > W - 0.5) | (k[..., 1] < -0.5) | (k[..., 1] > H - 0.5)
+            k[..., 2] = torch.where(outside, torch.zeros((), dtype=k.dtype, device=k.device), k[..., 2])
+            out["keypoints"] = k
     if erasing > 0:
         area = _rand(B, gen, dev) * (0.4 - 0.02) + 0.02
         aspect = torch.exp(_rand(B, gen, dev) * (torch.log(torch.tensor(1 / 0.3)) * 2) + torch.log(torch.tensor(0.3)))
@@ -59,4 +85,13 @@ def train_augment(batch: torch.Tensor, gen: torch.Generator, flip: float = 0.5, 
         box &= (_rand(B, gen, dev) < erasing).view(B, 1, 1)
         fill = torch.tensor(MEAN, device=dev).view(1, 3, 1, 1)
         x = torch.where(box.unsqueeze(1), fill, x)
-    return x
+    return x, out
+
+
+def _crop(xp: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """Per-image H x W windows of a padded batch at offsets (oy, ox)."""
+    B, dev = xp.shape[0], xp.device
+    rows = oy[:, None] + torch.arange(H, device=dev)          # B x H
+    cols = ox[:, None] + torch.arange(W, device=dev)          # B x W
+    b = torch.arange(B, device=dev)[:, None, None]
+    return xp[b, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # B x C x H x W

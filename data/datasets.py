@@ -155,3 +155,9 @@ def _synthetic(name: str, occluded: bool):
 
 _synthetic("synthetic", occluded=False)
 _synthetic("synthetic-occluded", occluded=True)
+
+
+def dataset_from_config(cfg, name: str | None = None) -> ReIDDataset:
+    """``cfg.data.dataset`` (or ``name``) under the run's data root, with the synthetic options of ``cfg.data``."""
+    return build_dataset(name or cfg.data.dataset, cfg.data_root, synthetic_size=cfg.data.synthetic_size,
+                         seed=cfg.data.synthetic_seed)

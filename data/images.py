@@ -35,3 +35,11 @@ def load_images(paths: list[str], height: int, width: int, workers: int = 2,
         for i, arr in enumerate(track(decoded, total=len(paths), description=description)):
             out[i] = torch.from_numpy(arr).permute(2, 0, 1)
     return out
+
+
+def load_dataset_images(ds, height: int, width: int, workers: int = 2, device: torch.device | str = "cpu"):
+    """The train (on ``device``), query and gallery (on the CPU) image stores of a dataset."""
+    train = load_images([s.path for s in ds.train], height, width, workers, "train images").to(device)
+    query = load_images([s.path for s in ds.query], height, width, workers, "query images")
+    gallery = load_images([s.path for s in ds.gallery], height, width, workers, "gallery images")
+    return train, query, gallery

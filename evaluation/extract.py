@@ -44,3 +44,15 @@ def evaluate_model(model: torch.nn.Module, query_images: torch.Tensor, gallery_i
                  [s.camid for s in query], [s.camid for s in gallery])
     return {"mAP": r["mAP"], "rank1": float(r["cmc"][0]), "rank5": float(r["cmc"][4]),
             "rank10": float(r["cmc"][9]), "mINP": r["mINP"]}
+
+
+def evaluate_run(model: torch.nn.Module, query_images: torch.Tensor, gallery_images: torch.Tensor, ds, cfg,
+                 device: torch.device) -> dict:
+    """``evaluate_model`` on a dataset's query/gallery with a run config's ``test`` options, timed (eval_s)."""
+    import time
+    t = cfg.test
+    rerank = dict(k1=t.rerank_k1, k2=t.rerank_k2, lambda_value=t.rerank_lambda) if t.rerank else None
+    start = time.perf_counter()
+    r = evaluate_model(model, query_images, gallery_images, ds.query, ds.gallery, device, t.batch_size, t.flip, rerank)
+    r["eval_s"] = round(time.perf_counter() - start, 2)
+    return r

@@ -40,3 +40,16 @@ class BNNeck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(x)
+
+
+class TriNetHead(nn.Module):
+    """TriNet's embedding head (Hermans et al. 2017): FC 1024, BatchNorm, ReLU, FC 128 on the pooled feature."""
+
+    def __init__(self, dim: int, hidden: int = 1024, out: int = 128):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                                nn.Linear(hidden, out))
+        self.out_dim = out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)

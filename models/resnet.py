@@ -2,6 +2,10 @@
 
 Training mode returns a ``ModelOutput`` (embedding after the neck, feature before it, logits when a
 classifier is attached); eval mode returns the L2-normalised post-neck feature, as Cluster Contrast.
+With ``num_classes`` and the default ``bnneck`` head this is the Bag of Tricks network (Luo et al.
+2019): triplet loss on the pooled feature, bias-free classifier after the BN neck. With ``head="trinet"``
+it is TriNet (Hermans et al. 2017): FC 1024-BN-ReLU-FC 128, the 128-d output used for the triplet loss
+and for retrieval.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from torch import nn
 
 from errors import CheckpointError, ConfigError
 
-from .heads import BNNeck, build_pooling
+from .heads import BNNeck, TriNetHead, build_pooling
 from .registry import ModelOutput, register_model
 
 log = logging.getLogger(__name__)
@@ -103,7 +107,7 @@ def place_attention(layer4: nn.Sequential, spec: str, args: dict, blocks: str, f
 class ReIDResNet(nn.Module):
     def __init__(self, arch: str = "resnet50", pretrained: str = "imagenet", last_stride: int = 1,
                  pooling: str = "gem", num_classes: int = 0, attention: str = "", attention_args: dict | None = None,
-                 attention_placement: str = "conv2", attention_blocks: str = "all",
+                 attention_placement: str = "conv2", attention_blocks: str = "all", head: str = "bnneck",
                  input_size: tuple[int, int] = (256, 128)):
         super().__init__()
         ctor, _, dim = _TORCHVISION[arch]
@@ -131,26 +135,41 @@ class ReIDResNet(nn.Module):
             inv = {v: k for k, v in names.items()}
             mapped = {}
             for k, v in sd.items():
-                head, _, rest = k.partition(".")
+                first, _, rest = k.partition(".")
                 if k.startswith("base."):
                     mapped[k[5:]] = v
-                elif head in inv:
-                    mapped[f"{inv[head]}.{rest}"] = v
+                elif first in inv:
+                    mapped[f"{inv[first]}.{rest}"] = v
             load_matching(self.base, mapped, pretrained)
-        self.feat_dim = dim
+        self.feat_dim = dim                  # channels of the last feature map
         self.pool = build_pooling(pooling)
-        self.neck = BNNeck(dim)
-        self.classifier = nn.Linear(dim, num_classes, bias=False) if num_classes > 0 else None
+        if head == "bnneck":
+            self.neck, emb_dim = BNNeck(dim), dim
+        elif head == "trinet":
+            self.neck = TriNetHead(dim)
+            emb_dim = self.neck.out_dim
+        else:
+            raise ConfigError(f"model.head: 'bnneck' or 'trinet', not {head!r}")
+        self.head = head
+        self.classifier = nn.Linear(emb_dim, num_classes, bias=False) if num_classes > 0 else None
         if self.classifier is not None:
             nn.init.normal_(self.classifier.weight, std=0.001)
 
-    def forward(self, x: torch.Tensor):
-        feat = self.pool(self.after(self.base(x)))
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.after(self.base(x))
+
+    def head_forward(self, fmap: torch.Tensor):
+        """Pooling, neck and classifier on the last feature map: what ``forward`` returns."""
+        feat = self.pool(fmap)
         emb = self.neck(feat)
         if not self.training:
             return F.normalize(emb, dim=1)
         logits = self.classifier(emb) if self.classifier is not None else None
-        return ModelOutput(embedding=emb, features=feat, logits=logits)
+        # triplet on the pre-neck feature (BNNeck); TriNet's triplet is on its 128-d output
+        return ModelOutput(embedding=emb, features=feat if self.head == "bnneck" else emb, logits=logits)
+
+    def forward(self, x: torch.Tensor):
+        return self.head_forward(self.feature_map(x))
 
 
 @register_model("resnet50")

@@ -59,3 +59,29 @@ def load_model_state(model: torch.nn.Module, ckpt: dict) -> None:
                               f"model this run builds ({detail}); use the checkpoint's own config, or the "
                               f"matching --set model.name=...")
     model.load_state_dict(state)
+
+
+class TrainingState:
+    """What a trainer checkpoints each epoch (model, optimiser, schedule, epoch, config, best mAP):
+    ``last.pt`` always, ``best.pt`` when the epoch's mAP is the best so far; and resuming from it."""
+
+    def __init__(self, run_dir: Path, model: torch.nn.Module, optimizer, scheduler, config: dict):
+        self.run_dir, self.model, self.optimizer, self.scheduler, self.config = Path(run_dir), model, optimizer, scheduler, config
+        self.best = -1.0
+
+    def resume(self, ckpt: dict) -> int:
+        """Load a checkpoint of this run; returns the epoch it finished."""
+        load_model_state(self.model, ckpt)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.best = float(ckpt["best_map"])
+        return int(ckpt["epoch"])
+
+    def save(self, epoch: int, record: dict) -> None:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "epoch": epoch, "config": self.config,
+                 "best_map": max(self.best, record.get("mAP", -1.0))}
+        save_checkpoint(self.run_dir / "last.pt", state)
+        if record.get("mAP", -1.0) > self.best:
+            self.best = record["mAP"]
+            save_checkpoint(self.run_dir / "best.pt", state)

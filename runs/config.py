@@ -29,6 +29,18 @@ class DataConfig:
 
 
 @dataclass
+class DAAFConfig:
+    """DAAF's training-only branches (models/daaf.py); used when model.name is daaf."""
+    base: str = "resnet50"               # the base network's backbone: resnet50 | resnet18
+    hab: bool = True                     # holistic attention branch (person mask, eq. 2)
+    pab: bool = True                     # partial attention branch (keypoint heatmaps, eq. 4)
+    lambda_h: float = 0.003              # eq. 1 weights, the paper's 0.003 each
+    lambda_p: float = 0.003
+    groups: str = "fig4c"                # keypoint grouping: fig4c (6 groups) | all (1) | each (17)
+    sigma: float = 0.0                   # Gaussian of the keypoint heatmaps, pixels of the input; 0: height / 32
+
+
+@dataclass
 class ModelConfig:
     name: str = "resnet50"
     pretrained: str = "imagenet"         # imagenet | none | path to a state dict
@@ -38,6 +50,18 @@ class ModelConfig:
     attention_args: dict = field(default_factory=dict)   # keyword arguments of the block
     attention_placement: str = "conv2"   # conv2 (replaces the last stage's 3x3 convs) | after (on its output)
     attention_blocks: str = "all"        # with conv2: all residual blocks of the last stage, or the last one
+    head: str = "bnneck"                 # bnneck (Bag of Tricks) | trinet (FC 1024-BN-ReLU-FC 128, Hermans et al.)
+    daaf: DAAFConfig = field(default_factory=DAAFConfig)   # with name: daaf
+
+
+@dataclass
+class TeacherConfig:
+    """Teacher annotations (person masks, COCO keypoints) for models that learn from them (DAAF)."""
+    noisy: bool = False                  # degrade them as an off-the-shelf detector would (data.annotations)
+    jitter: float = 0.04                 # keypoint position noise, std as a fraction of the image height
+    drop: float = 0.15                   # probability that a keypoint is missed
+    morph: float = 0.03                  # mask erosion/dilation radius up to this fraction of the height
+    holes: int = 2                       # up to this many missed blobs in each mask
 
 
 @dataclass
@@ -58,16 +82,29 @@ class MemoryConfig:
 
 
 @dataclass
+class LossConfig:
+    """Supervised losses (supervised/losses.py): ID (cross-entropy) + triplet; a model's own come on top."""
+    id: float = 1.0                      # weight of the cross-entropy on the classifier logits
+    label_smoothing: float = 0.1
+    triplet: float = 1.0                 # weight of the batch-hard triplet loss on the pre-neck features
+    margin: float = 0.3                  # 0: soft margin, log(1 + exp(d_ap - d_an))
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 50
-    iters: int = 200                     # iterations per epoch
+    iters: int = 200                     # iterations per epoch; 0: one pass over the training images
     num_ids: int = 16                    # P pseudo-identities per batch
     num_instances: int = 16              # K images each
     optimizer: str = "adam"
     lr: float = 3.5e-4
     weight_decay: float = 5e-4
+    scheduler: str = "step"              # step (every step_size epochs, or at the epochs in steps) | cosine
     step_size: int = 20
+    steps: list = field(default_factory=list)   # e.g. [40, 70]; overrides step_size
     gamma: float = 0.1
+    warmup_epochs: int = 0               # linear warm-up from warmup_factor * lr
+    warmup_factor: float = 0.01
     amp: bool = True                     # mixed precision, on CUDA only
 
 
@@ -101,6 +138,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     aug: AugConfig = field(default_factory=AugConfig)
     test: TestConfig = field(default_factory=TestConfig)
@@ -132,6 +171,12 @@ def _coerce(value: Any, typ, key: str):
         return typ(num)
     if typ is str:
         return "" if value is None else str(value)
+    if typ is list:
+        if value is None:
+            return []
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return list(value)
     if typ is dict:
         if value is None:
             return {}

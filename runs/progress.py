@@ -16,8 +16,11 @@ def progress_bar() -> Progress:
 
 
 def metrics_table(records: list[dict], title: str) -> Table:
+    """The evaluated epochs; cluster columns only for runs that cluster (the unsupervised loop)."""
     table = Table(title=title)
-    for col in ("epoch", "clusters", "outliers", "loss", "mAP", "rank-1", "rank-5", "mINP"):
+    clusters = any("num_clusters" in r for r in records)
+    cols = ["epoch"] + (["clusters", "outliers"] if clusters else []) + ["loss", "mAP", "rank-1", "rank-5", "mINP"]
+    for col in cols:
         table.add_column(col, justify="right")
 
     def pct(r, k):
@@ -27,7 +30,8 @@ def metrics_table(records: list[dict], title: str) -> Table:
             continue
         def count(k):
             return "-" if r.get(k) is None else str(r[k])
-        table.add_row(str(r["epoch"]), count("num_clusters"), count("num_outliers"),
-                      f"{r['loss']:.3f}" if r.get("loss") is not None else "", pct(r, "mAP"), pct(r, "rank1"),
-                      pct(r, "rank5"), pct(r, "mINP"))
+        row = [str(r["epoch"])] + ([count("num_clusters"), count("num_outliers")] if clusters else [])
+        row += [f"{r['loss']:.3f}" if r.get("loss") is not None else "", pct(r, "mAP"), pct(r, "rank1"),
+                pct(r, "rank5"), pct(r, "mINP")]
+        table.add_row(*row)
     return table

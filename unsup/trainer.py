@@ -20,55 +20,25 @@ import numpy as np
 import torch
 
 from clustering import pseudo_labels
-from data import build_dataset
+from data import dataset_from_config
 from data.augment import train_augment
-from data.images import load_images
+from data.images import load_dataset_images
 from data.samplers import PseudoLabelSampler
-from errors import ConfigError
-from evaluation import evaluate_model, extract_features
+from evaluation import evaluate_run, extract_features
 from memory import ClusterMemory
-from models import build_model
-from runs.checkpoint import load_model_state, save_checkpoint
+from models import model_from_config
+from runs.checkpoint import TrainingState
 from runs.config import Config
+from runs.optim import build_optimizer
 from runs.progress import console, metrics_table, progress_bar
 from runs.run import MetricsLog, resolve_device, seed_everything
 
 log = logging.getLogger("reid.unsup")
 
 
-def build_optimizer(model: torch.nn.Module, cfg: Config):
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.train.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    elif cfg.train.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, momentum=0.9)
-    else:
-        raise ConfigError(f"train.optimizer: 'adam' or 'sgd', not {cfg.train.optimizer!r}")
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.train.step_size, gamma=cfg.train.gamma)
-    return opt, sched
-
-
 def load_data(cfg: Config, device: torch.device):
-    ds = build_dataset(cfg.data.dataset, cfg.data_root, synthetic_size=cfg.data.synthetic_size,
-                       seed=cfg.data.synthetic_seed)
-    size = (cfg.data.height, cfg.data.width, cfg.data.workers)
-    train = load_images([s.path for s in ds.train], *size, description="train images").to(device)
-    query = load_images([s.path for s in ds.query], *size, description="query images")
-    gallery = load_images([s.path for s in ds.gallery], *size, description="gallery images")
-    return ds, train, query, gallery
-
-
-def model_from_config(cfg: Config, device: torch.device) -> torch.nn.Module:
-    m = cfg.model
-    return build_model(m.name, pretrained=m.pretrained, last_stride=m.last_stride, pooling=m.pooling,
-                       attention=m.attention, attention_args=m.attention_args,
-                       attention_placement=m.attention_placement, attention_blocks=m.attention_blocks,
-                       input_size=(cfg.data.height, cfg.data.width)).to(device)
-
-
-def rerank_options(cfg: Config) -> dict | None:
-    t = cfg.test
-    return dict(k1=t.rerank_k1, k2=t.rerank_k2, lambda_value=t.rerank_lambda) if t.rerank else None
+    ds = dataset_from_config(cfg)
+    return (ds, *load_dataset_images(ds, cfg.data.height, cfg.data.width, cfg.data.workers, device))
 
 
 def train_epoch(model, memory, images, sampler, cfg: Config, gen: torch.Generator, optimizer, scaler,
@@ -101,35 +71,19 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None) -> list[di
     log.info("run folder %s, device %s", run_dir, device)
     ds, train_images, query_images, gallery_images = load_data(cfg, device)
     model = model_from_config(cfg, device)
-    optimizer, scheduler = build_optimizer(model, cfg)
+    optimizer, scheduler = build_optimizer(model, cfg.train)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp and device.type == "cuda")
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     camids = np.array([s.camid for s in ds.train])
-    start, best = 0, -1.0
+    state = TrainingState(run_dir, model, optimizer, scheduler, cfg.to_dict())
+    start = 0
     if resume is not None:
-        load_model_state(model, resume)
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        start, best = int(resume["epoch"]), float(resume["best_map"])
+        start = state.resume(resume)
         metrics.truncate_after(start)
         log.info("resumed from %s at epoch %d", resume["path"], start)
 
     def evaluate() -> dict:
-        t = time.perf_counter()
-        r = evaluate_model(model, query_images, gallery_images, ds.query, ds.gallery, device,
-                           cfg.test.batch_size, cfg.test.flip, rerank_options(cfg))
-        r["eval_s"] = round(time.perf_counter() - t, 2)
-        return r
-
-    def checkpoint(epoch: int, record: dict) -> None:
-        nonlocal best
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "epoch": epoch, "config": cfg.to_dict(),
-                 "best_map": max(best, record.get("mAP", -1.0))}
-        save_checkpoint(run_dir / "last.pt", state)
-        if record.get("mAP", -1.0) > best:
-            best = record["mAP"]
-            save_checkpoint(run_dir / "best.pt", state)
+        return evaluate_run(model, query_images, gallery_images, ds, cfg, device)
 
     if start == 0 and cfg.test.eval_initial:
         record = {"epoch": 0, "num_clusters": None, "num_outliers": None, "loss": None, **evaluate()}
@@ -166,7 +120,7 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None) -> list[di
         if epoch % cfg.test.eval_every == 0 or epoch == cfg.train.epochs:
             record.update(evaluate())
         metrics.append(record)
-        checkpoint(epoch, record)
+        state.save(epoch, record)
         line = (f"epoch {epoch}: {record['num_clusters']} clusters, {record['num_outliers']} outliers, "
                 f"loss {record['loss'] if record['loss'] is None else round(record['loss'], 3)}; "
                 f"extract {record['extract_s']}s, cluster {record['cluster_s']}s, train {record['train_s']}s")

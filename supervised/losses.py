@@ -1,0 +1,37 @@
+"""The supervised re-ID losses: label-smoothed cross-entropy and the batch-hard triplet loss.
+
+Bag of Tricks (Luo et al. 2019) trains with L = L_ID + L_triplet: the ID loss on the classifier logits
+after the BN neck, the triplet loss on the feature before it.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def label_smoothed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, epsilon: float = 0.1) -> torch.Tensor:
+    """Cross-entropy against q = (1 - eps) * onehot + eps / C (Szegedy et al.; Bag of Tricks eq. 2).
+
+    PyTorch's ``label_smoothing`` is exactly this target distribution."""
+    return F.cross_entropy(logits.float(), targets, label_smoothing=epsilon)
+
+
+def batch_hard_triplet(features: torch.Tensor, targets: torch.Tensor, margin: float = 0.3) -> torch.Tensor:
+    """Batch-hard triplet loss (Hermans et al. 2017) on Euclidean distances.
+
+    For each anchor: its farthest positive and nearest negative in the batch;
+    ``max(0, margin + d_ap - d_an)``, or with ``margin == 0`` the soft margin ``log(1 + exp(d_ap - d_an))``.
+    Anchors without a positive or without a negative in the batch do not count."""
+    x = features.float()
+    sq = x.pow(2).sum(1)
+    dist = (sq[:, None] + sq[None, :] - 2 * x @ x.t()).clamp(min=1e-12).sqrt()
+    same = targets[:, None] == targets[None, :]
+    eye = torch.eye(len(targets), dtype=torch.bool, device=x.device)
+    pos = same & ~eye
+    d_ap = dist.masked_fill(~pos, float("-inf")).max(1).values
+    d_an = dist.masked_fill(same, float("inf")).min(1).values
+    valid = pos.any(1) & (~same).any(1)
+    if not valid.any():
+        return x.sum() * 0.0
+    diff = d_ap[valid] - d_an[valid]
+    return F.softplus(diff).mean() if margin == 0 else F.relu(diff + margin).mean()
