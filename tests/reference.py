@@ -1,6 +1,8 @@
 """Slow, obvious re-implementations that the tests compare the project's fast code against."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -76,3 +78,33 @@ def re_ranking_loop(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3):
         jac[i] = 1 - (s := np.minimum(V[i], V).sum(1)) / (2 - s)
     final = jac * (1 - lambda_value) + d[:Q] * lambda_value
     return final[:, Q:]
+
+
+def label_smoothed_ce_loop(logits, targets, eps):
+    """Cross-entropy against (1 - eps) one-hot + eps / C, one sample and one class at a time."""
+    total = 0.0
+    n, c = logits.shape
+    for i in range(n):
+        row = [float(v) for v in logits[i]]
+        m = max(row)
+        log_z = m + math.log(sum(math.exp(v - m) for v in row))
+        for j in range(c):
+            q = (1 - eps) * (j == int(targets[i])) + eps / c
+            total -= q * (row[j] - log_z)
+    return total / n
+
+
+def batch_hard_triplet_loop(features, targets, margin):
+    """Hardest positive / negative per anchor by explicit loops over pairs."""
+    n = len(targets)
+    losses = []
+    for a in range(n):
+        d = [math.sqrt(sum((float(features[a][k]) - float(features[b][k])) ** 2 for k in range(features.shape[1])))
+             for b in range(n)]
+        pos = [d[b] for b in range(n) if b != a and targets[b] == targets[a]]
+        neg = [d[b] for b in range(n) if targets[b] != targets[a]]
+        if not pos or not neg:
+            continue
+        diff = max(pos) - min(neg)
+        losses.append(math.log1p(math.exp(diff)) if margin == 0 else max(0.0, diff + margin))
+    return sum(losses) / len(losses)
