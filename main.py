@@ -4,6 +4,7 @@
   python main.py --mode unsup --config runs/recipes/demo.yaml
   python main.py --mode supervised --dataset market1501 --config runs/recipes/bot_market1501.yaml
   python main.py --mode evaluate --checkpoint outputs/RUN/best.pt
+  python main.py --mode check-data --dataset dukemtmcreid
   python main.py --mode unsup --resume outputs/RUN
 """
 from __future__ import annotations
@@ -20,9 +21,10 @@ DEFAULT_RECIPE = {"unsup": "cluster_contrast_resnet50.yaml", "supervised": "bot_
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Person re-identification: unsupervised (Cluster Contrast) and "
                                             "supervised (Bag of Tricks, DAAF) training, and evaluation.")
-    p.add_argument("--mode", choices=["unsup", "supervised", "evaluate"], default="unsup")
+    p.add_argument("--mode", choices=["unsup", "supervised", "evaluate", "check-data"], default="unsup")
     p.add_argument("--config", help="recipe YAML (a path, or a name in runs/recipes/)")
-    p.add_argument("--dataset", help="dataset name (data.dataset)")
+    p.add_argument("--dataset", help="dataset name (data.dataset); a+b trains on both")
+    p.add_argument("--test-dataset", help="evaluate on this dataset instead (data.test_dataset)")
     p.add_argument("--data-root", help="folder holding the datasets (data.root; default env REID_DATA, else ./data)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--output", help="folder for run folders (default outputs)")
@@ -38,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def overrides(args) -> list[dict]:
     from runs.config import parse_override
     out = []
-    for key, val in (("data.dataset", args.dataset), ("data.root", args.data_root), ("device", args.device),
+    for key, val in (("data.dataset", args.dataset), ("data.test_dataset", args.test_dataset), ("data.root", args.data_root), ("device", args.device),
                      ("output", args.output), ("train.epochs", args.epochs), ("seed", args.seed),
                      ("name", args.name)):
         if val is not None:
@@ -46,7 +48,7 @@ def overrides(args) -> list[dict]:
     return out + [parse_override(s) for s in args.set]
 
 
-def run(args) -> None:
+def run(args) -> int:
     from pathlib import Path
 
     from runs.checkpoint import load_checkpoint
@@ -54,6 +56,12 @@ def run(args) -> None:
     from runs.run import make_run_dir, setup_logging
 
     setup_logging()
+    if args.mode == "check-data":
+        cfg = build_config(args.config, overrides(args))
+        from data.check import run_check
+        reports = run_check(cfg.data.dataset, cfg.data_root, cfg.data.workers, synthetic_size=cfg.data.synthetic_size,
+                            seed=cfg.data.synthetic_seed)
+        return 0 if all(r.ok for r in reports) else 1
     if args.mode == "evaluate":
         if not args.checkpoint:
             raise ReIDError("--mode evaluate needs --checkpoint PATH (a .pt file or a run folder)")
@@ -61,7 +69,7 @@ def run(args) -> None:
         cfg = build_config(args.config, overrides(args), base=ckpt["config"])
         from unsup.evaluate import evaluate_checkpoint
         evaluate_checkpoint(cfg, ckpt)
-        return
+        return 0
     if args.resume:
         ckpt = load_checkpoint(args.resume)
         cfg = build_config(args.config, overrides(args), base=ckpt["config"])
@@ -78,19 +86,19 @@ def run(args) -> None:
     else:
         from unsup.trainer import run_unsup
         run_unsup(cfg, run_dir, resume=ckpt)
+    return 0
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        run(args)
+        return run(args)
     except ReIDError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         logging.getLogger("reid").warning("interrupted; continue with --resume RUN_FOLDER")
         return 130
-    return 0
 
 
 if __name__ == "__main__":

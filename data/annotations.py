@@ -75,7 +75,19 @@ def _read_mask(path: Path, height: int, width: int) -> np.ndarray:
 
 def load_teacher(ds: ReIDDataset, samples: list[Sample], height: int, width: int, need=("mask", "keypoints"),
                  noise: TeacherNoise | None = None, workers: int = 2) -> dict[str, torch.Tensor]:
-    """The teacher targets ``need`` of ``samples`` at ``height x width`` (see the module docstring)."""
+    """The teacher targets ``need`` of ``samples`` at ``height x width`` (see the module docstring).
+
+    For a combined dataset (``a+b``) each part's samples come from that part's annotations."""
+    if ds.parts:
+        chunks, start = [], 0
+        for part in ds.parts:
+            n = len(part.train)
+            chunks.append(load_teacher(part, part.train, height, width, need, None, workers))
+            start += n
+        if start != len(samples):
+            raise ValueError("load_teacher on a combined dataset expects its whole training list")
+        out = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+        return degrade(out, noise) if noise is not None else out
     if ds.annotations is None:
         raise DatasetError(f"this model learns from teacher annotations, but {ds.root} has no annotations/ "
                            f"folder; {FORMAT_HINT}")

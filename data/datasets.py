@@ -6,6 +6,7 @@ and counted in ``skipped``, as are Market's junk images (pid -1).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -35,7 +36,8 @@ class ReIDDataset:
     query: list[Sample]
     gallery: list[Sample]
     skipped: Counter = field(default_factory=Counter)
-    annotations: Path | None = None      # folder of teacher annotations (see data.synthetic), if any
+    annotations: Path | None = None      # folder of teacher annotations (see data.annotations), if any
+    parts: list["ReIDDataset"] = field(default_factory=list)   # the datasets a combined one was made of
 
     @property
     def num_train_pids(self) -> int:
@@ -58,15 +60,32 @@ class ReIDDataset:
 DATASETS: dict[str, Callable[..., ReIDDataset]] = {}
 
 
-def register_dataset(name: str):
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the README and ``--mode check-data`` say about a registered dataset."""
+    published: dict[str, tuple[int, int, int]] | None = None   # split -> (identities, images, cameras)
+    test_only: bool = False              # no training split: evaluation only (e.g. trained on Market-1501)
+    layout: str = ""                     # the expected folder layout, for errors and the README
+    source: str = ""                     # where the published counts come from
+
+
+DATASET_INFO: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(name: str, info: DatasetInfo | None = None):
     def deco(fn):
         DATASETS[name] = fn
+        DATASET_INFO[name] = info or DatasetInfo()
         return fn
     return deco
 
 
 def build_dataset(name: str, root: str | os.PathLike, **options) -> ReIDDataset:
-    """Build a registered dataset from ``<root>/<its folder>``."""
+    """Build a registered dataset from ``<root>/<its folder>``; ``a+b`` trains on both (data.combine)."""
+    if "+" in name:
+        from .combine import combine
+        parts = [build_dataset(n, root, **options) for n in name.split("+")]
+        return combine(parts)
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}{closest(name, DATASETS)}; "
                            f"known datasets: {', '.join(sorted(DATASETS))}")
@@ -84,7 +103,7 @@ MARKET_LAYOUT = """expected layout:
     bounding_box_train/   0002_c1s1_000451_03.jpg ...
     bounding_box_test/
     query/
-(the extra level Market-1501-v15.09.15/ inside it is fine)"""
+(the extra level {inner}/ inside it is fine)"""
 
 
 def parse_market_folder(folder: Path, skipped: Counter, relabel: bool = False,
@@ -114,14 +133,18 @@ def parse_market_folder(folder: Path, skipped: Counter, relabel: bool = False,
     return [Sample(*it) for it in items]
 
 
-def find_market_root(base: Path, inner: str = "Market-1501-v15.09.15") -> Path:
-    """``base`` itself, or its single inner release folder, whichever holds the three folders."""
-    for cand in (base, base / inner):
-        if all((cand / d).is_dir() for d in ("bounding_box_train", "bounding_box_test", "query")):
-            return cand
+def find_market_root(base: Path, inner: str = "Market-1501-v15.09.15", aliases: tuple[str, ...] = (),
+                     folders: tuple[str, ...] = ("bounding_box_train", "bounding_box_test", "query")) -> Path:
+    """``base`` (or a sibling named as one of ``aliases``), or the inner release folder in it, whichever
+    holds ``folders``."""
+    for b in (base, *(base.parent / a for a in aliases)):
+        for cand in (b, b / inner):
+            if all((cand / d).is_dir() for d in folders):
+                return cand
     hint = "" if base.parent.is_dir() else f" (and {base.parent} does not exist either)"
-    raise DatasetError(f"dataset folder not found or incomplete: {base}{hint}\n"
-                       + MARKET_LAYOUT.format(root=base)
+    also = f" (or {', '.join(str(base.parent / a) for a in aliases)})" if aliases else ""
+    raise DatasetError(f"dataset folder not found or incomplete: {base}{also}{hint}\n"
+                       + MARKET_LAYOUT.format(root=base, inner=inner)
                        + "\nPut the dataset there, or point --data-root (or env REID_DATA) at its parent.")
 
 
@@ -132,17 +155,21 @@ def market_format(name: str, root: Path) -> ReIDDataset:
     gallery = parse_market_folder(root / "bounding_box_test", skipped)
     if not train or not query or not gallery:
         raise DatasetError(f"{root}: a split is empty (train {len(train)}, query {len(query)}, "
-                           f"gallery {len(gallery)} images)\n" + MARKET_LAYOUT.format(root=root))
+                           f"gallery {len(gallery)} images)\n" + MARKET_LAYOUT.format(root=root, inner="..."))
     ann = root / "annotations"
     return ReIDDataset(name, root, train, query, gallery, skipped, ann if ann.is_dir() else None)
 
 
-@register_dataset("market1501")
+@register_dataset("market1501", DatasetInfo(
+    {"train": (751, 12936, 6), "query": (750, 3368, 6), "gallery": (751, 15913, 6)},
+    layout="market1501/[Market-1501-v15.09.15/]{bounding_box_train,bounding_box_test,query}/0002_c1s1_000451_03.jpg",
+    source="Zheng et al. 2015; gallery without the 2,798 junk images (-1), with the distractors (0000)"))
 def market1501(data_root: Path, **_) -> ReIDDataset:
     return market_format("market1501", find_market_root(data_root / "market1501"))
 
 
 def _synthetic(name: str, occluded: bool):
+    layout = f"{name}-<size>/ (generated on first use; data/synthetic.py)"
     def build(data_root: Path, synthetic_size: str = "small", seed: int = 0, **_) -> ReIDDataset:
         from .synthetic import SIZES, ensure_synthetic
         if synthetic_size not in SIZES:
@@ -150,7 +177,7 @@ def _synthetic(name: str, occluded: bool):
                                f"choose one of {', '.join(SIZES)}")
         root = ensure_synthetic(data_root, synthetic_size, occluded=occluded, seed=seed)
         return market_format(f"{name}-{synthetic_size}", root)
-    register_dataset(name)(build)
+    register_dataset(name, DatasetInfo(layout=layout))(build)
 
 
 _synthetic("synthetic", occluded=False)
@@ -158,6 +185,21 @@ _synthetic("synthetic-occluded", occluded=True)
 
 
 def dataset_from_config(cfg, name: str | None = None) -> ReIDDataset:
-    """``cfg.data.dataset`` (or ``name``) under the run's data root, with the synthetic options of ``cfg.data``."""
-    return build_dataset(name or cfg.data.dataset, cfg.data_root, synthetic_size=cfg.data.synthetic_size,
-                         seed=cfg.data.synthetic_seed)
+    """``cfg.data.dataset`` (or ``name``) under the run's data root, with the synthetic options of ``cfg.data``.
+
+    With ``cfg.data.test_dataset`` the query and gallery come from that dataset instead (cross-domain)."""
+    opts = dict(synthetic_size=cfg.data.synthetic_size, seed=cfg.data.synthetic_seed)
+    ds = build_dataset(name or cfg.data.dataset, cfg.data_root, **opts)
+    test = getattr(cfg.data, "test_dataset", "")
+    if test and name is None and test != cfg.data.dataset:
+        t = build_dataset(test, cfg.data_root, **opts)
+        log.info("training on %s, evaluating on %s", ds.name, t.name)
+        ds = dataclasses.replace(ds, name=f"{ds.name}->{t.name}", query=t.query, gallery=t.gallery)
+    return ds
+
+
+def require_training_split(ds: ReIDDataset) -> None:
+    """A clear error when a test-only dataset (Occluded-REID, Partial-REID, ...) is asked to train."""
+    if not ds.train:
+        raise DatasetError(f"{ds.name} is a test-only dataset (no training split); train on another one and "
+                           f"evaluate on it with --test-dataset {ds.name}")

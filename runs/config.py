@@ -19,7 +19,8 @@ RECIPES = Path(__file__).parent / "recipes"
 
 @dataclass
 class DataConfig:
-    dataset: str = "synthetic"           # registry name; several joined by '+' come in a later issue
+    dataset: str = "synthetic"           # registry name; several joined by '+' train together (ids kept apart)
+    test_dataset: str = ""               # evaluate on this dataset's query/gallery instead (cross-domain)
     root: str = ""                       # default: env REID_DATA, else ./data
     synthetic_size: str = "small"        # tiny | small | market
     synthetic_seed: int = 0

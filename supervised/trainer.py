@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from data import dataset_from_config
+from data.datasets import require_training_split
 from data.annotations import TeacherNoise, load_teacher
 from data.augment import augment_with_teacher
 from data.images import load_dataset_images
@@ -88,6 +89,7 @@ def run_supervised(cfg: Config, run_dir: Path, resume: dict | None = None) -> li
     seed_everything(cfg.seed)
     log.info("run folder %s, device %s", run_dir, device)
     ds = dataset_from_config(cfg)
+    require_training_split(ds)
     train_images, query_images, gallery_images = load_dataset_images(ds, cfg.data.height, cfg.data.width,
                                                                       cfg.data.workers, device)
     model = model_from_config(cfg, device, num_classes=ds.num_train_pids)

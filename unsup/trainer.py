@@ -21,6 +21,7 @@ import torch
 
 from clustering import pseudo_labels
 from data import dataset_from_config
+from data.datasets import require_training_split
 from data.augment import train_augment
 from data.images import load_dataset_images
 from data.samplers import PseudoLabelSampler
@@ -38,6 +39,7 @@ log = logging.getLogger("reid.unsup")
 
 def load_data(cfg: Config, device: torch.device):
     ds = dataset_from_config(cfg)
+    require_training_split(ds)
     return (ds, *load_dataset_images(ds, cfg.data.height, cfg.data.width, cfg.data.workers, device))
 
 
