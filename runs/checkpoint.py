@@ -1,6 +1,7 @@
 """Checkpoints: state dicts, config and progress, written atomically, read with weights_only=True."""
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -69,13 +70,20 @@ class TrainingState:
         self.run_dir, self.model, self.optimizer, self.scheduler, self.config = Path(run_dir), model, optimizer, scheduler, config
         self.best = -1.0
 
-    def resume(self, ckpt: dict) -> int:
-        """Load a checkpoint of this run; returns the epoch it finished."""
+    def resume(self, ckpt: dict | None, metrics=None) -> int:
+        """Load a checkpoint of this run (None: a fresh run) and cut ``metrics`` (a ``MetricsLog``) after
+        its epoch; returns the epoch it finished (0 for a fresh run)."""
+        if ckpt is None:
+            return 0
         load_model_state(self.model, ckpt)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.best = float(ckpt["best_map"])
-        return int(ckpt["epoch"])
+        epoch = int(ckpt["epoch"])
+        if metrics is not None:
+            metrics.truncate_after(epoch)
+        logging.getLogger("reid").info("resumed from %s at epoch %d", ckpt.get("path", "checkpoint"), epoch)
+        return epoch
 
     def save(self, epoch: int, record: dict) -> None:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

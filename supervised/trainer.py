@@ -107,11 +107,7 @@ def run_supervised(cfg: Config, run_dir: Path, resume: dict | None = None) -> li
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp and device.type == "cuda")
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     state = TrainingState(run_dir, model, optimizer, scheduler, cfg.to_dict())
-    start = 0
-    if resume is not None:
-        start = state.resume(resume)
-        metrics.truncate_after(start)
-        log.info("resumed from %s at epoch %d", resume["path"], start)
+    start = state.resume(resume, metrics)
     log.info("%s: %d identities, %d images; %d iterations of %d x %d per epoch", ds.name, ds.num_train_pids,
              len(ds.train), iters, cfg.train.num_ids, cfg.train.num_instances)
 

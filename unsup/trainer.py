@@ -78,11 +78,7 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None) -> list[di
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     camids = np.array([s.camid for s in ds.train])
     state = TrainingState(run_dir, model, optimizer, scheduler, cfg.to_dict())
-    start = 0
-    if resume is not None:
-        start = state.resume(resume)
-        metrics.truncate_after(start)
-        log.info("resumed from %s at epoch %d", resume["path"], start)
+    start = state.resume(resume, metrics)
 
     def evaluate() -> dict:
         return evaluate_run(model, query_images, gallery_images, ds, cfg, device)
