@@ -86,28 +86,28 @@ def test_knn_torch_blocks():
 
 
 def test_no_dense_n_by_n_allocation(tmp_path):
-    """N = 20,000: one N x N float32 array is 1.6 GB. The whole process (torch included) must peak
-    well below that, so nothing N x N can have been allocated."""
+    """N = 20,000: one N x N float32 array is 1.6 GB. The process's peak memory may grow by much less
+    than that over its imports, so nothing N x N can have been allocated."""
     import subprocess
     import sys
     script = tmp_path / "big.py"
     script.write_text(
-        "import torch, torch.nn.functional as F\n"
+        "import resource, torch, torch.nn.functional as F\n"
         "from clustering import jaccard_distance, dbscan\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "g = torch.Generator().manual_seed(0)\n"
         "c = torch.randn(1000, 32, generator=g)\n"
         "x = F.normalize(c.repeat_interleave(20, 0) + 0.3 * torch.randn(20000, 32, generator=g), dim=1)\n"
         "d = jaccard_distance(x, k1=20, k2=6, knn_backend='torch', max_block_elems=1 << 22)\n"
         "labels = dbscan(d, 0.4, 4)\n"
         "assert d.shape == (20000, 20000) and labels.max() > 500, labels.max()\n"
-        "import resource\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n")
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
     # the script's own peak: RUSAGE_CHILDREN would also count the forked workers of other tests
     done = subprocess.run([sys.executable, str(script)], check=True, cwd=root, capture_output=True, text=True,
                           env={**__import__("os").environ, "PYTHONPATH": str(root)})
-    peak_mb = int(done.stdout.split()[-1]) / 1024
-    assert peak_mb < 1200, peak_mb        # torch alone is ~550 MB; with one N x N array it would be > 2100
+    growth_mb = int(done.stdout.split()[-1]) / 1024
+    assert growth_mb < 800, growth_mb     # the peak's growth over the imports; one N x N array alone is 1600
 
 
 @pytest.mark.parametrize("backend", ["faiss-ivf", "faiss-hnsw"])
