@@ -59,8 +59,9 @@ def run(args) -> int:
     if args.mode == "check-data":
         cfg = build_config(args.config, overrides(args))
         from data.check import run_check
-        reports = run_check(cfg.data.dataset, cfg.data_root, cfg.data.workers, synthetic_size=cfg.data.synthetic_size,
-                            seed=cfg.data.synthetic_seed)
+        from runs.progress import console
+        reports = run_check(cfg.data.dataset, cfg.data_root, cfg.data.workers, console,
+                            synthetic_size=cfg.data.synthetic_size, seed=cfg.data.synthetic_seed)
         return 0 if all(r.ok for r in reports) else 1
     if args.mode == "evaluate":
         if not args.checkpoint:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from PIL import Image
+from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
@@ -96,9 +97,9 @@ def check_dataset(ds: ReIDDataset, published: dict | None, workers: int = 4) -> 
     return report
 
 
-def run_check(name: str, root, workers: int = 4, **options) -> list[CheckReport]:
-    """Check a dataset (each part of ``a+b``); print the tables and problems; return the reports."""
-    from runs.progress import console
+def run_check(name: str, root, workers: int = 4, console: Console | None = None, **options) -> list[CheckReport]:
+    """Check a dataset (each part of ``a+b``); print the tables and problems on ``console``; return the reports."""
+    console = console or Console()
     reports = []
     for part in name.split("+"):
         ds = build_dataset(part, root, **options)
