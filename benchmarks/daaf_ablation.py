@@ -5,6 +5,7 @@ prints mAP / rank-1 of each, seconds per training epoch and the paper's Market-1
     python -m benchmarks.daaf_ablation                       # CPU: synthetic small, ResNet-18 from scratch
     python -m benchmarks.daaf_ablation --arch resnet50 --size market --height 256 --width 128 \
         --epochs 60 --pretrained imagenet --device cuda      # the GPU version
+    python -m benchmarks.daaf_ablation --time-only           # seconds per training step of each variant only
 
 The loss weights are the paper's 0.003 times sqrt(256 * 128 / (height * width)): eqs. (2) and (4) are
 L2 norms of whole maps, which shrink with the square root of the pixel count, so this keeps the
@@ -28,6 +29,41 @@ VARIANTS = {"BoT": (False, False), "+HAB": (True, False), "+PAB": (False, True),
 PAPER_TABLE4 = {"BoT": (65.48, 82.51), "+HAB": (68.26, 83.70), "+PAB": (69.31, 84.41), "+HAB+PAB": (70.40, 85.87)}
 
 
+def step_seconds(arch: str, hab: bool, pab: bool, height: int, width: int, device: str, steps: int = 10,
+                 batch: int = 64) -> float:
+    """Seconds of one training step (forward, losses, backward, Adam) on a random batch with targets."""
+    import torch
+    from models import build_model
+    from runs.run import resolve_device
+    from supervised.losses import batch_hard_triplet, label_smoothed_cross_entropy
+    dev = resolve_device(device)
+    kw = dict(pretrained="none", num_classes=200, input_size=(height, width))
+    model = (build_model("daaf", base=arch, hab=hab, pab=pab, **kw) if hab or pab else build_model(arch, **kw)).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.randn(batch, 3, height, width, device=dev)
+    y = torch.arange(batch, device=dev) // 4
+    kps = torch.rand(batch, 17, 3, device=dev) * torch.tensor([width, height, 2.0], device=dev)
+    t = {k: v for k, v in {"mask": (torch.rand(batch, 1, height, width, device=dev) > 0.5).float(),
+                           "keypoints": kps}.items() if k in getattr(model, "teacher_targets", ())}
+    times = []
+    for i in range(steps + 1):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.autocast(dev.type, enabled=dev.type == "cuda"):
+            out = model(x, **t)
+        loss = (label_smoothed_cross_entropy(out.logits, y) + batch_hard_triplet(out.features, y)
+                + sum(out.aux_losses.values()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        if i:                                   # the first step warms up
+            times.append(time.perf_counter() - start)
+    return sum(times) / len(times)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet50"])
@@ -42,8 +78,15 @@ def main(argv=None) -> None:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS))
     p.add_argument("--teachers", nargs="+", default=["clean", "noisy"], choices=["clean", "noisy"])
     p.add_argument("--output", default=None)
+    p.add_argument("--time-only", action="store_true", help="only the seconds per training step of each variant")
     a = p.parse_args(argv)
     setup_logging()
+    if a.time_only:
+        for name in a.variants:
+            sec = step_seconds(a.arch, *VARIANTS[name], a.height, a.width, a.device)
+            print(json.dumps({"benchmark": "daaf_step_time", "variant": name, "arch": a.arch,
+                              "input": f"{a.height}x{a.width}", "batch": 64, "s_per_step": round(sec, 3)}), flush=True)
+        return
     out = a.output or tempfile.mkdtemp(prefix="daaf_ablation_")
     lam = 0.003 * math.sqrt(256 * 128 / (a.height * a.width))
     rows = []
