@@ -51,7 +51,7 @@ def overrides(args) -> list[dict]:
 def run(args) -> int:
     from pathlib import Path
 
-    from runs.checkpoint import load_checkpoint
+    from runs.checkpoint import load_checkpoint, load_resumable
     from runs.config import build_config
     from runs.run import make_run_dir, setup_logging
 
@@ -72,7 +72,7 @@ def run(args) -> int:
         evaluate_checkpoint(cfg, ckpt)
         return 0
     if args.resume:
-        ckpt = load_checkpoint(args.resume)
+        ckpt = load_resumable(args.resume)
         cfg = build_config(args.config, overrides(args), base=ckpt["config"])
         run_dir = Path(ckpt["path"]).parent
     else:

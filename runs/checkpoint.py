@@ -45,6 +45,15 @@ def load_checkpoint(path: str | os.PathLike, name: str = "last.pt") -> dict:
     return ckpt
 
 
+def load_resumable(path: str | os.PathLike) -> dict:
+    """A checkpoint ``--resume`` can continue from: ``last.pt`` (``best.pt`` holds the weights only)."""
+    ckpt = load_checkpoint(path)
+    if "optimizer" not in ckpt:
+        raise CheckpointError(f"{ckpt['path']} holds the weights only (a best.pt); resume from the run's "
+                              f"last.pt (give the run folder)")
+    return ckpt
+
+
 def load_model_state(model: torch.nn.Module, ckpt: dict) -> None:
     """Load a checkpoint's weights; a checkpoint of another model is a clear error."""
     own = model.state_dict()
@@ -63,8 +72,9 @@ def load_model_state(model: torch.nn.Module, ckpt: dict) -> None:
 
 
 class TrainingState:
-    """What a trainer checkpoints each epoch (model, optimiser, schedule, epoch, config, best mAP):
-    ``last.pt`` always, ``best.pt`` when the epoch's mAP is the best so far; and resuming from it."""
+    """What a trainer checkpoints each epoch: ``last.pt`` always (model, optimiser, schedule, epoch, config,
+    best mAP: everything ``--resume`` needs), ``best.pt`` when the epoch's mAP is the best so far (model,
+    epoch, config, mAP: what evaluation and deployment need, a third of ``last.pt`` with Adam's moments)."""
 
     def __init__(self, run_dir: Path, model: torch.nn.Module, optimizer, scheduler, config: dict):
         self.run_dir, self.model, self.optimizer, self.scheduler, self.config = Path(run_dir), model, optimizer, scheduler, config
@@ -86,10 +96,10 @@ class TrainingState:
         return epoch
 
     def save(self, epoch: int, record: dict) -> None:
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "epoch": epoch, "config": self.config,
-                 "best_map": max(self.best, record.get("mAP", -1.0))}
-        save_checkpoint(self.run_dir / "last.pt", state)
+        weights = {"model": self.model.state_dict(), "epoch": epoch, "config": self.config,
+                   "best_map": max(self.best, record.get("mAP", -1.0))}
+        save_checkpoint(self.run_dir / "last.pt", {**weights, "optimizer": self.optimizer.state_dict(),
+                                                   "scheduler": self.scheduler.state_dict()})
         if record.get("mAP", -1.0) > self.best:
             self.best = record["mAP"]
-            save_checkpoint(self.run_dir / "best.pt", state)
+            save_checkpoint(self.run_dir / "best.pt", weights)

@@ -71,7 +71,7 @@ def test_one_supervised_epoch(tmp_path, tiny_root, recipe, extra, parts):
     assert main.main(["--mode", "evaluate", "--checkpoint", str(tmp_path / "r"), "--data-root", str(tiny_root)]) == 0
 
 
-def test_resume_continues_exactly(tmp_path, tiny_root):
+def test_resume_continues_exactly(tmp_path, tiny_root, capsys):
     extra = ["--set", "model.daaf.base=resnet18", "--set", "test.eval_every=2"]
     full = run_sup(tmp_path, tiny_root, "full", "daaf_bot_market1501", "--epochs", "2", *extra)
     run_sup(tmp_path, tiny_root, "part", "daaf_bot_market1501", "--epochs", "1", *extra)
@@ -80,3 +80,7 @@ def test_resume_continues_exactly(tmp_path, tiny_root):
     keys = ("epoch", "loss", "id", "triplet", "hab", "pab")
     assert [[r.get(k) for k in keys] for r in part] == [[r.get(k) for k in keys] for r in full]
     assert (part[-1]["mAP"], part[-1]["rank1"]) == (full[-1]["mAP"], full[-1]["rank1"])
+    # best.pt holds the weights only (a third of last.pt with Adam's moments): resuming from it says so
+    assert (tmp_path / "full" / "best.pt").stat().st_size < 0.5 * (tmp_path / "full" / "last.pt").stat().st_size
+    assert main.main(["--resume", str(tmp_path / "full" / "best.pt"), "--data-root", str(tiny_root)]) == 2
+    assert "weights only" in capsys.readouterr().err
