@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.outputs import drop_checkpoints, output_folder
 from runs.config import build_config, parse_override
 from runs.run import make_run_dir, setup_logging
 from supervised.trainer import run_supervised
@@ -75,9 +75,10 @@ def main(argv=None) -> None:
     p.add_argument("--pretrained", default="none")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--teachers", nargs="+", default=["clean", "noisy"], choices=["clean", "noisy"])
     p.add_argument("--output", default=None)
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's best.pt / last.pt")
     p.add_argument("--time-only", action="store_true", help="only the seconds per training step of each variant")
     a = p.parse_args(argv)
     setup_logging()
@@ -87,7 +88,7 @@ def main(argv=None) -> None:
             print(json.dumps({"benchmark": "daaf_step_time", "variant": name, "arch": a.arch,
                               "input": f"{a.height}x{a.width}", "batch": 64, "s_per_step": round(sec, 3)}), flush=True)
         return
-    out = a.output or tempfile.mkdtemp(prefix="daaf_ablation_")
+    out = output_folder(a.output, "daaf_ablation_")
     lam = 0.003 * math.sqrt(256 * 128 / (a.height * a.width))
     rows = []
     for name in a.variants:
@@ -107,7 +108,9 @@ def main(argv=None) -> None:
                 sets.append("aug.pad=4")
             cfg = build_config("bot_market1501", [parse_override(s) for s in sets])
             t = time.perf_counter()
-            records = run_supervised(cfg, make_run_dir(cfg))
+            run_dir = make_run_dir(cfg)
+            records = run_supervised(cfg, run_dir)
+            drop_checkpoints(run_dir, a.keep_checkpoints)
             epochs = [r for r in records if r.get("epoch", 0) > 0]
             last = records[-1]
             row = {"benchmark": "daaf_ablation", "variant": name, "teacher": teacher, "arch": a.arch,

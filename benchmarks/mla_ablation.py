@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.outputs import drop_checkpoints, output_folder
 from runs.config import build_config, parse_override
 from runs.run import make_run_dir, resolve_device, setup_logging
 from models import model_from_config
@@ -55,11 +55,12 @@ def main(argv=None) -> None:
     p.add_argument("--iters", type=int, default=100)
     p.add_argument("--pretrained", default="none")
     p.add_argument("--device", default="auto")
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--output", default=None)
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's best.pt / last.pt")
     a = p.parse_args(argv)
     setup_logging()
-    out = a.output or tempfile.mkdtemp(prefix="mla_ablation_")
+    out = output_folder(a.output, "mla_ablation_")
     rows = []
     for name in a.variants:
         sets = [f"model.name={a.arch}", f"model.attention={VARIANTS[name]}", f"model.pretrained={a.pretrained}",
@@ -70,7 +71,9 @@ def main(argv=None) -> None:
             sets.append(f"data.root={a.data_root}")
         cfg = build_config("demo", [parse_override(s) for s in sets])
         t = time.perf_counter()
-        records = run_unsup(cfg, make_run_dir(cfg))
+        run_dir = make_run_dir(cfg)
+        records = run_unsup(cfg, run_dir)
+        drop_checkpoints(run_dir, a.keep_checkpoints)
         device = resolve_device(cfg.device)
         model = model_from_config(cfg, device)
         last = records[-1]
