@@ -19,7 +19,8 @@ demo: setup
 	$(PY) main.py --mode unsup --config runs/recipes/demo.yaml
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 clean-data:
-	rm -rf data/synthetic*/
+	rm -rf datasets/synthetic*/ datasets/.synthetic*

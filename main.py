@@ -5,42 +5,54 @@
   python main.py --mode supervised --dataset market1501 --config runs/recipes/bot_market1501.yaml
   python main.py --mode evaluate --checkpoint outputs/RUN/best.pt
   python main.py --mode check-data --dataset dukemtmcreid
-  python main.py --mode unsup --resume outputs/RUN
+  python main.py --resume outputs/RUN
+  python main.py --list                      # recipes, datasets, models, attention blocks
+  python main.py --config demo --print-config
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from errors import ReIDError
 
 DEFAULT_RECIPE = {"unsup": "cluster_contrast_resnet50.yaml", "supervised": "bot_market1501.yaml"}
+MODES = ["unsup", "supervised", "evaluate", "check-data"]
+log = logging.getLogger("reid")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Person re-identification: unsupervised (Cluster Contrast) and "
-                                            "supervised (Bag of Tricks, DAAF) training, and evaluation.")
-    p.add_argument("--mode", choices=["unsup", "supervised", "evaluate", "check-data"], default="unsup")
+    p = argparse.ArgumentParser(
+        description="Person re-identification: unsupervised (Cluster Contrast, MLA) and supervised (Bag of Tricks, "
+                    "DAAF) training, evaluation and dataset checks.",
+        epilog="python main.py --list shows the recipes, datasets, models and attention blocks; "
+               "--print-config shows the resolved config of a command line without running it.")
+    p.add_argument("--mode", choices=MODES, help="what to do (default unsup; a resumed run keeps its own)")
     p.add_argument("--config", help="recipe YAML (a path, or a name in runs/recipes/)")
     p.add_argument("--dataset", help="dataset name (data.dataset); a+b trains on both")
     p.add_argument("--test-dataset", help="evaluate on this dataset instead (data.test_dataset)")
-    p.add_argument("--data-root", help="folder holding the datasets (data.root; default env REID_DATA, else ./data)")
+    p.add_argument("--data-root", help="folder holding the datasets (data.root; default env REID_DATA, "
+                                       "else ./datasets)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--output", help="folder for run folders (default outputs)")
     p.add_argument("--epochs", type=int, help="train.epochs")
     p.add_argument("--seed", type=int)
-    p.add_argument("--name", help="run folder name")
+    p.add_argument("--name", help="run folder name (an existing run's name is an error: use --resume)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, repeatable")
-    p.add_argument("--resume", help="checkpoint or run folder of a run to continue")
+    p.add_argument("--resume", help="run folder (or its last.pt) of a run to continue")
     p.add_argument("--checkpoint", help="checkpoint to evaluate (--mode evaluate)")
+    p.add_argument("--list", action="store_true", help="list recipes, datasets, models and attention blocks")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p.parse_args(argv)
 
 
 def overrides(args) -> list[dict]:
     from runs.config import parse_override
     out = []
-    for key, val in (("data.dataset", args.dataset), ("data.test_dataset", args.test_dataset), ("data.root", args.data_root), ("device", args.device),
+    for key, val in (("data.dataset", args.dataset), ("data.test_dataset", args.test_dataset),
+                     ("data.root", args.data_root), ("device", args.device),
                      ("output", args.output), ("train.epochs", args.epochs), ("seed", args.seed),
                      ("name", args.name)):
         if val is not None:
@@ -48,46 +60,92 @@ def overrides(args) -> list[dict]:
     return out + [parse_override(s) for s in args.set]
 
 
-def run(args) -> int:
-    from pathlib import Path
+def print_config(cfg) -> int:
+    import yaml
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    return 0
 
-    from runs.checkpoint import load_checkpoint, load_resumable
+
+def check_data(args) -> int:
+    from data.check import run_check
     from runs.config import build_config
-    from runs.run import make_run_dir, setup_logging
+    from runs.progress import console
+    cfg = build_config(args.config, overrides(args))
+    if args.print_config:
+        return print_config(cfg)
+    reports = run_check(cfg.data.dataset, cfg.data_root, cfg.data.workers, console,
+                        synthetic_size=cfg.data.synthetic_size, seed=cfg.data.synthetic_seed)
+    return 0 if all(r.ok for r in reports) else 1
 
-    setup_logging()
-    if args.mode == "check-data":
-        cfg = build_config(args.config, overrides(args))
-        from data.check import run_check
-        from runs.progress import console
-        reports = run_check(cfg.data.dataset, cfg.data_root, cfg.data.workers, console,
-                            synthetic_size=cfg.data.synthetic_size, seed=cfg.data.synthetic_seed)
-        return 0 if all(r.ok for r in reports) else 1
-    if args.mode == "evaluate":
-        if not args.checkpoint:
-            raise ReIDError("--mode evaluate needs --checkpoint PATH (a .pt file or a run folder)")
-        ckpt = load_checkpoint(args.checkpoint, "best.pt")
-        cfg = build_config(args.config, overrides(args), base=ckpt["config"])
-        from unsup.evaluate import evaluate_checkpoint
-        evaluate_checkpoint(cfg, ckpt)
-        return 0
+
+def evaluate(args) -> int:
+    from runs.checkpoint import load_checkpoint
+    from runs.config import build_config
+    if not args.checkpoint:
+        raise ReIDError("--mode evaluate needs --checkpoint PATH (a .pt file or a run folder)")
+    ckpt = load_checkpoint(args.checkpoint, "best.pt")
+    cfg = build_config(args.config, overrides(args), base=ckpt["config"])
+    if args.print_config:
+        return print_config(cfg)
+    from unsup.evaluate import evaluate_checkpoint
+    evaluate_checkpoint(cfg, ckpt)
+    return 0
+
+
+def train(args) -> int:
+    """A new run (``--mode unsup|supervised``) or a resumed one (``--resume``)."""
+    from runs.checkpoint import load_resumable
+    from runs.config import build_config
+    from runs.loop import check_run_inputs
+    from runs.run import make_run_dir, mark_failed, open_run_dir, release_run_dir, setup_logging
     if args.resume:
         ckpt = load_resumable(args.resume)
         cfg = build_config(args.config, overrides(args), base=ckpt["config"])
-        run_dir = Path(ckpt["path"]).parent
+    else:                                    # --mode, else the recipe's own mode
+        recipe = args.config or DEFAULT_RECIPE[args.mode or "unsup"]
+        cfg = build_config(recipe, overrides(args) + ([{"mode": args.mode}] if args.mode else []))
+    if args.print_config:
+        return print_config(cfg)
+    ds = check_run_inputs(cfg, new_run=not args.resume, explicit_name=args.name is not None)   # before any folder
+    if args.resume:
+        run_dir = open_run_dir(Path(ckpt["path"]).parent)
+        resume = None if ckpt.get("fresh") else ckpt
     else:
-        ckpt = None
-        cfg = build_config(args.config or DEFAULT_RECIPE[args.mode], overrides(args))
-        cfg.mode = args.mode
-        run_dir = make_run_dir(cfg)
+        run_dir, resume = make_run_dir(cfg, explicit_name=args.name is not None), None
     setup_logging(run_dir)
-    if cfg.mode == "supervised":     # a resumed run keeps its own mode
-        from supervised.trainer import run_supervised
-        run_supervised(cfg, run_dir, resume=ckpt)
+    if args.resume and args.mode and args.mode != cfg.mode:
+        log.warning("%s is a %s run: it resumes as one (--mode %s does not apply)", run_dir, cfg.mode, args.mode)
+    if cfg.mode == "supervised":
+        from supervised.trainer import run_supervised as trainer
     else:
-        from unsup.trainer import run_unsup
-        run_unsup(cfg, run_dir, resume=ckpt)
+        from unsup.trainer import run_unsup as trainer
+    try:
+        trainer(cfg, run_dir, resume=resume, ds=ds)
+    except KeyboardInterrupt:
+        log.warning("interrupted; continue with --resume %s", run_dir)
+        raise
+    except BaseException as e:
+        message = str(e) if isinstance(e, ReIDError) else f"{type(e).__name__}: {e}"
+        log.error("the run failed: %s", message, exc_info=not isinstance(e, ReIDError))
+        mark_failed(run_dir, message)
+        raise
+    finally:
+        release_run_dir(run_dir)
     return 0
+
+
+def run(args) -> int:
+    from runs.run import setup_logging
+    setup_logging()
+    if args.list:
+        from runs.catalogue import print_catalogue
+        print_catalogue()
+        return 0
+    if args.mode == "check-data":
+        return check_data(args)
+    if args.mode == "evaluate":
+        return evaluate(args)
+    return train(args)
 
 
 def main(argv=None) -> int:
@@ -98,7 +156,6 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        logging.getLogger("reid").warning("interrupted; continue with --resume RUN_FOLDER")
         return 130
 
 

@@ -155,7 +155,8 @@ def run(n: int, device: torch.device, dense_max: int, k1: int, k2: int, eps: flo
                        dense_jaccard_dbscan_s=round(dense_jd, 2),
                        speedup_without_knn=round(dense_jd / summary["jaccard_dbscan_s"], 1),
                        dense_peak_mb=max(r["peak_mb"] for r in ref.rows),
-                       max_abs_diff=float(np.abs(mine - jac).max()), same_labels=bool(np.array_equal(labels, ref_labels)),
+                       max_abs_diff=float(np.abs(mine - jac).max()),
+                       same_labels=bool(np.array_equal(labels, ref_labels)),
                        same_ranking=bool(np.array_equal(rk, ranking.cpu().numpy())))
     print(json.dumps(summary), flush=True)
     return summary

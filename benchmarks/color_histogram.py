@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="synthetic")
     p.add_argument("--size", default="small", help="synthetic size")
-    p.add_argument("--data-root", default=os.environ.get("REID_DATA", "data"))
+    p.add_argument("--data-root", default=os.environ.get("REID_DATA", "datasets"))
     p.add_argument("--height", type=int, default=128)
     p.add_argument("--width", type=int, default=64)
     a = p.parse_args(argv)

@@ -14,7 +14,9 @@ from .knn import knn
 
 def pseudo_labels(features: torch.Tensor, k1: int = 30, k2: int = 6, eps: float = 0.4, min_samples: int = 4,
                   knn_backend: str = "auto") -> tuple[np.ndarray, dict]:
-    """Cluster L2-normalised features; returns labels (-1 outliers) and a dict of counts and seconds."""
+    """Cluster L2-normalised features (a torch tensor on any device, or a numpy array); returns labels
+    (-1 outliers) and a dict of counts and seconds."""
+    features = torch.as_tensor(features, dtype=torch.float32)
     info: dict = {}
     with Progress(transient=True) as bar:
         task = bar.add_task("clustering: kNN", total=3)

@@ -1,7 +1,7 @@
 """Datasets (a registry by name), the synthetic benchmark, samplers, image store and augmentation."""
-from .datasets import (DATASET_INFO, DATASETS, ReIDDataset, Sample, build_dataset, dataset_from_config,
+from .datasets import (DATASETS, ReIDDataset, Sample, build_dataset, dataset_from_config,
                        register_dataset)
 from . import partial_datasets, reid_datasets  # noqa: F401  (register the public benchmarks)
 
-__all__ = ["DATASETS", "DATASET_INFO", "ReIDDataset", "Sample", "build_dataset", "dataset_from_config",
+__all__ = ["DATASETS", "ReIDDataset", "Sample", "build_dataset", "dataset_from_config",
            "register_dataset"]

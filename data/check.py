@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from .datasets import DATASET_INFO, ReIDDataset, build_dataset
+from .datasets import DATASETS, ReIDDataset, build_dataset
 
 SPLITS = ("train", "query", "gallery")
 
@@ -55,7 +55,7 @@ def published_counts(name: str, options: dict) -> dict[str, tuple] | None:
         s = SIZES[options.get("synthetic_size", "small")]
         return {"train": (s.train_ids, s.train_images, s.cameras), "query": (None, s.query_images, None),
                 "gallery": (None, s.gallery_images - s.junk, None)}
-    return DATASET_INFO[name].published
+    return DATASETS.info(name).published
 
 
 def _read(path: str) -> tuple[str, str | None]:
@@ -115,7 +115,7 @@ def run_check(name: str, root, workers: int = 4, console: Console | None = None,
             console.print(f"... and {len(r.bad_images) - 20} more bad images")
         for a, b in r.duplicates[:20]:
             console.print(f"[red]same image in two splits[/red] {a} == {b}")
-        info = DATASET_INFO.get(part)
+        info = DATASETS.info(part) if part in DATASETS else None
         if info and info.test_only:
             console.print(f"{part} is test-only: evaluate on it with --test-dataset {part}")
         console.print(f"{ds.name}: " + ("[green]OK[/green]" if r.ok else

@@ -7,21 +7,20 @@ first dataset's, unless ``--test-dataset`` names another.
 """
 from __future__ import annotations
 
-from collections import Counter
 
-from .datasets import ReIDDataset, Sample, require_training_split
+from .datasets import ReIDDataset, Sample, Skipped, require_training_split
 
 
 def combine(parts: list[ReIDDataset]) -> ReIDDataset:
     train: list[Sample] = []
-    skipped: Counter = Counter()
+    skipped = Skipped()
     pid_offset = cam_offset = 0
     for ds in parts:
         require_training_split(ds)
         train += [Sample(s.path, s.pid + pid_offset, s.camid + cam_offset) for s in ds.train]
         pid_offset += max(s.pid for s in ds.train) + 1
         cam_offset += max(s.camid for s in ds.train + ds.query + ds.gallery) + 1
-        skipped.update(ds.skipped)
+        skipped.merge(ds.skipped)
     first = parts[0]
     return ReIDDataset("+".join(p.name for p in parts), first.root, train, first.query, first.gallery, skipped,
                        annotations=None, parts=list(parts))

@@ -13,12 +13,29 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from errors import DatasetError, closest
+from registry import Registry
 
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+class Skipped(Counter):
+    """Files left out of a dataset, counted by reason, with the first example of each reason."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.examples: dict[str, str] = {}
+
+    def add(self, reason: str, example) -> None:
+        self[reason] += 1
+        self.examples.setdefault(reason, str(example))
+
+    def merge(self, other: "Skipped") -> None:
+        self.update(other)
+        for reason, example in getattr(other, "examples", {}).items():
+            self.examples.setdefault(reason, example)
 
 
 @dataclass(frozen=True)
@@ -35,7 +52,7 @@ class ReIDDataset:
     train: list[Sample]
     query: list[Sample]
     gallery: list[Sample]
-    skipped: Counter = field(default_factory=Counter)
+    skipped: Skipped = field(default_factory=Skipped)
     annotations: Path | None = None      # folder of teacher annotations (see data.annotations), if any
     parts: list["ReIDDataset"] = field(default_factory=list)   # the datasets a combined one was made of
 
@@ -57,9 +74,6 @@ class ReIDDataset:
         return text
 
 
-DATASETS: dict[str, Callable[..., ReIDDataset]] = {}
-
-
 @dataclass(frozen=True)
 class DatasetInfo:
     """What the README and ``--mode check-data`` say about a registered dataset."""
@@ -69,15 +83,12 @@ class DatasetInfo:
     source: str = ""                     # where the published counts come from
 
 
-DATASET_INFO: dict[str, DatasetInfo] = {}
+DATASETS: Registry = Registry("dataset", DatasetError)
 
 
 def register_dataset(name: str, info: DatasetInfo | None = None):
-    def deco(fn):
-        DATASETS[name] = fn
-        DATASET_INFO[name] = info or DatasetInfo()
-        return fn
-    return deco
+    """Register a parser ``fn(data_root, **options) -> ReIDDataset`` with what is known of the dataset."""
+    return DATASETS.register(name, info or DatasetInfo())
 
 
 def build_dataset(name: str, root: str | os.PathLike, **options) -> ReIDDataset:
@@ -86,12 +97,20 @@ def build_dataset(name: str, root: str | os.PathLike, **options) -> ReIDDataset:
         from .combine import combine
         parts = [build_dataset(n, root, **options) for n in name.split("+")]
         return combine(parts)
-    if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}{closest(name, DATASETS)}; "
-                           f"known datasets: {', '.join(sorted(DATASETS))}")
-    ds = DATASETS[name](Path(root), **options)
+    ds = DATASETS.get(name)(Path(root), **options)
     log.info(ds.summary())
+    warn_skipped(ds)
     return ds
+
+
+def warn_skipped(ds: ReIDDataset) -> None:
+    """A warning, with the count and one example, for files left out because they could not be parsed
+    (a misnamed image is a mistake worth seeing; junk images and stray non-image files are expected)."""
+    for reason, n in sorted(ds.skipped.items()):
+        if "parse" in reason:
+            example = getattr(ds.skipped, "examples", {}).get(reason, "?")
+            log.warning("%s: %d %s were left out, e.g. %s; rename them in the dataset's naming scheme to use them",
+                        ds.name, n, reason, example)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,7 +125,7 @@ MARKET_LAYOUT = """expected layout:
 (the extra level {inner}/ inside it is fine)"""
 
 
-def parse_market_folder(folder: Path, skipped: Counter, relabel: bool = False,
+def parse_market_folder(folder: Path, skipped: Skipped, relabel: bool = False,
                         pattern: re.Pattern = MARKET_PATTERN) -> list[Sample]:
     """Samples of one Market-format folder: names ``PPPP_cC...``; junk (-1) dropped, distractors (0) kept.
 
@@ -114,15 +133,15 @@ def parse_market_folder(folder: Path, skipped: Counter, relabel: bool = False,
     items = []
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
-            skipped["non-image files"] += 1
+            skipped.add("non-image files", path)
             continue
         m = pattern.search(path.name)
         if m is None:
-            skipped["names that do not parse"] += 1
+            skipped.add("names that do not parse", path)
             continue
         pid, cam = int(m.group(1)), int(m.group(2))
         if pid == -1:
-            skipped["junk images (pid -1)"] += 1
+            skipped.add("junk images (pid -1)", path)
             continue
         if cam < 1:
             raise DatasetError(f"{path}: camera ids start at 1 in this naming scheme")
@@ -149,7 +168,7 @@ def find_market_root(base: Path, inner: str = "Market-1501-v15.09.15", aliases: 
 
 
 def market_format(name: str, root: Path) -> ReIDDataset:
-    skipped: Counter = Counter()
+    skipped = Skipped()
     train = parse_market_folder(root / "bounding_box_train", skipped, relabel=True)
     query = parse_market_folder(root / "query", skipped)
     gallery = parse_market_folder(root / "bounding_box_test", skipped)
@@ -169,7 +188,7 @@ def market1501(data_root: Path, **_) -> ReIDDataset:
 
 
 def _synthetic(name: str, occluded: bool):
-    layout = f"{name}-<size>/ (generated on first use; data/synthetic.py)"
+    layout = f"{name}-<size>/ (generated on first use; data/synthetic/)"
     def build(data_root: Path, synthetic_size: str = "small", seed: int = 0, **_) -> ReIDDataset:
         from .synthetic import SIZES, ensure_synthetic
         if synthetic_size not in SIZES:

@@ -10,18 +10,17 @@ which is these datasets' protocol, with the same evaluation code as the holistic
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 
 from errors import DatasetError
 
-from .datasets import IMAGE_EXTENSIONS, DatasetInfo, ReIDDataset, Sample, register_dataset
+from .datasets import IMAGE_EXTENSIONS, DatasetInfo, ReIDDataset, Sample, Skipped, register_dataset
 
 QUERY_CAM, GALLERY_CAM = 0, 1
 LEADING_ID = re.compile(r"^(\d+)")
 
 
-def _images_by_id(folder: Path, skipped: Counter, camid: int) -> list[Sample]:
+def _images_by_id(folder: Path, skipped: Skipped, camid: int) -> list[Sample]:
     """Every image under ``folder`` (flat, or in one folder per identity); the identity is the leading
     number of the file name."""
     out = []
@@ -29,34 +28,41 @@ def _images_by_id(folder: Path, skipped: Counter, camid: int) -> list[Sample]:
         if not path.is_file():
             continue
         if path.suffix.lower() not in IMAGE_EXTENSIONS | {".tif", ".tiff"}:
-            skipped["non-image files"] += 1
+            skipped.add("non-image files", path)
             continue
         m = LEADING_ID.match(path.name)
         if m is None:
-            skipped["names that do not parse"] += 1
+            skipped.add("names that do not parse", path)
             continue
         out.append(Sample(str(path), int(m.group(1)), camid))
     return out
 
 
-def _query_gallery(name: str, base: Path, pairs: list[tuple[str, str]], layout: str) -> ReIDDataset:
-    for qdir, gdir in pairs:
-        if (base / qdir).is_dir() and (base / gdir).is_dir():
-            skipped: Counter = Counter()
-            query = _images_by_id(base / qdir, skipped, QUERY_CAM)
-            gallery = _images_by_id(base / gdir, skipped, GALLERY_CAM)
-            if not query or not gallery:
-                raise DatasetError(f"{base}: no images in {qdir}/ or {gdir}/\nexpected layout:\n  {layout}")
-            return ReIDDataset(name, base, [], query, gallery, skipped)
-    raise DatasetError(f"{name} not found or incomplete at {base}\nexpected layout:\n  {layout}\n"
+def _query_gallery(name: str, bases: list[Path], pairs: list[tuple[str, str]], layout: str) -> ReIDDataset:
+    """The first of ``bases`` that holds one of the (query folder, gallery folder) ``pairs``."""
+    for base in bases:
+        for qdir, gdir in pairs:
+            if (base / qdir).is_dir() and (base / gdir).is_dir():
+                skipped = Skipped()
+                query = _images_by_id(base / qdir, skipped, QUERY_CAM)
+                gallery = _images_by_id(base / gdir, skipped, GALLERY_CAM)
+                if not query or not gallery:
+                    raise DatasetError(f"{base}: no images in {qdir}/ or {gdir}/\nexpected layout:\n  {layout}")
+                return ReIDDataset(name, base, [], query, gallery, skipped)
+    raise DatasetError(f"{name} not found or incomplete at {' or '.join(str(b) for b in bases)}\n"
+                       f"expected layout:\n  {layout}\n"
                        "Put the dataset there, or point --data-root (or env REID_DATA) at its parent.")
 
 
 def _register(name: str, folder: str, pairs: list[tuple[str, str]], published, layout: str, source: str):
-    @register_dataset(name, DatasetInfo(published, test_only=True, layout=layout, source=source))
+    """The release's own folder name under the data root, or the registry name, with or without the
+    release folder inside it (``Occluded_REID/``, ``occluded_reid/``, ``occluded_reid/Occluded_REID/``),
+    as every other dataset."""
+    @register_dataset(name, DatasetInfo(published, test_only=True,
+                                        layout=f"{layout} (or {name}/[{folder}/]...)", source=source))
     def build(data_root: Path, **_) -> ReIDDataset:
-        base = data_root / folder
-        return _query_gallery(name, base, pairs, layout)
+        return _query_gallery(name, [data_root / folder, data_root / name, data_root / name / folder], pairs,
+                              layout)
     return build
 
 

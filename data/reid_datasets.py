@@ -9,14 +9,13 @@ codebases report them (identities, images, cameras per split).
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from errors import DatasetError
 
-from .datasets import (IMAGE_EXTENSIONS, DatasetInfo, ReIDDataset, Sample, find_market_root, market_format,
+from .datasets import (IMAGE_EXTENSIONS, DatasetInfo, ReIDDataset, Sample, Skipped, find_market_root, market_format,
                        register_dataset)
 
 
@@ -114,7 +113,7 @@ MSMT_LAYOUT = """expected layout (either release):
   {root}/MSMT17_V2/{{mask_train_v2,mask_test_v2}}/...     with the same four list files"""
 
 
-def _read_list(path: Path, folder: Path, skipped: Counter, relabel: dict | None) -> list[Sample]:
+def _read_list(path: Path, folder: Path, skipped: Skipped, relabel: dict | None) -> list[Sample]:
     out = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -122,7 +121,7 @@ def _read_list(path: Path, folder: Path, skipped: Counter, relabel: dict | None)
         parts = line.split()
         m = MSMT_NAME.match(Path(parts[0]).name)
         if len(parts) != 2 or m is None or Path(parts[0]).suffix.lower() not in IMAGE_EXTENSIONS:
-            skipped[f"lines of {path.name} that do not parse"] += 1
+            skipped.add(f"lines of {path.name} that do not parse", f"{path.name}:{n}: {line.strip()}")
             continue
         pid, cam = int(parts[1]), int(m.group(3))
         out.append(Sample(str(folder / parts[0]), relabel.setdefault(pid, len(relabel)) if relabel is not None else pid,
@@ -131,7 +130,8 @@ def _read_list(path: Path, folder: Path, skipped: Counter, relabel: dict | None)
 
 
 @register_dataset("msmt17", DatasetInfo(MSMT_PUBLISHED, layout="msmt17/MSMT17_V1/{train,test}/<pid>/*.jpg + "
-                                        "list_{train,val,query,gallery}.txt (or MSMT17_V2/{mask_train_v2,mask_test_v2})",
+                                        "list_{train,val,query,gallery}.txt "
+                                        "(or MSMT17_V2/{mask_train_v2,mask_test_v2})",
                                         source="Wei et al. 2018; training = list_train + list_val, as is usual"))
 def msmt17(data_root: Path, **_) -> ReIDDataset:
     base = data_root / "msmt17"
@@ -142,7 +142,7 @@ def msmt17(data_root: Path, **_) -> ReIDDataset:
                 absent = [p.name for p in lists.values() if not p.is_file()]
                 if absent:
                     raise DatasetError(f"{root}: missing {', '.join(absent)}\n" + MSMT_LAYOUT.format(root=base))
-                skipped: Counter = Counter()
+                skipped = Skipped()
                 relabel: dict = {}
                 train = (_read_list(lists["train"], root / train_dir, skipped, relabel)
                          + _read_list(lists["val"], root / train_dir, skipped, relabel))

@@ -68,3 +68,45 @@ class PseudoLabelSampler(_PKBase):
             return [anchor] * self.K
         rest = self.rng.choice(pool, size=self.K - 1, replace=len(pool) < self.K - 1)
         return [anchor] + rest.tolist()
+
+
+class IdentitySampler:
+    """Bag of Tricks' ``RandomIdentitySampler``: each identity's images are shuffled (repeated at random up
+    to K when it has fewer) and cut into chunks of K; batches take one chunk from each of P identities
+    drawn at random among those with chunks left, until fewer than P have any. One pass is therefore
+    about one epoch of the training images, and every image is seen at most once per pass (but for the
+    repeats that fill small identities); ``batches(n)`` starts new passes as needed."""
+
+    def __init__(self, labels, num_ids: int, num_instances: int, rng: np.random.Generator):
+        self.groups = _groups(np.asarray(labels))
+        if not self.groups:
+            raise ValueError("no labelled sample to draw batches from")
+        self.P, self.K, self.rng = num_ids, num_instances, rng
+
+    def one_pass(self) -> list[list[int]]:
+        chunks: dict[int, list[list[int]]] = {}
+        for y, ix in self.groups.items():
+            ix = self.rng.choice(ix, size=self.K, replace=True) if len(ix) < self.K else self.rng.permutation(ix)
+            whole = len(ix) // self.K * self.K                      # a last incomplete chunk is dropped
+            chunks[y] = [ix[i:i + self.K].tolist() for i in range(0, whole, self.K)]
+        out = []
+        available = sorted(chunks)
+        while len(available) >= self.P:
+            picked = self.rng.choice(available, size=self.P, replace=False).tolist()
+            out.append([i for y in picked for i in chunks[y].pop(0)])
+            available = [y for y in available if chunks[y]]
+        return out
+
+    def batches(self, iterations: int | None = None):
+        """``iterations`` batches (None: one pass)."""
+        if iterations is None:
+            yield from self.one_pass()
+            return
+        done = 0
+        while done < iterations:
+            batch_list = self.one_pass()
+            if not batch_list:
+                raise ValueError(f"fewer than {self.P} identities: no P x K batch can be drawn")
+            for b in batch_list[: iterations - done]:
+                yield b
+                done += 1

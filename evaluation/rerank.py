@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from clustering.jaccard import _min_overlap, _query_expansion, _rows_to_padded, block_budget, expanded_sets
+from clustering.kreciprocal import block_budget, expanded_sets, min_overlap_sums, query_expansion, rows_to_padded
 
 
 class _Blocks:
@@ -79,9 +79,9 @@ def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6, lambda_v
         start += sets.shape[0]
     rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
     if k2 != 1:
-        vcol, vval = _rows_to_padded(rows, cols, vals, n)
-        rows, cols, vals = _query_expansion(vcol, vval, ranking[:, :k2], k2)
-    i, j, s = _min_overlap(rows, cols, vals, n, block_budget(torch.device("cpu")), n_rows=Q)
+        vcol, vval = rows_to_padded(rows, cols, vals, n)
+        rows, cols, vals = query_expansion(vcol, vval, ranking[:, :k2], k2)
+    i, j, s = min_overlap_sums(rows, cols, vals, n, block_budget(torch.device("cpu")), n_rows=Q)
     jaccard = torch.ones(Q, d.G)
     gal = j >= Q
     jaccard[i[gal], j[gal] - Q] = 1 - s[gal] / (2 - s[gal])

@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import importlib
 from typing import Callable
-
 from torch import nn
 
-from errors import ConfigError, closest
+from errors import ConfigError
+from registry import Registry
 
-ATTENTION_BLOCKS: dict[str, Callable[..., nn.Module]] = {}
+ATTENTION_BLOCKS: Registry = Registry("attention block", hint=", or an import path 'package.module:Class'")
 
 
 def register_block(name: str):
-    def deco(cls):
-        ATTENTION_BLOCKS[name] = cls
-        return cls
-    return deco
+    return ATTENTION_BLOCKS.register(name)
 
 
 def resolve_block(spec: str) -> Callable[..., nn.Module]:
@@ -40,12 +37,12 @@ def resolve_block(spec: str) -> Callable[..., nn.Module]:
         except (ImportError, AttributeError) as e:
             raise ConfigError(f"model.attention: cannot import {spec!r} ({e}); give 'package.module:Class' "
                               f"importable from the working directory or PYTHONPATH") from None
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise ConfigError(f"model.attention: {spec!r} is {cls!r}, not a torch.nn.Module class; give the class of "
+                              f"your block (constructor: channels, height, width, **kwargs; forward: B x C x H x W)")
         return cls
     from . import mla  # noqa: F401  (registers the MLA blocks)
-    if spec not in ATTENTION_BLOCKS:
-        raise ConfigError(f"unknown attention block {spec!r}{closest(spec, ATTENTION_BLOCKS)}; registered: "
-                          f"{', '.join(sorted(ATTENTION_BLOCKS))}, or an import path 'package.module:Class'")
-    return ATTENTION_BLOCKS[spec]
+    return ATTENTION_BLOCKS.get(spec)
 
 
 def build_block(spec: str, channels: int, height: int, width: int, **kwargs) -> nn.Module:

@@ -29,10 +29,19 @@ Choices where the paper is silent:
 * Loss normalisation: eqs. (2) and (4) as written, the L2 norm (not squared) of each whole map. The norm
   grows with sqrt(pixels), so lambda = 0.003 weighs the branches as the paper does at 256 x 128 output
   and half as much at 64 x 32 (a 4x smaller norm for the same per-pixel error).
+
+Two forms of the branches (``loss_form``):
+* ``paper`` (default): eqs. (2) and (4) with lambda_h = lambda_p = 0.003, the deconvolutions of Table 1
+  (3x3, stride 2) each followed by BatchNorm and ReLU (above).
+* ``authors``: what the authors' released code does instead, as read against the paper: the mean squared
+  error over the pixels, weighted 10 for the mask and 65 for the keypoint heatmaps, and a *linear*
+  decoder of four 2x2 stride-2 transposed convolutions (no normalisation or activation between them).
+  At initialisation its gradients on the backbone are about 20x those of the paper's form.
 """
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -52,13 +61,20 @@ GROUPINGS: dict[str, list[list[int]]] = {
 }
 
 
-def deconv_decoder(in_channels: int, width: int = 64, layers: int = 4) -> nn.Sequential:
-    """Table 1: ``layers`` 3x3 stride-2 transposed convolutions to ``width`` channels, each doubling the size."""
+LOSS_FORMS = {"paper": (0.003, 0.003), "authors": (10.0, 65.0)}    # default (lambda_h, lambda_p) of each
+
+
+def deconv_decoder(in_channels: int, width: int = 64, layers: int = 4, form: str = "paper") -> nn.Sequential:
+    """``layers`` transposed convolutions to ``width`` channels, each doubling the size: Table 1's 3x3 ones
+    with BatchNorm and ReLU (``paper``), or the authors' code's linear 2x2 stride-2 ones (``authors``)."""
     mods: list[nn.Module] = []
     for i in range(layers):
-        mods += [nn.ConvTranspose2d(in_channels if i == 0 else width, width, 3, stride=2, padding=1,
-                                    output_padding=1, bias=False),
-                 nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        c_in = in_channels if i == 0 else width
+        if form == "authors":
+            mods.append(nn.ConvTranspose2d(c_in, width, 2, stride=2))
+        else:
+            mods += [nn.ConvTranspose2d(c_in, width, 3, stride=2, padding=1, output_padding=1, bias=False),
+                     nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
     return nn.Sequential(*mods)
 
 
@@ -66,6 +82,13 @@ def map_l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean over the leading dims of the L2 norm of each map (the last two dims): eqs. (2) and (4)."""
     diff = (pred.float() - target.float()).flatten(-2)
     return diff.pow(2).sum(-1).add(1e-12).sqrt().mean()
+
+
+def branch_loss(pred: torch.Tensor, target: torch.Tensor, form: str) -> torch.Tensor:
+    """Eq. (2) / (4) (``paper``) or the mean squared error over all pixels (``authors``)."""
+    if form == "authors":
+        return F.mse_loss(pred.float(), target.float())
+    return map_l2_loss(pred, target)
 
 
 def gaussian_heatmaps(keypoints: torch.Tensor, in_size: tuple[int, int], out_size: tuple[int, int],
@@ -86,10 +109,10 @@ def gaussian_heatmaps(keypoints: torch.Tensor, in_size: tuple[int, int], out_siz
 class HolisticBranch(nn.Module):
     """HAB: encoder (copy of the backbone after its first block) + deconvolutions + 1x1 conv to a mask."""
 
-    def __init__(self, encoder: nn.Module, channels: int):
+    def __init__(self, encoder: nn.Module, channels: int, form: str = "paper"):
         super().__init__()
         self.encoder = encoder
-        self.decoder = deconv_decoder(channels)
+        self.decoder = deconv_decoder(channels, form=form)
         self.out = nn.Conv2d(64, 1, 1)
 
     def forward(self, low: torch.Tensor) -> torch.Tensor:
@@ -99,13 +122,13 @@ class HolisticBranch(nn.Module):
 class PartialBranch(nn.Module):
     """PAB: channel groups of the last feature map, one shared decoder, a 1x1 conv per keypoint group."""
 
-    def __init__(self, channels: int, groups: list[list[int]]):
+    def __init__(self, channels: int, groups: list[list[int]], form: str = "paper"):
         super().__init__()
         self.groups = groups
         self.group_channels = channels // len(groups)
         if self.group_channels < 1:
-            raise ConfigError(f"model.daaf.groups: {len(groups)} groups for {channels} channels")
-        self.decoder = deconv_decoder(self.group_channels)
+            raise ConfigError(f"model.args.groups: {len(groups)} groups for {channels} channels")
+        self.decoder = deconv_decoder(self.group_channels, form=form)
         self.heads = nn.ModuleList(nn.Conv2d(64, len(g), 1) for g in groups)
         self.register_buffer("order", torch.tensor([k for g in groups for k in g]), persistent=False)
 
@@ -120,16 +143,23 @@ class PartialBranch(nn.Module):
 
 
 class DAAF(nn.Module):
-    def __init__(self, base: ReIDResNet, hab: bool = True, pab: bool = True, lambda_h: float = 0.003,
-                 lambda_p: float = 0.003, groups: str = "fig4c", sigma: float = 0.0):
+    def __init__(self, base: ReIDResNet, hab: bool = True, pab: bool = True, lambda_h: float | None = None,
+                 lambda_p: float | None = None, groups: str = "fig4c", sigma: float = 0.0, loss_form: str = "paper"):
         super().__init__()
         if groups not in GROUPINGS:
-            raise ConfigError(f"model.daaf.groups: one of {', '.join(GROUPINGS)}, not {groups!r}")
+            raise ConfigError(f"model.args.groups: one of {', '.join(GROUPINGS)}, not {groups!r}")
+        if loss_form not in LOSS_FORMS:
+            raise ConfigError(f"model.args.loss_form: one of {', '.join(LOSS_FORMS)}, not {loss_form!r}")
         self.base = base
-        self.lambda_h, self.lambda_p, self.sigma = lambda_h, lambda_p, sigma
+        self.feature_dim, self.feature_splits = base.feature_dim, base.feature_splits
+        self.loss_form = loss_form
+        default_h, default_p = LOSS_FORMS[loss_form]
+        self.lambda_h = default_h if lambda_h is None else lambda_h
+        self.lambda_p = default_p if lambda_p is None else lambda_p
+        self.sigma = sigma
         # HAB starts from the first block's output (base.base[:5] = stem + layer1)
-        self.hab = HolisticBranch(copy.deepcopy(base.base[5:]), base.feat_dim) if hab else None
-        self.pab = PartialBranch(base.feat_dim, GROUPINGS[groups]) if pab else None
+        self.hab = HolisticBranch(copy.deepcopy(base.base[5:]), base.feat_dim, loss_form) if hab else None
+        self.pab = PartialBranch(base.feat_dim, GROUPINGS[groups], loss_form) if pab else None
         # what the trainer must pass to forward in training mode (a capability, not a model name)
         self.teacher_targets = tuple(t for t, on in (("mask", hab), ("keypoints", pab)) if on)
 
@@ -151,21 +181,26 @@ class DAAF(nn.Module):
             m = mask.float()
             if m.shape[-2:] != z.shape[-2:]:
                 m = (F.interpolate(m, size=z.shape[-2:], mode="area") > 0.5).float()
-            out.aux_losses["hab"] = self.lambda_h * map_l2_loss(z, m)                 # eq. (2)
+            out.aux_losses["hab"] = self.lambda_h * branch_loss(z, m, self.loss_form)     # eq. (2)
         if self.pab is not None:
             if keypoints is None:
                 raise ValueError("DAAF's PAB needs the teacher's keypoints in training (forward(x, keypoints=...))")
             p = self.pab(fmap)
             sigma = self.sigma or H / 32
             g = gaussian_heatmaps(keypoints[:, self.pab.order].float(), (H, W), p.shape[-2:], sigma)
-            out.aux_losses["pab"] = self.lambda_p * map_l2_loss(p, g)                 # eq. (4)
+            out.aux_losses["pab"] = self.lambda_p * branch_loss(p, g, self.loss_form)     # eq. (4)
         return out
 
 
 @register_model("daaf")
-def daaf(base: str = "resnet50", hab: bool = True, pab: bool = True, lambda_h: float = 0.003,
-         lambda_p: float = 0.003, groups: str = "fig4c", sigma: float = 0.0, **base_kwargs) -> DAAF:
-    """DAAF around ``ReIDResNet(base, **base_kwargs)``: head bnneck = DAAF-BoT, head trinet = DAAF-TriNet."""
+def daaf(base: str = "resnet50", hab: bool = True, pab: bool = True, lambda_h: float | None = None,
+         lambda_p: float | None = None, groups: str = "fig4c", sigma: float = 0.0, loss_form: str = "paper",
+         **base_kwargs) -> DAAF:
+    """DAAF around ``ReIDResNet(base, **base_kwargs)``: head bnneck = DAAF-BoT, head trinet = DAAF-TriNet.
+    lambda_h / lambda_p default to the chosen ``loss_form``'s weights (0.003 each, or 10 and 65)."""
     if base not in ("resnet50", "resnet18"):
-        raise ConfigError(f"model.daaf.base: resnet50 or resnet18, not {base!r}")
-    return DAAF(ReIDResNet(base, **base_kwargs), hab, pab, lambda_h, lambda_p, groups, sigma)
+        raise ConfigError(f"model.args.base: resnet50 or resnet18, not {base!r}")
+    return DAAF(ReIDResNet(base, **base_kwargs), hab, pab, lambda_h, lambda_p, groups, sigma, loss_form)
+
+
+daaf.passes_kwargs_to = functools.partial(ReIDResNet, "resnet50")

@@ -10,7 +10,12 @@ blocks, which is our default, ``model.attention_blocks: all``; ``last`` replaces
   to one weight per pixel (our reading; a C -> C map would be a channel attention too).
 - HLA, head-level attention, section 3.1 / Fig. 2: BoTNet's multi-head self-attention with 1x1 q, k, v
   and a learnable position encoding r (r_h + r_w, BoTNet's factorisation) that is multiplied with q
-  and added to the q.k logits before the softmax. The dotted line of Fig. 2 ("the effect of the
+  and added to the q.k logits before the softmax: logits = (q / sqrt(d)) . (k + r), the one
+  temperature 1/sqrt(d) of scaled dot-product attention applied to both terms as BoTNet does. r_h and
+  r_w are "two matrices obeying standard normal distribution" (section 3.2): initialised N(0, 1)
+  (``position_init="normal"``, the default). ``position_init="scaled"`` initialises them at std
+  d^-1/2 instead, as BoTNet's code does, which makes the position term sqrt(d) (~11x at d = 128) weaker
+  at initialisation. The dotted line of Fig. 2 ("the effect of the
   pixel-level attention module on the position encoding") is read as: with PLA before it, HLA's input
   is PLA(x) and the position term of key pixel j is scaled by PLA's weight at j, so positions PLA
   marks as background carry less positional attention.
@@ -28,6 +33,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from errors import ConfigError
 
 from .attention import register_block
 
@@ -47,17 +54,20 @@ class PLA(nn.Module):
 class HLA(nn.Module):
     """Multi-head self-attention over the feature map with a learnable position encoding (Fig. 2)."""
 
-    def __init__(self, channels: int, height: int, width: int, heads: int = 4):
+    def __init__(self, channels: int, height: int, width: int, heads: int = 4, position_init: str = "normal"):
         super().__init__()
         if channels % heads:
-            raise ValueError(f"HLA: {channels} channels do not split into {heads} heads")
+            raise ConfigError(f"HLA: {channels} channels do not split into {heads} heads")
+        if position_init not in ("normal", "scaled"):
+            raise ConfigError(f"HLA position_init: 'normal' (the paper's) or 'scaled' (BoTNet code's), "
+                              f"not {position_init!r}")
         self.heads, self.dim = heads, channels // heads
         self.q = nn.Conv2d(channels, channels, 1, bias=False)
         self.k = nn.Conv2d(channels, channels, 1, bias=False)
         self.v = nn.Conv2d(channels, channels, 1, bias=False)
-        scale = self.dim ** -0.5
-        self.pos_h = nn.Parameter(torch.randn(heads, self.dim, height, 1) * scale)
-        self.pos_w = nn.Parameter(torch.randn(heads, self.dim, 1, width) * scale)
+        std = 1.0 if position_init == "normal" else self.dim ** -0.5
+        self.pos_h = nn.Parameter(torch.randn(heads, self.dim, height, 1) * std)
+        self.pos_w = nn.Parameter(torch.randn(heads, self.dim, 1, width) * std)
 
     def position(self, h: int, w: int) -> torch.Tensor:
         """heads x dim x (h*w), resized when the feature map is not the size the block was built for."""
@@ -66,16 +76,22 @@ class HLA(nn.Module):
             pos = F.interpolate(pos, size=(h, w), mode="bilinear", align_corners=False)
         return pos.flatten(2)
 
+    def position_logits(self, q: torch.Tensor, H: int, W: int, pixel_weights: torch.Tensor | None = None):
+        """The position term of the logits, (q / sqrt(d)) . r_j for query pixel i and key pixel j
+        (B x heads x n x n); with PLA's weights, r_j is scaled by the weight of key pixel j."""
+        B, n = q.shape[0], H * W
+        pos = self.position(H, W).unsqueeze(0)                           # 1 x heads x d x n
+        if pixel_weights is not None:                                   # Fig. 2's dotted line
+            pos = pos * pixel_weights.view(B, 1, 1, n)
+        return torch.einsum("bhdi,bhdj->bhij", q, pos.expand(B, -1, -1, -1))
+
     def forward(self, x: torch.Tensor, pixel_weights: torch.Tensor | None = None) -> torch.Tensor:
         B, C, H, W = x.shape
         n, d = H * W, self.dim
         q = self.q(x).view(B, self.heads, d, n) * d ** -0.5
         k = self.k(x).view(B, self.heads, d, n)
         v = self.v(x).view(B, self.heads, d, n)
-        pos = self.position(H, W).unsqueeze(0)                           # 1 x heads x d x n
-        if pixel_weights is not None:                                   # Fig. 2's dotted line
-            pos = pos * pixel_weights.view(B, 1, 1, n)
-        logits = torch.einsum("bhdi,bhdj->bhij", q, k) + torch.einsum("bhdi,bhdj->bhij", q, pos.expand(B, -1, -1, -1))
+        logits = torch.einsum("bhdi,bhdj->bhij", q, k) + self.position_logits(q, H, W, pixel_weights)
         out = torch.einsum("bhij,bhdj->bhdi", logits.softmax(dim=-1), v)
         return out.reshape(B, C, H, W)
 
@@ -118,10 +134,10 @@ class DLABlock(DLA):
 
 @register_block("pla+hla")
 class PLAHLA(nn.Module):
-    def __init__(self, channels: int, height: int, width: int, heads: int = 4):
+    def __init__(self, channels: int, height: int, width: int, heads: int = 4, position_init: str = "normal"):
         super().__init__()
         self.pla = PLA(channels)
-        self.hla = HLA(channels, height, width, heads)
+        self.hla = HLA(channels, height, width, heads, position_init)
 
     def forward(self, x):
         x, w = self.pla(x)
@@ -132,10 +148,11 @@ class PLAHLA(nn.Module):
 class MLA(nn.Module):
     """ALL of Table 6: PLA, then HLA constrained by it, then DLA."""
 
-    def __init__(self, channels: int, height: int, width: int, heads: int = 4, units: int = 64):
+    def __init__(self, channels: int, height: int, width: int, heads: int = 4, units: int = 64,
+                 position_init: str = "normal"):
         super().__init__()
         self.pla = PLA(channels)
-        self.hla = HLA(channels, height, width, heads)
+        self.hla = HLA(channels, height, width, heads, position_init)
         self.dla = DLA(channels, units=units)
 
     def forward(self, x):

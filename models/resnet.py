@@ -9,18 +9,19 @@ and for retrieval.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from errors import CheckpointError, ConfigError
+from errors import ConfigError
 
 from .heads import BNNeck, TriNetHead, build_pooling
-from .registry import ModelOutput, register_model
+from .weights import load_matching, read_state_dict
+from .registry import ModelOutput, register_model, retrieval_feature
 
 log = logging.getLogger(__name__)
 
@@ -49,46 +50,6 @@ def imagenet_state_dict(arch: str) -> dict:
             f"cannot get the ImageNet weights of {arch} ({type(e).__name__}: {e}).\n"
             f"Download {weights.url} to {cache}, or pass a local file with --set model.pretrained=PATH, "
             f"or train from scratch with --set model.pretrained=none.") from None
-
-
-def read_state_dict(path: str) -> dict:
-    """A state dict from a file: a bare one, or a checkpoint holding it under 'model' / 'state_dict'."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"model.pretrained: no file {p} (use imagenet, none, or a path to a state dict)")
-    try:
-        sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"cannot read weights from {p}: {e}") from None
-    for key in ("model", "state_dict"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"{p} holds no state dict")
-    return {k.removeprefix("module."): v for k, v in sd.items()}
-
-
-def load_matching(module: nn.Module, state: dict, source: str) -> list[str]:
-    """Load the entries of ``state`` whose names and shapes fit ``module``; log and return the rest.
-
-    A name that exists with another shape is an error (the weights are of another architecture)."""
-    own = module.state_dict()
-    wrong = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
-             if k in own and own[k].shape != v.shape]
-    if wrong:
-        raise CheckpointError(f"weights from {source} do not fit this model ({len(wrong)} shape mismatches, "
-                              f"e.g. {wrong[0]}); they are of another architecture")
-    usable = {k: v for k, v in state.items() if k in own}
-    module.load_state_dict(usable, strict=False)
-    not_loaded = sorted(set(own) - set(usable))
-    if not_loaded:
-        log.info("weights from %s: %d tensors loaded, %d not found (kept at initialisation): %s", source,
-                 len(usable), len(not_loaded), ", ".join(not_loaded[:12]) + (" ..." if len(not_loaded) > 12 else ""))
-    ignored = sorted(set(state) - set(own))
-    if ignored:
-        log.info("weights from %s: %d tensors not used by this model (%s)", source, len(ignored),
-                 ", ".join(ignored[:6]) + (" ..." if len(ignored) > 6 else ""))
-    return not_loaded
 
 
 def place_attention(layer4: nn.Sequential, spec: str, args: dict, blocks: str, feature_size: tuple[int, int]) -> None:
@@ -151,6 +112,8 @@ class ReIDResNet(nn.Module):
         else:
             raise ConfigError(f"model.head: 'bnneck' or 'trinet', not {head!r}")
         self.head = head
+        self.feature_dim = dim if head == "bnneck" else emb_dim    # of ModelOutput.features
+        self.feature_splits = (emb_dim,)                           # widths of the eval feature's pieces
         self.classifier = nn.Linear(emb_dim, num_classes, bias=False) if num_classes > 0 else None
         if self.classifier is not None:
             nn.init.normal_(self.classifier.weight, std=0.001)
@@ -163,7 +126,7 @@ class ReIDResNet(nn.Module):
         feat = self.pool(fmap)
         emb = self.neck(feat)
         if not self.training:
-            return F.normalize(emb, dim=1)
+            return retrieval_feature(emb)
         logits = self.classifier(emb) if self.classifier is not None else None
         # triplet on the pre-neck feature (BNNeck); TriNet's triplet is on its 128-d output
         return ModelOutput(embedding=emb, features=feat if self.head == "bnneck" else emb, logits=logits)
@@ -172,11 +135,5 @@ class ReIDResNet(nn.Module):
         return self.head_forward(self.feature_map(x))
 
 
-@register_model("resnet50")
-def resnet50(**kw) -> ReIDResNet:
-    return ReIDResNet("resnet50", **kw)
-
-
-@register_model("resnet18")
-def resnet18(**kw) -> ReIDResNet:
-    return ReIDResNet("resnet18", **kw)
+register_model("resnet50")(functools.partial(ReIDResNet, "resnet50"))
+register_model("resnet18")(functools.partial(ReIDResNet, "resnet18"))

@@ -11,12 +11,24 @@ import torch
 from errors import CheckpointError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()        # what open() would give: 0644 under the usual umask 022
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path``."""
+    """Write to a temporary file in the same folder, then rename over ``path`` (a kill leaves either the
+    old or the new file, never half of one). The file gets the mode an ordinary file would (not
+    ``mkstemp``'s 0600)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, FILE_MODE)
         torch.save(state, tmp)
         os.replace(tmp, path)
     finally:
@@ -33,20 +45,52 @@ def find_checkpoint(path: str | os.PathLike, name: str = "last.pt") -> Path:
     return p
 
 
+def _what_file(p: Path) -> str:
+    """A few words on what a file that is not a readable checkpoint is."""
+    size = p.stat().st_size
+    if size == 0:
+        return "it is empty (0 bytes), e.g. a save that never finished"
+    head = p.open("rb").read(512)
+    if head[:2] == b"PK":
+        return "a zip archive (a PyTorch file?) that cannot be read in full; it may be truncated"
+    if b"\0" not in head:
+        try:
+            head.decode("utf-8")
+            return f"a text file of {size} bytes"
+        except UnicodeDecodeError:
+            pass
+    return f"a binary file of {size} bytes that is not a PyTorch checkpoint"
+
+
 def load_checkpoint(path: str | os.PathLike, name: str = "last.pt") -> dict:
     p = find_checkpoint(path, name)
+    expected = "expected a last.pt or best.pt written by this project (or the run folder holding it)"
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"cannot read checkpoint {p}: {e}") from None
+    except Exception:
+        raise CheckpointError(f"{p} is not a checkpoint: {_what_file(p)}; {expected}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise CheckpointError(f"{p} is not a checkpoint of this project (no model state and config)")
+        raise CheckpointError(f"{p} is a PyTorch file but not a checkpoint of this project (no model state and "
+                              f"config; a bare state dict goes to --set model.pretrained=PATH); {expected}")
     ckpt["path"] = str(p)
     return ckpt
 
 
 def load_resumable(path: str | os.PathLike) -> dict:
-    """A checkpoint ``--resume`` can continue from: ``last.pt`` (``best.pt`` holds the weights only)."""
+    """A checkpoint ``--resume`` can continue from: ``last.pt`` (``best.pt`` holds the weights only).
+
+    A run folder without ``last.pt`` (stopped before its first checkpoint, while loading its data) is
+    continued from its ``config.yaml``: ``{"config", "path", "fresh": True}``, a fresh start in the folder."""
+    folder = Path(path)
+    if folder.is_dir() and not (folder / "last.pt").exists() and (folder / "config.yaml").is_file():
+        import yaml
+        try:
+            config = yaml.safe_load((folder / "config.yaml").read_text())
+        except yaml.YAMLError as e:
+            raise CheckpointError(f"{folder / 'config.yaml'} is not valid YAML: {e}") from None
+        logging.getLogger("reid").info("%s has no last.pt yet (stopped before its first checkpoint): it starts "
+                                       "again from its config.yaml", folder)
+        return {"config": config, "path": str(folder / "last.pt"), "fresh": True}
     ckpt = load_checkpoint(path)
     if "optimizer" not in ckpt:
         raise CheckpointError(f"{ckpt['path']} holds the weights only (a best.pt); resume from the run's "
@@ -73,11 +117,15 @@ def load_model_state(model: torch.nn.Module, ckpt: dict) -> None:
 
 class TrainingState:
     """What a trainer checkpoints each epoch: ``last.pt`` always (model, optimiser, schedule, epoch, config,
-    best mAP: everything ``--resume`` needs), ``best.pt`` when the epoch's mAP is the best so far (model,
-    epoch, config, mAP: what evaluation and deployment need, a third of ``last.pt`` with Adam's moments)."""
+    best mAP, and the state of ``extras``, e.g. a loss's own parameters and optimiser: everything
+    ``--resume`` needs), ``best.pt`` when the epoch's mAP is the best so far (model, epoch, config, mAP:
+    what evaluation and deployment need, a third of ``last.pt`` with Adam's moments)."""
 
-    def __init__(self, run_dir: Path, model: torch.nn.Module, optimizer, scheduler, config: dict):
-        self.run_dir, self.model, self.optimizer, self.scheduler, self.config = Path(run_dir), model, optimizer, scheduler, config
+    def __init__(self, run_dir: Path, model: torch.nn.Module, optimizer, scheduler, config: dict,
+                 extras: dict | None = None):
+        self.run_dir, self.model, self.optimizer, self.scheduler = Path(run_dir), model, optimizer, scheduler
+        self.config = config
+        self.extras = extras or {}
         self.best = -1.0
 
     def resume(self, ckpt: dict | None, metrics=None) -> int:
@@ -88,6 +136,11 @@ class TrainingState:
         load_model_state(self.model, ckpt)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        for key, obj in self.extras.items():
+            if key not in ckpt:
+                raise CheckpointError(f"{ckpt.get('path', 'checkpoint')} has no {key!r} state, which this run's "
+                                      f"config needs; resume with the run's own config")
+            obj.load_state_dict(ckpt[key])
         self.best = float(ckpt["best_map"])
         epoch = int(ckpt["epoch"])
         if metrics is not None:
@@ -99,7 +152,8 @@ class TrainingState:
         weights = {"model": self.model.state_dict(), "epoch": epoch, "config": self.config,
                    "best_map": max(self.best, record.get("mAP", -1.0))}
         save_checkpoint(self.run_dir / "last.pt", {**weights, "optimizer": self.optimizer.state_dict(),
-                                                   "scheduler": self.scheduler.state_dict()})
+                                                   "scheduler": self.scheduler.state_dict(),
+                                                   **{k: v.state_dict() for k, v in self.extras.items()}})
         if record.get("mAP", -1.0) > self.best:
             self.best = record["mAP"]
             save_checkpoint(self.run_dir / "best.pt", weights)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -17,124 +18,150 @@ from errors import ConfigError, closest
 RECIPES = Path(__file__).parent / "recipes"
 
 
+def key(default, *, choices: tuple | None = None, ge: float | None = None, gt: float | None = None,
+        le: float | None = None, lt: float | None = None):
+    """A config field with what it allows, declared next to it and checked when the config is built."""
+    meta = {k: v for k, v in dict(choices=choices, ge=ge, gt=gt, le=le, lt=lt).items() if v is not None}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def allowed(meta: dict) -> str:
+    """What a field's metadata allows, in words."""
+    if "choices" in meta:
+        return "one of " + ", ".join(repr(c) if isinstance(c, str) else str(c) for c in meta["choices"])
+    lo = f"> {meta['gt']}" if "gt" in meta else f">= {meta['ge']}" if "ge" in meta else ""
+    hi = f"< {meta['lt']}" if "lt" in meta else f"<= {meta['le']}" if "le" in meta else ""
+    return "a value " + " and ".join(x for x in (lo, hi) if x)
+
+
+def violates(value, meta: dict) -> bool:
+    if "choices" in meta:
+        return value not in meta["choices"]
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return True
+        if ("ge" in meta and v < meta["ge"]) or ("gt" in meta and v <= meta["gt"]) \
+                or ("le" in meta and v > meta["le"]) or ("lt" in meta and v >= meta["lt"]):
+            return True
+    return False
+
+
 @dataclass
 class DataConfig:
     dataset: str = "synthetic"           # registry name; several joined by '+' train together (ids kept apart)
     test_dataset: str = ""               # evaluate on this dataset's query/gallery instead (cross-domain)
-    root: str = ""                       # default: env REID_DATA, else ./data
-    synthetic_size: str = "small"        # tiny | small | market
-    synthetic_seed: int = 0
-    height: int = 256
-    width: int = 128
-    workers: int = 4                     # image decoding threads
-
-
-@dataclass
-class DAAFConfig:
-    """DAAF's training-only branches (models/daaf.py); used when model.name is daaf."""
-    base: str = "resnet50"               # the base network's backbone: resnet50 | resnet18
-    hab: bool = True                     # holistic attention branch (person mask, eq. 2)
-    pab: bool = True                     # partial attention branch (keypoint heatmaps, eq. 4)
-    lambda_h: float = 0.003              # eq. 1 weights, the paper's 0.003 each
-    lambda_p: float = 0.003
-    groups: str = "fig4c"                # keypoint grouping: fig4c (6 groups) | all (1) | each (17)
-    sigma: float = 0.0                   # Gaussian of the keypoint heatmaps, pixels of the input; 0: height / 32
+    root: str = ""                       # default: env REID_DATA, else ./datasets
+    synthetic_size: str = key("small", choices=("tiny", "small", "market"))
+    synthetic_seed: int = key(0, ge=0)   # 0: synthetic-<size>/; N: synthetic-<size>-seedN/
+    height: int = key(256, ge=16)
+    width: int = key(128, ge=8)
+    workers: int = key(4, ge=1)          # image decoding threads
 
 
 @dataclass
 class ModelConfig:
+    """The model, by registered name. The keys below are common to the models that take them (a model
+    that does not take one leaves it at its default, or it is an error); ``args`` holds the keyword
+    arguments of that model's own constructor (e.g. DAAF's ``hab``, ``pab``, ``lambda_h``, ``loss_form``)."""
     name: str = "resnet50"
     pretrained: str = "imagenet"         # imagenet | none | path to a state dict
-    last_stride: int = 1
-    pooling: str = "gem"
+    last_stride: int = key(1, choices=(1, 2))
+    pooling: str = key("gem", choices=("gem", "avg", "max"))
     attention: str = ""                  # a registered block (pla, hla, pla+hla, dla, mla) or package.module:Class
     attention_args: dict = field(default_factory=dict)   # keyword arguments of the block
-    attention_placement: str = "conv2"   # conv2 (replaces the last stage's 3x3 convs) | after (on its output)
-    attention_blocks: str = "all"        # with conv2: all residual blocks of the last stage, or the last one
-    head: str = "bnneck"                 # bnneck (Bag of Tricks) | trinet (FC 1024-BN-ReLU-FC 128, Hermans et al.)
-    daaf: DAAFConfig = field(default_factory=DAAFConfig)   # with name: daaf
+    attention_placement: str = key("conv2", choices=("conv2", "after"))   # conv2: replaces the last stage's 3x3
+    attention_blocks: str = key("all", choices=("all", "last"))  # with conv2: all blocks of the last stage, or the last
+    head: str = key("bnneck", choices=("bnneck", "trinet"))  # Bag of Tricks | FC 1024-BN-ReLU-FC 128 (Hermans et al.)
+    args: dict = field(default_factory=dict)   # keyword arguments of the model's constructor
 
 
 @dataclass
 class TeacherConfig:
-    """Teacher annotations (person masks, COCO keypoints) for models that learn from them (DAAF)."""
+    """Teacher annotations (person masks, COCO keypoints, part parsing) for models that learn from them."""
     noisy: bool = False                  # degrade them as an off-the-shelf detector would (data.annotations)
-    jitter: float = 0.04                 # keypoint position noise, std as a fraction of the image height
-    drop: float = 0.15                   # probability that a keypoint is missed
-    morph: float = 0.03                  # mask erosion/dilation radius up to this fraction of the height
-    holes: int = 2                       # up to this many missed blobs in each mask
+    jitter: float = key(0.04, ge=0)      # keypoint position noise, std as a fraction of the image height
+    drop: float = key(0.15, ge=0, le=1)  # probability that a keypoint is missed
+    morph: float = key(0.03, ge=0)       # mask erosion/dilation radius up to this fraction of the height
+    holes: int = key(2, ge=0)            # up to this many missed blobs in each mask
 
 
 @dataclass
 class ClusterConfig:
-    k1: int = 30
-    k2: int = 6
-    eps: float = 0.4
-    min_samples: int = 4
-    knn: str = "auto"                    # auto (faiss if installed) | faiss | torch | faiss-ivf | faiss-hnsw
+    k1: int = key(30, ge=1)
+    k2: int = key(6, ge=1)
+    eps: float = key(0.4, gt=0, le=1)    # Jaccard distances lie in [0, 1]
+    min_samples: int = key(4, ge=1)
+    knn: str = key("auto", choices=("auto", "faiss", "torch", "faiss-ivf", "faiss-hnsw"))
 
 
 @dataclass
 class MemoryConfig:
-    temp: float = 0.05
-    momentum: float = 0.1
-    update: str = "momentum"             # momentum | hard
-    init: str = "mean"                   # mean | random
+    temp: float = key(0.05, gt=0)
+    momentum: float = key(0.1, ge=0, le=1)
+    update: str = key("momentum", choices=("momentum", "hard"))
+    init: str = key("mean", choices=("mean", "random"))
 
 
 @dataclass
 class LossConfig:
     """Supervised losses (supervised/losses.py): ID (cross-entropy) + triplet; a model's own come on top."""
-    id: float = 1.0                      # weight of the cross-entropy on the classifier logits
-    label_smoothing: float = 0.1
-    triplet: float = 1.0                 # weight of the batch-hard triplet loss on the pre-neck features
-    margin: float = 0.3                  # 0: soft margin, log(1 + exp(d_ap - d_an))
+    id: float = key(1.0, ge=0)           # weight of the cross-entropy on the classifier logits
+    label_smoothing: float = key(0.1, ge=0, lt=1)
+    triplet: float = key(1.0, ge=0)      # weight of the batch-hard triplet loss on the pre-neck features
+    margin: float = key(0.3, ge=0)       # 0: soft margin, log(1 + exp(d_ap - d_an))
+    center: float = key(0.0, ge=0)       # weight of Bag of Tricks' centre loss (0.0005 in BoT); 0: off
+    center_lr: float = key(0.5, gt=0)    # SGD learning rate of the centres (BoT)
+    parts: float = key(1.0, ge=0)        # part models: weight of the part terms against the global ones
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 50
-    iters: int = 200                     # iterations per epoch; 0: one pass over the training images
-    num_ids: int = 16                    # P pseudo-identities per batch
-    num_instances: int = 16              # K images each
-    optimizer: str = "adam"
-    lr: float = 3.5e-4
-    weight_decay: float = 5e-4
-    scheduler: str = "step"              # step (every step_size epochs, or at the epochs in steps) | cosine
-    step_size: int = 20
-    steps: list = field(default_factory=list)   # e.g. [40, 70]; overrides step_size
-    gamma: float = 0.1
-    warmup_epochs: int = 0               # linear warm-up from warmup_factor * lr
-    warmup_factor: float = 0.01
-    amp: bool = True                     # mixed precision, on CUDA only
+    epochs: int = key(50, ge=1)
+    iters: int = key(200, ge=0)          # iterations per epoch; 0: one pass over the (clustered) training images
+    num_ids: int = key(16, ge=1)         # P (pseudo-)identities per batch
+    num_instances: int = key(16, ge=1)   # K images each
+    sampler: str = key("pk", choices=("pk", "identity"))   # supervised: pk (P ids in turn) | identity (BoT's)
+    optimizer: str = key("adam", choices=("adam", "sgd"))
+    lr: float = key(3.5e-4, gt=0)
+    weight_decay: float = key(5e-4, ge=0)
+    scheduler: str = key("step", choices=("step", "cosine"))   # step: every step_size epochs, or at `steps`
+    step_size: int = key(20, ge=1)
+    steps: list = key([], ge=1)          # e.g. [40, 70]; overrides step_size
+    gamma: float = key(0.1, gt=0)
+    warmup_epochs: int = key(0, ge=0)    # linear warm-up from warmup_factor * lr
+    warmup_factor: float = key(0.01, gt=0, le=1)
+    amp: bool = True                     # mixed precision on CUDA: bf16 where supported, else fp16
 
 
 @dataclass
 class AugConfig:
-    flip: float = 0.5
-    pad: int = 10
-    erasing: float = 0.5
+    flip: float = key(0.5, ge=0, le=1)
+    pad: int = key(10, ge=0)
+    erasing: float = key(0.5, ge=0, le=1)
 
 
 @dataclass
 class TestConfig:
-    eval_every: int = 10
+    eval_every: int = key(10, ge=1)
     eval_initial: bool = True            # evaluate the model before training (epoch 0)
-    batch_size: int = 256
+    batch_size: int = key(256, ge=1)
     flip: bool = False
     rerank: bool = False                 # k-reciprocal re-ranking (Zhong et al. 2017) of query x gallery
-    rerank_k1: int = 20
-    rerank_k2: int = 6
-    rerank_lambda: float = 0.3
+    rerank_k1: int = key(20, ge=1)
+    rerank_k2: int = key(6, ge=1)
+    rerank_lambda: float = key(0.3, ge=0, le=1)
 
 
 @dataclass
 class Config:
-    mode: str = "unsup"
-    seed: int = 1
+    mode: str = key("unsup", choices=("unsup", "supervised"))
+    seed: int = key(1, ge=0)
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     output: str = "outputs"
-    name: str = ""                       # run folder name; default <dataset>-<model>-<time>
+    name: str = ""                       # run folder name; default <mode>-<dataset>-<model>-<time>
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
@@ -150,7 +177,28 @@ class Config:
 
     @property
     def data_root(self) -> str:
-        return self.data.root or os.environ.get("REID_DATA", "") or "data"
+        return self.data.root or os.environ.get("REID_DATA", "") or "datasets"
+
+
+DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+def validate(cfg: Config) -> Config:
+    """Every field's declared choices and ranges, and the few rules between fields; the first broken one
+    is a ``ConfigError`` with the key, the value and what is allowed."""
+    def walk(obj, prefix: str):
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            elif f.metadata and violates(value, f.metadata):
+                raise ConfigError(f"{prefix}{f.name}={value!r} is not allowed: give {allowed(f.metadata)}")
+    walk(cfg, "")
+    if not DEVICE.match(cfg.device):
+        raise ConfigError(f"device={cfg.device!r} is not a device: give auto, cpu, cuda or cuda:N")
+    if "/" in cfg.name or cfg.name in (".", ".."):
+        raise ConfigError(f"name={cfg.name!r} is not allowed: a run folder name without '/' (it goes under output)")
+    return cfg
 
 
 def _coerce(value: Any, typ, key: str):
@@ -187,11 +235,26 @@ def _coerce(value: Any, typ, key: str):
     raise ConfigError(f"{key}: unsupported type")
 
 
+MOVED = {"model.daaf": "model.args"}      # keys of earlier versions -> where they live now
+
+
+def _leaves(value) -> list[str]:
+    """Dotted paths of the leaves of a nested mapping ([] for a plain value)."""
+    if not isinstance(value, dict):
+        return []
+    return [f"{k}.{leaf}" if leaf else str(k) for k, v in value.items() for leaf in (_leaves(v) or [""])]
+
+
 def _apply(obj, values: dict, prefix: str = "") -> None:
     hints = get_type_hints(type(obj))
     names = [f.name for f in fields(obj)]
     for k, v in values.items():
         key = f"{prefix}{k}"
+        if key in MOVED:
+            leaves = [f"{key}.{leaf}" for leaf in _leaves(v)] or [key]
+            now = [MOVED[key] + leaf[len(key):] for leaf in leaves]
+            raise ConfigError(f"config key {', '.join(leaves)} is now {', '.join(now)} "
+                              f"({key}.* moved to {MOVED[key]}.*)")
         if k not in names:
             valid = [f"{prefix}{n}" for n in names]
             raise ConfigError(f"unknown config key {key!r}{closest(key, valid)}; valid keys here: {', '.join(valid)}")
@@ -215,15 +278,23 @@ def all_keys(obj=None, prefix: str = "") -> list[str]:
     return out
 
 
-def read_recipe(path: str | os.PathLike) -> dict:
-    """A recipe as a nested dict, its ``_base_`` (relative to it) merged underneath."""
-    p = Path(path)
-    for cand in (RECIPES / p, RECIPES / f"{p}.yaml"):
-        if not p.is_file() and cand.is_file():
-            p = cand
-    if not p.is_file():
-        known = sorted(x.name for x in RECIPES.glob("*.yaml"))
-        raise ConfigError(f"no recipe file {path}{closest(Path(path).name, known)}; recipes: {', '.join(known)}")
+def find_recipe(name: str | os.PathLike, folder: Path | None = None) -> Path:
+    """A recipe file: ``name`` as a path (relative to ``folder`` when given, i.e. the recipe that names it as
+    its ``_base_``), then as a shipped recipe in runs/recipes/, with or without ``.yaml``."""
+    p = Path(name)
+    firsts = [folder / p, folder / f"{p}.yaml"] if folder is not None and not p.is_absolute() else [p]
+    for cand in [*firsts, RECIPES / p, RECIPES / f"{p}.yaml"]:
+        if cand.is_file():
+            return cand
+    known = sorted(x.name for x in RECIPES.glob("*.yaml"))
+    where = f" (looked in {folder} and {RECIPES})" if folder is not None else ""
+    raise ConfigError(f"no recipe file {name}{where}{closest(p.name, known)}; shipped recipes: {', '.join(known)}")
+
+
+def read_recipe(path: str | os.PathLike, folder: Path | None = None) -> dict:
+    """A recipe as a nested dict, its ``_base_`` (its own folder first, then the shipped recipes) merged
+    underneath."""
+    p = find_recipe(path, folder)
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
@@ -231,7 +302,7 @@ def read_recipe(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a recipe is a mapping of config keys")
     base = data.pop("_base_", None)
-    return _merge(read_recipe(p.parent / base), data) if base else data
+    return _merge(read_recipe(base, p.parent), data) if base else data
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -259,13 +330,25 @@ def parse_override(text: str) -> dict:
     return out
 
 
+def migrate(saved: dict) -> dict:
+    """A config saved by an earlier version (a checkpoint's) in today's keys: ``model.daaf`` -> ``model.args``."""
+    model = saved.get("model")
+    if isinstance(model, dict) and "daaf" in model:
+        model = dict(model)
+        daaf = model.pop("daaf") or {}
+        if model.get("name") == "daaf":
+            model["args"] = {**daaf, **(model.get("args") or {})}
+        saved = {**saved, "model": model}
+    return saved
+
+
 def build_config(recipe: str | None = None, overrides: list[dict] | None = None, base: dict | None = None) -> Config:
     """Defaults, then ``base`` (e.g. a checkpoint's config), then the recipe, then each override."""
     cfg = Config()
     if base:
-        _apply(cfg, base)
+        _apply(cfg, migrate(base))
     if recipe:
         _apply(cfg, read_recipe(recipe))
     for o in overrides or []:
         _apply(cfg, o)
-    return cfg
+    return validate(cfg)

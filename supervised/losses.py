@@ -35,3 +35,17 @@ def batch_hard_triplet(features: torch.Tensor, targets: torch.Tensor, margin: fl
         return x.sum() * 0.0
     diff = d_ap[valid] - d_an[valid]
     return F.softplus(diff).mean() if margin == 0 else F.relu(diff + margin).mean()
+
+
+class CenterLoss(torch.nn.Module):
+    """Centre loss (Wen et al. 2016), as Bag of Tricks adds it: L_C = (1/B) sum_i ||f_i - c_{y_i}||^2 with a
+    learnable centre c_y per identity, on the feature before the BN neck (BoT eq. 6; BoT sums the squared
+    distances over the batch and divides by B). The centres have their own optimiser (SGD, lr 0.5 in BoT),
+    whose gradients BoT divides by the loss weight so that the weight does not slow the centres down."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.centers = torch.nn.Parameter(torch.randn(num_classes, dim))
+
+    def forward(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return (features.float() - self.centers[targets]).pow(2).sum(1).clamp(1e-12, 1e12).mean()

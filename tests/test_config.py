@@ -57,3 +57,33 @@ def test_dict_keys_merge():
     cfg = build_config(None, [parse_override("model.attention_args.reduction=8"),
                               parse_override("model.attention_args.heads=2")])
     assert cfg.model.attention_args == {"reduction": 8, "heads": 2}
+
+
+def test_model_args_reach_the_constructor_and_unknown_ones_are_named():
+    from models import model_from_config
+    cfg = build_config(None, [parse_override("model.name=daaf"), parse_override("model.pretrained=none"),
+                              parse_override("model.args.base=resnet18"), parse_override("model.args.pab=false"),
+                              parse_override("data.height=64"), parse_override("data.width=32")])
+    m = model_from_config(cfg)
+    assert m.pab is None and m.hab is not None and m.teacher_targets == ("mask",)
+    cfg.model.args["hab_weight"] = 1.0
+    with pytest.raises(ConfigError, match="'daaf' takes no argument 'hab_weight'.*lambda_h"):
+        model_from_config(cfg)
+    plain = build_config(None, [parse_override("model.name=resnet18"), parse_override("model.args.hab=true")])
+    with pytest.raises(ConfigError, match="'resnet18' takes no argument 'hab'"):
+        model_from_config(plain)
+
+
+def test_the_old_daaf_key_names_the_new_one():
+    with pytest.raises(ConfigError, match="model.args.hab"):
+        build_config(None, [parse_override("model.daaf.hab=false")])
+    # a checkpoint's config saved before the move still loads, as model.args
+    old = {"model": {"name": "daaf", "daaf": {"base": "resnet18", "hab": False}}}
+    assert build_config(base=old).model.args == {"base": "resnet18", "hab": False}
+
+
+def test_default_data_root_is_not_the_source_package(monkeypatch):
+    monkeypatch.delenv("REID_DATA", raising=False)
+    assert build_config(None).data_root == "datasets"
+    monkeypatch.setenv("REID_DATA", "/somewhere")
+    assert build_config(None).data_root == "/somewhere"

@@ -150,3 +150,22 @@ def test_missing_annotations_are_a_clear_error(tiny_root, tmp_path):
     ds.annotations = None
     with pytest.raises(DatasetError, match="annotations"):
         load_teacher(ds, ds.train[:2], 32, 16)
+
+
+def test_authors_loss_form_is_mse_with_their_weights_and_linear_decoder():
+    m = build_model("daaf", base="resnet18", pretrained="none", num_classes=5, input_size=(64, 32),
+                    loss_form="authors")
+    assert (m.lambda_h, m.lambda_p) == (10.0, 65.0)
+    deconvs = [x for x in m.hab.decoder if isinstance(x, torch.nn.ConvTranspose2d)]
+    assert len(deconvs) == 4 and len(m.hab.decoder) == 4                 # linear: nothing between them
+    assert all(d.kernel_size == (2, 2) and d.stride == (2, 2) for d in deconvs)
+    img, teacher = dotted_batch(B=4, H=64, W=32)
+    x, t = augment_with_teacher(img, teacher, torch.Generator().manual_seed(0), 0.5, 4, 0.5)
+    out = m(x, **t)
+    z = m.hab(m.base.base[:5](x))
+    assert z.shape == (4, 1, 64, 32)
+    mse = torch.nn.functional.mse_loss(z, t["mask"].float()).item()
+    assert out.aux_losses["hab"].item() == pytest.approx(10.0 * mse, rel=1e-4)
+    from errors import ConfigError
+    with pytest.raises(ConfigError, match="loss_form"):
+        build_model("daaf", base="resnet18", pretrained="none", loss_form="mine")

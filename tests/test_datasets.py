@@ -94,7 +94,7 @@ def test_occluded_variant_hides_keypoints(tiny_root):
 def test_market_size_plan_has_market_counts():
     from collections import Counter
 
-    from data.synthetic import _plan
+    from data.synthetic.generate import _plan
     _, jobs = _plan(SIZES["market"], occluded=False, seed=0)
     folders = Counter(j.folder for j in jobs)
     assert folders == {"bounding_box_train": 12936, "query": 3368, "bounding_box_test": 19732}

@@ -121,6 +121,17 @@ def test_approximate_knn_has_high_recall(backend):
 
 
 def test_block_budget_is_bounded():
-    from clustering.jaccard import block_budget
+    from clustering.kreciprocal import block_budget
     b = block_budget(torch.device("cpu"))
     assert (1 << 16) <= b <= (1 << 23)
+
+
+def test_numpy_features_work_as_tensors_do():
+    from clustering import pseudo_labels
+    x = clustered(8, [12] * 8, seed=2)
+    a = jaccard_distance(x, k1=10, k2=3, knn_backend="torch")
+    b = jaccard_distance(x.numpy(), k1=10, k2=3, knn_backend="torch")
+    assert abs(a - b).max() < 1e-6 and a.nnz == b.nnz
+    la, _ = pseudo_labels(x, k1=10, k2=3, eps=0.6, knn_backend="torch")
+    lb, info = pseudo_labels(x.numpy().astype(np.float64), k1=10, k2=3, eps=0.6, knn_backend="torch")
+    assert np.array_equal(la, lb) and info["num_clusters"] > 0

@@ -73,7 +73,8 @@ def test_variant_trains_in_the_unsupervised_loop(variant, imagenet_shaped, tmp_p
 
 def test_user_block_by_import_path(tmp_path, tiny_root):
     from tests.test_unsup import run
-    records = run(tmp_path, tiny_root, "se", "--epochs", "1", "--set", "model.attention=examples.se_block:SqueezeExcitation",
+    records = run(tmp_path, tiny_root, "se", "--epochs", "1",
+                  "--set", "model.attention=examples.se_block:SqueezeExcitation",
                   "--set", "model.attention_placement=after", "--set", "model.attention_args.reduction=8")
     assert records[-1]["loss"] is not None or records[-1]["num_clusters"] == 0
     from runs.checkpoint import load_checkpoint
@@ -87,3 +88,21 @@ def test_unknown_block_names_the_closest():
         build_model("resnet18", pretrained="none", attention="mlaa")
     with pytest.raises(ConfigError, match="cannot import"):
         build_model("resnet18", pretrained="none", attention="nowhere.module:Block")
+
+
+def test_hla_position_term_has_the_papers_scale():
+    """Section 3.2: r_h and r_w are standard normal at initialisation; the position logits are
+    (q / sqrt(d)) . (r_h + r_w), the attention's one temperature."""
+    torch.manual_seed(0)
+    m = HLA(256, 16, 8, heads=4)                                     # d = 64
+    assert m.pos_h.std().item() == pytest.approx(1.0, abs=0.05) and m.pos_w.std().item() == pytest.approx(1.0, abs=0.05)
+    q = torch.randn(2, 4, 64, 16 * 8) * 64 ** -0.5                   # unit-variance q, scaled as in forward
+    term = m.position_logits(q, 16, 8)
+    assert torch.allclose(term, torch.einsum("bhdi,hdj->bhij", q, (m.pos_h + m.pos_w).flatten(2)), atol=1e-5)
+    # each logit sums d products of a unit-variance q/sqrt(d) and an r of variance 2: std sqrt(2)
+    assert term.std().item() == pytest.approx(2 ** 0.5, rel=0.1)
+    scaled = HLA(256, 16, 8, heads=4, position_init="scaled")
+    assert scaled.pos_h.std().item() == pytest.approx(64 ** -0.5, rel=0.1)   # BoTNet code's, as an option
+    from errors import ConfigError
+    with pytest.raises(ConfigError, match="position_init"):
+        HLA(256, 16, 8, position_init="uniform")

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import main
-from data import DATASET_INFO, build_dataset, dataset_from_config
+from data import DATASETS, build_dataset, dataset_from_config
 from data.check import check_dataset
 from errors import DatasetError
 
@@ -110,7 +110,7 @@ def test_test_only_partial_datasets(tmp_path, name, qdir, gdir, qnames, gnames):
     for n in gnames:
         touch(tmp_path / gdir / n, fmt="TIFF" if n.endswith(".tif") else None)
     ds = build_dataset(name, tmp_path)
-    assert ds.train == [] and DATASET_INFO[name].test_only
+    assert ds.train == [] and DATASETS.info(name).test_only
     assert [s.pid for s in ds.query] == [1, 1, 2] and [s.pid for s in ds.gallery] == [1, 2]
     # query cam 0, gallery cam 1: the same-camera removal of the evaluation never drops a gallery image
     assert {s.camid for s in ds.query} == {0} and {s.camid for s in ds.gallery} == {1}
@@ -182,3 +182,11 @@ def test_cross_domain_evaluation(tiny_root, tmp_path):
     for run in ("u", "s"):
         last = json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1])
         assert 0 <= last["mAP"] <= 1
+
+
+@pytest.mark.parametrize("folder", ["Occluded_REID", "occluded_reid", "occluded_reid/Occluded_REID"])
+def test_test_only_layouts_as_every_other_dataset(tmp_path, folder):
+    for sub in ("occluded_body_images", "whole_body_images"):
+        touch(tmp_path / folder / sub / "001" / "001_01.tif", fmt="TIFF")
+    ds = build_dataset("occluded_reid", tmp_path)
+    assert len(ds.query) == 1 and len(ds.gallery) == 1

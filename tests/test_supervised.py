@@ -57,8 +57,8 @@ def run_sup(tmp_path, root, name, recipe, *extra):
 
 @pytest.mark.parametrize("recipe,extra,parts", [
     ("bot_market1501", ["--set", "model.name=resnet18"], {"id", "triplet"}),
-    ("daaf_bot_market1501", ["--set", "model.daaf.base=resnet18"], {"id", "triplet", "hab", "pab"}),
-    ("daaf_trinet_market1501", ["--set", "model.daaf.base=resnet18", "--set", "teacher.noisy=true"],
+    ("daaf_bot_market1501", ["--set", "model.args.base=resnet18"], {"id", "triplet", "hab", "pab"}),
+    ("daaf_trinet_market1501", ["--set", "model.args.base=resnet18", "--set", "teacher.noisy=true"],
      {"triplet", "hab", "pab"}),
 ])
 def test_one_supervised_epoch(tmp_path, tiny_root, recipe, extra, parts):
@@ -72,7 +72,7 @@ def test_one_supervised_epoch(tmp_path, tiny_root, recipe, extra, parts):
 
 
 def test_resume_continues_exactly(tmp_path, tiny_root, capsys):
-    extra = ["--set", "model.daaf.base=resnet18", "--set", "test.eval_every=2"]
+    extra = ["--set", "model.args.base=resnet18", "--set", "test.eval_every=2"]
     full = run_sup(tmp_path, tiny_root, "full", "daaf_bot_market1501", "--epochs", "2", *extra)
     run_sup(tmp_path, tiny_root, "part", "daaf_bot_market1501", "--epochs", "1", *extra)
     assert main.main(["--resume", str(tmp_path / "part"), "--epochs", "2", "--data-root", str(tiny_root)]) == 0
@@ -84,3 +84,30 @@ def test_resume_continues_exactly(tmp_path, tiny_root, capsys):
     assert (tmp_path / "full" / "best.pt").stat().st_size < 0.5 * (tmp_path / "full" / "last.pt").stat().st_size
     assert main.main(["--resume", str(tmp_path / "full" / "best.pt"), "--data-root", str(tiny_root)]) == 2
     assert "weights only" in capsys.readouterr().err
+
+
+def test_center_loss_matches_the_loop():
+    from supervised.losses import CenterLoss
+    torch.manual_seed(0)
+    c = CenterLoss(4, 3)
+    f, y = torch.randn(6, 3), torch.tensor([0, 1, 1, 3, 2, 0])
+    loop = sum(float(((f[i] - c.centers[y[i]].detach()) ** 2).sum()) for i in range(6)) / 6
+    assert c(f, y).item() == pytest.approx(loop, rel=1e-5)
+
+
+def test_identity_sampler_is_bots():
+    import numpy as np
+    from data.samplers import IdentitySampler
+    labels = np.repeat(np.arange(10), [8, 8, 4, 4, 4, 9, 2, 4, 5, 4])
+    s = IdentitySampler(labels, num_ids=4, num_instances=4, rng=np.random.default_rng(0))
+    one = s.one_pass()
+    for b in one:
+        ids = labels[b]
+        assert len(b) == 16 and len(set(ids)) == 4 and all((ids == y).sum() == 4 for y in set(ids))
+    # one pass: every chunk of 4 at most once (images of identities with >= 4 images never repeat)
+    flat = [i for b in one for i in b if (labels == labels[i]).sum() >= 4]
+    assert len(flat) == len(set(flat))
+    # 13 chunks of 4 over 10 identities (2, 2, 1, 1, 1, 2, 1 filled up by repeats, 1, 1, 1): at most 3
+    # batches, and the pass ends once fewer than 4 identities have chunks left (after 2 or 3 batches)
+    assert 2 <= len(one) <= 3
+    assert len(list(s.batches(7))) == 7

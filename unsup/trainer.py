@@ -1,130 +1,90 @@
-"""The unsupervised loop (Cluster Contrast, as the MLA paper trains; ../shared/DESIGN.md "Data flow").
+"""The unsupervised loop (Cluster Contrast, as the MLA paper trains; docs/architecture.md "Data flow").
 
 Each epoch: extract features of all training images -> k-reciprocal Jaccard distance -> DBSCAN
 pseudo-labels (outliers dropped) -> ClusterMemory from the clusters -> ``iters`` batches of
 P pseudo-ids x K images (other cameras preferred), augmented on the device -> ClusterNCE loss plus the
-model's own auxiliary losses -> step. Every ``eval_every`` epochs (and at the last) the model is
-evaluated on query/gallery; ``last.pt`` and ``best.pt`` are kept.
+model's own auxiliary losses -> step. The rest of the run (evaluation every ``eval_every`` epochs,
+``last.pt`` / ``best.pt``, resume, the log) is the shared skeleton of ``runs.loop``.
 
 All randomness of epoch e comes from (seed, e), so a run resumed from the checkpoint of epoch e
 continues exactly as the uninterrupted run would.
+
+Part models (AAformer, SAP, ...): the pseudo-labels come from the eval feature (global and parts
+concatenated, ``models.registry.retrieval_feature``); there is one ClusterMemory for the global feature
+and one per part, all built from the same clusters (each from its own piece of the eval feature,
+``model.feature_splits``), and the loss is the mean of their ClusterNCE losses. This follows PPLR (Cho
+et al., "Part-based Pseudo Label Refinement for Unsupervised Person Re-identification", CVPR 2022) in
+keeping a cluster memory per part under the labels of the whole-image clustering, without PPLR's
+cross-agreement label refinement and with every memory weighted alike (PPLR weights its part losses
+against the global one), so that a part model is compared with a global one under the same loop.
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from clustering import pseudo_labels
-from data import dataset_from_config
-from data.datasets import require_training_split
-from data.augment import train_augment
-from data.images import load_dataset_images
 from data.samplers import PseudoLabelSampler
-from evaluation import evaluate_run, extract_features
+from evaluation import extract_features
 from memory import ClusterMemory
-from models import model_from_config
-from runs.checkpoint import TrainingState
 from runs.config import Config
-from runs.optim import build_optimizer
-from runs.progress import console, metrics_table, progress_bar
-from runs.run import MetricsLog, resolve_device, seed_everything
+from runs.loop import EpochPlan, fit, start
 
 log = logging.getLogger("reid.unsup")
 
 
-def load_data(cfg: Config, device: torch.device):
-    ds = dataset_from_config(cfg)
-    require_training_split(ds)
-    return (ds, *load_dataset_images(ds, cfg.data.height, cfg.data.width, cfg.data.workers, device))
+def cluster_memories(feats: torch.Tensor, labels: torch.Tensor, splits, cfg: Config, seed: int) -> list[ClusterMemory]:
+    """One ClusterMemory per piece of the eval feature (the global feature, then each part), all from the
+    same clusters; with ``memory.init: random`` every memory starts from the same random member."""
+    pieces = feats.split(list(splits), dim=1) if len(splits) > 1 else [feats]
+    m = cfg.memory
+    return [ClusterMemory.from_clusters(F.normalize(p, dim=1) if len(pieces) > 1 else p, labels, init=m.init,
+                                        generator=torch.Generator().manual_seed(seed), temp=m.temp,
+                                        momentum=m.momentum, update=m.update) for p in pieces]
 
 
-def train_epoch(model, memory, images, sampler, cfg: Config, gen: torch.Generator, optimizer, scaler,
-                device: torch.device, title: str) -> float:
-    model.train()
-    total, n = 0.0, 0
-    use_amp = cfg.train.amp and device.type == "cuda"
-    with progress_bar() as bar:
-        task = bar.add_task(title, total=cfg.train.iters, info="")
-        for idx in sampler.batches(cfg.train.iters):
-            idx_t = torch.as_tensor(idx, device=device)
-            x = train_augment(images[idx_t], gen, cfg.aug.flip, cfg.aug.pad, cfg.aug.erasing)
-            targets = torch.as_tensor(sampler.labels[idx], device=device)
-            with torch.autocast(device.type, enabled=use_amp):
-                out = model(x)
-            loss = memory(out.embedding.float(), targets) + sum(out.aux_losses.values())
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total += loss.item()
-            n += 1
-            bar.update(task, advance=1, info=f"loss {total / n:.3f}")
-    return total / max(n, 1)
+def cluster_contrast_loss(memories: list[ClusterMemory], labels: torch.Tensor):
+    """The epoch's loss: ClusterNCE of the embedding against its memory (eq. 1 of the MLA paper), averaged
+    with the part embeddings' against theirs, plus the model's own auxiliary losses."""
+    def loss(out, idx: torch.Tensor):
+        y = labels[idx]
+        embeddings = [out.embedding, *out.part_embeddings]
+        nce = sum(mem(e.float(), y) for mem, e in zip(memories, embeddings, strict=True)) / len(memories)
+        parts = {"nce": nce, **out.aux_losses}
+        return sum(parts.values()), parts
+    return loss
 
 
-def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None) -> list[dict]:
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    log.info("run folder %s, device %s", run_dir, device)
-    ds, train_images, query_images, gallery_images = load_data(cfg, device)
-    model = model_from_config(cfg, device)
-    optimizer, scheduler = build_optimizer(model, cfg.train)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp and device.type == "cuda")
-    metrics = MetricsLog(run_dir / "metrics.jsonl")
-    camids = np.array([s.camid for s in ds.train])
-    state = TrainingState(run_dir, model, optimizer, scheduler, cfg.to_dict())
-    start = state.resume(resume, metrics)
+def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -> list[dict]:
+    s = start(cfg, run_dir, ds=ds)
+    camids = np.array([x.camid for x in s.ds.train])
+    c = cfg.cluster
 
-    def evaluate() -> dict:
-        return evaluate_run(model, query_images, gallery_images, ds, cfg, device)
-
-    if start == 0 and cfg.test.eval_initial:
-        record = {"epoch": 0, "num_clusters": None, "num_outliers": None, "loss": None, **evaluate()}
-        metrics.append(record)
-        log.info("epoch 0 (before training): mAP %.1f%%, rank-1 %.1f%%", 100 * record["mAP"], 100 * record["rank1"])
-
-    for epoch in range(start + 1, cfg.train.epochs + 1):
+    def prepare_epoch(epoch: int) -> EpochPlan:
         t0 = time.perf_counter()
-        feats = extract_features(model, train_images, device, cfg.test.batch_size, description="train features")
+        feats = extract_features(s.model, s.train_images, s.device, cfg.test.batch_size, description="train features")
         t1 = time.perf_counter()
-        c = cfg.cluster
         labels, info = pseudo_labels(feats, c.k1, c.k2, c.eps, c.min_samples, c.knn)
-        t2 = time.perf_counter()
-        record = {"epoch": epoch, "num_clusters": info["num_clusters"], "num_outliers": info["num_outliers"],
-                  "loss": None, "extract_s": round(t1 - t0, 2), "cluster_s": round(t2 - t1, 2)}
+        record = {"num_clusters": info["num_clusters"], "num_outliers": info["num_outliers"],
+                  "extract_s": round(t1 - t0, 2), "cluster_s": round(time.perf_counter() - t1, 2)}
+        summary = f"{info['num_clusters']} clusters, {info['num_outliers']} outliers"
         if info["num_clusters"] == 0:
             log.warning("epoch %d: DBSCAN found no cluster (eps %.2f, min_samples %d); skipping its training",
                         epoch, c.eps, c.min_samples)
-        else:
-            labels_t = torch.as_tensor(labels, device=device)
-            gen_mem = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-            memory = ClusterMemory.from_clusters(feats, labels_t, init=cfg.memory.init, generator=gen_mem,
-                                                 temp=cfg.memory.temp, momentum=cfg.memory.momentum,
-                                                 update=cfg.memory.update)
-            sampler = PseudoLabelSampler(labels, camids, cfg.train.num_ids, cfg.train.num_instances,
-                                         np.random.default_rng([cfg.seed, epoch]))
-            gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
-            record["loss"] = train_epoch(model, memory, train_images, sampler, cfg, gen, optimizer, scaler,
-                                         device, f"epoch {epoch}/{cfg.train.epochs}")
-        with warnings.catch_warnings():      # an epoch without clusters made no optimizer step
-            warnings.filterwarnings("ignore", message="Detected call of")
-            scheduler.step()
-        record["train_s"] = round(time.perf_counter() - t2, 2)
-        if epoch % cfg.test.eval_every == 0 or epoch == cfg.train.epochs:
-            record.update(evaluate())
-        metrics.append(record)
-        state.save(epoch, record)
-        line = (f"epoch {epoch}: {record['num_clusters']} clusters, {record['num_outliers']} outliers, "
-                f"loss {record['loss'] if record['loss'] is None else round(record['loss'], 3)}; "
-                f"extract {record['extract_s']}s, cluster {record['cluster_s']}s, train {record['train_s']}s")
-        if "mAP" in record:
-            line += f", eval {record['eval_s']}s; mAP {100 * record['mAP']:.1f}%, rank-1 {100 * record['rank1']:.1f}%"
-        log.info(line)
-    records = metrics.read()
-    console.print(metrics_table(records, f"{ds.name}: {cfg.model.name}, unsupervised"))
-    return records
+            return EpochPlan(None, record=record, summary=summary)
+        labels_t = torch.as_tensor(labels, device=s.device)
+        splits = getattr(s.model, "feature_splits", (feats.shape[1],))
+        memories = cluster_memories(feats, labels_t, splits, cfg, cfg.seed * 100003 + epoch)
+        sampler = PseudoLabelSampler(labels, camids, cfg.train.num_ids, cfg.train.num_instances,
+                                     np.random.default_rng([cfg.seed, epoch]))
+        t = cfg.train                     # iters 0: one pass over the clustered images, as in supervised mode
+        iters = t.iters or math.ceil(int((labels >= 0).sum()) / (t.num_ids * t.num_instances))
+        return EpochPlan(sampler.batches(iters), iters, cluster_contrast_loss(memories, labels_t), record, summary)
+
+    return fit(s, prepare_epoch, "unsupervised", resume)

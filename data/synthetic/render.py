@@ -287,7 +287,8 @@ def render_person(ident: Identity, cam: Camera, rng: np.random.Generator, height
         cv.polygon([(lx - 0.04 * h, ly - 0.04 * h), (lx + 0.04 * h, ly - 0.04 * h), (lx, ly + 0.05 * h)], LOGO, 2)
     if ident.bag == "backpack" and view == "back":
         x0, x1 = cx - 0.11 * h * ident.width, cx + 0.11 * h * ident.width
-        cv.polygon([(x0, ls[1] + 0.02 * h), (x1, ls[1] + 0.02 * h), (x1, ls[1] + 0.28 * h), (x0, ls[1] + 0.28 * h)], BAG, 6)
+        top, bottom = ls[1] + 0.02 * h, ls[1] + 0.28 * h
+        cv.polygon([(x0, top), (x1, top), (x1, bottom), (x0, bottom)], BAG, 6)
     elif ident.bag == "backpack" and view == "front":
         for sx in (ls[0], rs[0]):
             x = cx + (sx - cx) * 0.6
@@ -304,7 +305,8 @@ def render_person(ident: Identity, cam: Camera, rng: np.random.Generator, height
     if view == "back":
         cv.ellipse([hx - r, hy - r, hx + r, hy + r * 1.05], hair_mat, 1)
         if ident.long_hair:
-            cv.polygon([(hx - r, hy), (hx + r, hy), (hx + r * 0.9, hy + 2.3 * r), (hx - r * 0.9, hy + 2.3 * r)], hair_mat, 1)
+            cv.polygon([(hx - r, hy), (hx + r, hy), (hx + r * 0.9, hy + 2.3 * r), (hx - r * 0.9, hy + 2.3 * r)],
+                       hair_mat, 1)
     else:
         if ident.long_hair:  # two strands beside the face and neck
             for sx in (-1, 1):

@@ -1,19 +1,23 @@
 """The synthetic re-ID benchmark: a procedural, seeded Market-1501-format tree with teacher annotations.
 
 Layout written under ``<data-root>/synthetic-<size>/`` (``synthetic-occluded-<size>/`` for the occluded
-variant)::
+variant; ``...-seed<N>`` for a generator seed other than 0)::
 
     bounding_box_train/PPPP_cCsS_FFFFFF_NN.jpg   training images
     bounding_box_test/...                        gallery, with distractors (0000) and junk (-1) as Market has
     query/...                                    one image per identity and camera, as Market
     annotations/keypoints.json                   {"keypoint_names": [17 COCO names],
                                                   "images": {"query/0001_c1s1_000001_00.jpg": [[x, y, v] x 17]}}
-    annotations/parsing/<folder>/<stem>.png      uint8 part labels (see data.person_render.PARTS)
+    annotations/parsing/<folder>/<stem>.png      uint8 part labels (see data.synthetic.render.PARTS)
     annotations/masks/<folder>/<stem>.png        uint8 person mask, 0 or 255
     README.txt, .complete                        description; parameters of a finished generation
 
 That annotation format is what an external pose estimator or human parser can write for a real
 dataset (data.annotations reads it by image name).
+
+Generation is safe to run from several processes at once: it happens under a lock file in the data
+root, into a temporary folder that is renamed into place when complete, so a reader never sees a
+half-written tree and a killed generation leaves nothing in place of the benchmark.
 
 Identities come in look-alike groups that differ in one or two attributes, so colour alone does not
 separate them; every camera has its own scene, light, colour cast, viewpoint habits, scale, blur,
@@ -23,11 +27,13 @@ people and marks the covered keypoints v = 1.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import multiprocessing as mp
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,7 +41,9 @@ import numpy as np
 from PIL import Image
 from rich.progress import track
 
-from . import person_render as pr
+from errors import DatasetError
+
+from . import render as pr
 
 log = logging.getLogger(__name__)
 GENERATOR_VERSION = 3
@@ -65,30 +73,74 @@ SIZES = {
 }
 
 
-def dataset_dir(root: str | os.PathLike, size: str, occluded: bool) -> Path:
-    return Path(root) / (f"synthetic-occluded-{size}" if occluded else f"synthetic-{size}")
+def dataset_dir(root: str | os.PathLike, size: str, occluded: bool, seed: int = 0) -> Path:
+    name = f"synthetic-occluded-{size}" if occluded else f"synthetic-{size}"
+    return Path(root) / (name if seed == 0 else f"{name}-seed{seed}")
+
+
+def _is_complete(out: Path, params: dict) -> bool | None:
+    """True: a finished generation with these parameters; False: one with others; None: no marker."""
+    marker = out / ".complete"
+    if not marker.is_file():
+        return None
+    try:
+        return json.loads(marker.read_text()) == params
+    except (json.JSONDecodeError, OSError):
+        return False
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive ``flock`` on ``path``, held until the block ends; the OS drops it if the process dies."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def ensure_synthetic(root: str | os.PathLike, size: str = "small", occluded: bool = False, seed: int = 0,
                      workers: int | None = None) -> Path:
-    """Return the benchmark's folder, generating it first if it is missing or was left unfinished."""
+    """Return the benchmark's folder, generating it first if it is missing (see the module docstring)."""
     if size not in SIZES:
-        raise ValueError(f"unknown synthetic size {size!r}; choose one of {sorted(SIZES)}")
-    out = dataset_dir(root, size, occluded)
+        raise DatasetError(f"unknown synthetic size {size!r}; choose one of {', '.join(SIZES)}")
+    if not isinstance(seed, int) or seed < 0:
+        raise DatasetError(f"data.synthetic_seed: a whole number >= 0, not {seed!r}")
+    out = dataset_dir(root, size, occluded, seed)
     params = {"version": GENERATOR_VERSION, "size": size, "occluded": occluded, "seed": seed,
               "spec": asdict(SIZES[size])}
-    marker = out / ".complete"
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()) == params:
-                return out
-        except json.JSONDecodeError:
-            pass
-        log.warning("%s was generated with other parameters; generating it again", out)
-    if out.exists():
-        shutil.rmtree(out)
-    generate(out, SIZES[size], occluded=occluded, seed=seed, workers=workers)
-    marker.write_text(json.dumps(params))
+    if _is_complete(out, params):
+        return out
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = root / f".{out.name}.lock"
+        lock.touch()
+    except OSError as e:
+        raise DatasetError(f"the synthetic benchmark must be generated under {root}, but it cannot be written "
+                           f"there ({e.strerror}); give a writable folder with --data-root (or env REID_DATA)"
+                           ) from None
+    with _locked(lock):
+        state = _is_complete(out, params)         # another process may have finished it while we waited
+        if state:
+            return out
+        if state is None and out.exists():
+            raise DatasetError(f"{out} exists but is not a complete synthetic benchmark (no .complete marker); "
+                               f"it is left alone: remove it (rm -r {out}) to generate it again")
+        for stale in root.glob(f".{out.name}.tmp-*"):     # left by killed generations (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = root / f".{out.name}.tmp-{os.getpid()}"
+        generate(tmp, SIZES[size], occluded=occluded, seed=seed, workers=workers, title=out.name)
+        (tmp / ".complete").write_text(json.dumps(params))
+        if out.exists():                             # an older generator version's tree: replace it
+            log.warning("%s was generated with other parameters; replacing it", out)
+            old = root / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
     return out
 
 
@@ -228,12 +280,14 @@ def _render_job(job: _Job) -> tuple[str, list]:
     stem = job.name[:-4]
     pil.save(out / job.folder / job.name, quality=cam.jpeg_quality)
     Image.fromarray(parsing).save(out / "annotations" / "parsing" / job.folder / f"{stem}.png")
-    Image.fromarray(((parsing > 0) * 255).astype(np.uint8)).save(out / "annotations" / "masks" / job.folder / f"{stem}.png")
+    mask = Image.fromarray(((parsing > 0) * 255).astype(np.uint8))
+    mask.save(out / "annotations" / "masks" / job.folder / f"{stem}.png")
     return f"{job.folder}/{job.name}", np.round(kps, 2).tolist()
 
 
-def generate(out: Path, spec: SizeSpec, occluded: bool = False, seed: int = 0, workers: int | None = None) -> None:
-    """Write the whole tree (see the module docstring). Deterministic from ``seed``."""
+def generate(out: Path, spec: SizeSpec, occluded: bool = False, seed: int = 0, workers: int | None = None,
+             title: str = "") -> None:
+    """Write the whole tree into ``out`` (see the module docstring). Deterministic from ``seed``."""
     idents, jobs = _plan(spec, occluded, seed)
     cam_rng = np.random.default_rng([seed, 7919])
     cameras = [pr.random_camera(cam_rng, spec.height, spec.width) for _ in range(spec.cameras)]
@@ -241,7 +295,7 @@ def generate(out: Path, spec: SizeSpec, occluded: bool = False, seed: int = 0, w
         for sub in (Path(folder), Path("annotations/parsing") / folder, Path("annotations/masks") / folder):
             (out / sub).mkdir(parents=True, exist_ok=True)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    label = f"generating {out.name} ({len(jobs)} images)"
+    label = f"generating {title or out.name} ({len(jobs)} images)"
     keypoints: dict[str, list] = {}
     if workers > 1 and "fork" in mp.get_all_start_methods():
         with mp.get_context("fork").Pool(workers, _init_worker, (idents, cameras, spec, out)) as pool:
@@ -255,4 +309,4 @@ def generate(out: Path, spec: SizeSpec, occluded: bool = False, seed: int = 0, w
     (out / "annotations" / "keypoints.json").write_text(
         json.dumps({"keypoint_names": list(pr.COCO_KEYPOINTS), "images": keypoints}))
     (out / "README.txt").write_text(__doc__)
-    log.info("generated %s: %d images", out, len(jobs))
+    log.info("generated %s: %d images", title or out.name, len(jobs))

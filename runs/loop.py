@@ -1,0 +1,232 @@
+"""The skeleton both trainers share, written once: set a run up, evaluate the untrained model, then for
+each epoch let the trainer prepare it, train its batches, step the schedule, evaluate, checkpoint, log.
+
+A trainer (``unsup.trainer``, ``supervised.trainer``) keeps only what is its own:
+  - ``prepare_epoch(epoch) -> EpochPlan``: the epoch's batches and its loss (clustering and a memory in
+    the unsupervised loop; a P x K sampler of true identities in the supervised one);
+  - the loss itself, as ``plan.loss(model_output, batch_indices) -> (total, {name: part})``.
+
+Everything else is here, read top to bottom in :func:`fit`. This module is the one part of ``runs/``
+that sits above ``data/``, ``models/`` and ``evaluation/``: it is the trainers' common code.
+
+Mixed precision (``train.amp``): bf16 autocast on a CUDA device that supports it (no loss scaling
+needed), fp16 with the gradient scaler on older GPUs, fp32 on the CPU.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from data import dataset_from_config
+from data.annotations import TeacherNoise, load_teacher
+from data.augment import augment_with_teacher
+from data.datasets import ReIDDataset, require_training_split
+from data.images import load_dataset_images
+from errors import ConfigError
+from evaluation import evaluate_run
+from models import model_from_config
+
+from .checkpoint import TrainingState
+from .config import Config
+from .optim import build_optimizer
+from .progress import console, metrics_table, progress_bar
+from .run import MetricsLog, check_run_dir, resolve_device, seed_everything
+
+log = logging.getLogger("reid.loop")
+
+LossFn = Callable[[object, torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
+
+
+@dataclass
+class Session:
+    """A run's device, data and model, built by :func:`start`."""
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    ds: ReIDDataset
+    train_images: torch.Tensor          # uint8 N x 3 x H x W on the device
+    query_images: torch.Tensor          # uint8, on the CPU
+    gallery_images: torch.Tensor
+    model: torch.nn.Module
+    teacher: dict[str, torch.Tensor]    # the teacher targets the model asks for (model.teacher_targets)
+
+
+@dataclass
+class EpochPlan:
+    """What a trainer's preparation gives the loop for one epoch."""
+    batches: Iterable[list[int]] | None     # index lists into the training images; None: no training
+    iters: int = 0
+    loss: LossFn | None = None
+    record: dict = field(default_factory=dict)     # the trainer's own fields of the epoch's metrics record
+    summary: str = ""                              # the trainer's own words in the epoch's log line
+
+
+@dataclass
+class ExtraParameters:
+    """Parameters a loss owns (Bag of Tricks' centres) with their own optimiser; their gradients are
+    multiplied by ``grad_scale`` before the step (BoT divides by the centre-loss weight)."""
+    module: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    grad_scale: float = 1.0
+
+
+def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` on ``device``: bf16 where the GPU supports it, else fp16; None
+    (fp32) on the CPU or when disabled."""
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def teacher_noise(cfg: Config) -> TeacherNoise | None:
+    t = cfg.teacher
+    return TeacherNoise(t.jitter, t.drop, t.morph, t.holes, seed=cfg.seed) if t.noisy else None
+
+
+def check_run_inputs(cfg: Config, new_run: bool = True, explicit_name: bool = False) -> ReIDDataset:
+    """What a training run needs, checked before its folder is made (a mistake then costs no folder and no
+    minutes): the device, the output folder and a run name the user gave (``new_run``), the model's name
+    and arguments, the attention block, a weights file, and the dataset (built here, generated first
+    when it is the synthetic benchmark; returned for ``start``)."""
+    from models.attention import resolve_block
+    from models.factory import model_kwargs
+    resolve_device(cfg.device)
+    if new_run:
+        check_run_dir(cfg, explicit_name)
+    model_kwargs(cfg.model, 0, (cfg.data.height, cfg.data.width))
+    if cfg.model.attention:
+        resolve_block(cfg.model.attention)
+    weights = cfg.model.pretrained
+    if weights not in ("imagenet", "none", "") and not Path(weights).is_file():
+        raise ConfigError(f"model.pretrained: no file {weights} (use imagenet, none, or the path of a state dict)")
+    ds = dataset_from_config(cfg)
+    require_training_split(ds)
+    return ds
+
+
+def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] | None = None,
+          ds: ReIDDataset | None = None) -> Session:
+    """Device, seed, dataset (``ds`` when already built), image stores, model (with ``num_classes(ds)``
+    identity classes) and the teacher targets the model learns from."""
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    log.info("run folder %s, device %s", run_dir, device)
+    if ds is None:
+        ds = dataset_from_config(cfg)
+        require_training_split(ds)
+    train, query, gallery = load_dataset_images(ds, cfg.data.height, cfg.data.width, cfg.data.workers, device)
+    model = model_from_config(cfg, device, num_classes=num_classes(ds) if num_classes else 0)
+    needs = tuple(getattr(model, "teacher_targets", ()))
+    teacher = {}
+    if needs:
+        teacher = load_teacher(ds, ds.train, cfg.data.height, cfg.data.width, needs, teacher_noise(cfg),
+                               cfg.data.workers)
+        teacher = {k: v.to(device) for k, v in teacher.items()}
+    return Session(cfg, run_dir, device, ds, train, query, gallery, model, teacher)
+
+
+def train_epoch(s: Session, plan: EpochPlan, gen: torch.Generator, optimizer, scaler,
+                extra: ExtraParameters | None, title: str) -> dict[str, float]:
+    """One epoch of ``plan.batches``: augment on the device (teacher targets moved with the images),
+    forward under autocast, the plan's loss, backward, step. Returns the mean of each loss part."""
+    cfg, model, device = s.cfg, s.model, s.device
+    model.train()
+    dtype = amp_dtype(device, cfg.train.amp)
+    sums: dict[str, float] = {}
+    n = 0
+    with progress_bar() as bar:
+        task = bar.add_task(title, total=plan.iters, info="")
+        for idx in plan.batches:
+            idx_t = torch.as_tensor(idx, device=device)
+            x, t = augment_with_teacher(s.train_images[idx_t], {k: v[idx_t] for k, v in s.teacher.items()}, gen,
+                                        cfg.aug.flip, cfg.aug.pad, cfg.aug.erasing)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                out = model(x, **t)
+            loss, parts = plan.loss(out, idx_t)
+            optimizer.zero_grad(set_to_none=True)
+            if extra is not None:
+                extra.optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            if extra is not None:
+                scaler.unscale_(extra.optimizer)
+                for p in extra.module.parameters():
+                    if p.grad is not None:
+                        p.grad.mul_(extra.grad_scale)
+                scaler.step(extra.optimizer)
+            scaler.update()
+            n += 1
+            for k, v in {"loss": loss.detach(), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
+            bar.update(task, advance=1, info=" ".join(f"{k} {v / n:.3f}" for k, v in sums.items()))
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resume: dict | None = None,
+        extra: ExtraParameters | None = None) -> list[dict]:
+    """Train ``s.model`` for ``train.epochs`` epochs; returns the run's metrics records.
+
+    ``last.pt`` is written before the first epoch (so ``--resume`` works from any point after the run
+    folder exists) and after every epoch; ``best.pt`` whenever the evaluated mAP is the best so far.
+    All randomness of epoch e derives from (seed, e), so a resumed run ends as an uninterrupted one."""
+    cfg, model, device = s.cfg, s.model, s.device
+    optimizer, scheduler = build_optimizer(model, cfg.train)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device, cfg.train.amp) == torch.float16)
+    metrics = MetricsLog(s.run_dir / "metrics.jsonl")
+    extras = {"extra": extra.module, "extra_optimizer": extra.optimizer} if extra else {}
+    state = TrainingState(s.run_dir, model, optimizer, scheduler, cfg.to_dict(), extras)
+    begin = state.resume(resume, metrics)
+    if resume is None:
+        metrics.truncate_after(-1)          # a fresh start in a folder that was stopped before its first checkpoint
+        state.save(0, {})
+
+    def evaluate() -> dict:
+        return evaluate_run(model, s.query_images, s.gallery_images, s.ds, cfg, device)
+
+    if begin == 0 and cfg.test.eval_initial and not any(r["epoch"] == 0 for r in metrics.read()):
+        record = {"epoch": 0, **evaluate()}
+        metrics.append(record)
+        log.info("epoch 0 (before training): mAP %.1f%%, rank-1 %.1f%%", 100 * record["mAP"], 100 * record["rank1"])
+
+    for epoch in range(begin + 1, cfg.train.epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        plan = prepare_epoch(epoch)
+        record = {"epoch": epoch, "lr": lr, **plan.record, "loss": None}
+        t1 = time.perf_counter()
+        if plan.batches is not None:
+            gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
+            losses = train_epoch(s, plan, gen, optimizer, scaler, extra, f"epoch {epoch}/{cfg.train.epochs}")
+            record.update({k: round(v, 4) for k, v in losses.items()})
+        with warnings.catch_warnings():      # an epoch without training made no optimizer step
+            warnings.filterwarnings("ignore", message="Detected call of")
+            scheduler.step()
+        record["train_s"] = round(time.perf_counter() - t1, 2)
+        if epoch % cfg.test.eval_every == 0 or epoch == cfg.train.epochs:
+            record.update(evaluate())
+        metrics.append(record)
+        state.save(epoch, record)
+        log.info(epoch_line(record, plan.summary))
+    records = metrics.read()
+    console.print(metrics_table(records, f"{s.ds.name}: {cfg.model.name}, {title}"))
+    return records
+
+
+def epoch_line(record: dict, summary: str = "") -> str:
+    """``epoch 3: <trainer's words>; lr 3.50e-04, loss 1.234 (id 0.9, triplet 0.3); extract 1.2s, ...``."""
+    parts = [k for k in record if k not in ("epoch", "lr", "loss") and isinstance(record[k], float)
+             and not k.endswith("_s") and k not in ("mAP", "rank1", "rank5", "rank10", "mINP")]
+    loss = "no training" if record["loss"] is None else f"loss {record['loss']:.3f}"
+    if parts and record["loss"] is not None:
+        loss += " (" + ", ".join(f"{k} {record[k]:.3f}" for k in parts) + ")"
+    times = ", ".join(f"{k[:-2]} {record[k]}s" for k in record if k.endswith("_s"))
+    line = f"epoch {record['epoch']}: " + (f"{summary}; " if summary else "")
+    line += f"lr {record['lr']:.2e}, {loss}; {times}"
+    if "mAP" in record:
+        line += f"; mAP {100 * record['mAP']:.1f}%, rank-1 {100 * record['rank1']:.1f}%"
+    return line

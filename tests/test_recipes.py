@@ -1,0 +1,54 @@
+"""Each recipe holds the values its paper (or the code the paper follows) states; the header cites them."""
+import pytest
+
+from runs.config import RECIPES, build_config
+
+
+def test_every_recipe_header_cites_its_source():
+    for p in RECIPES.glob("*.yaml"):
+        head = [line for line in p.read_text().splitlines() if line.startswith("#")]
+        assert len(head) >= 3, f"{p.name}: the header comment should cite the paper / table / code it reproduces"
+
+
+def test_cluster_contrast_as_published():
+    cfg = build_config("cluster_contrast_resnet50")
+    t, m = cfg.train, cfg.memory
+    assert (cfg.data.height, cfg.data.width, cfg.model.pooling, cfg.model.last_stride) == (256, 128, "gem", 1)
+    assert (t.num_ids, t.num_instances, t.iters, t.epochs) == (16, 16, 200, 50)
+    assert (t.optimizer, t.lr, t.weight_decay, t.step_size, t.gamma) == ("adam", 3.5e-4, 5e-4, 20, 0.1)
+    assert (m.temp, m.momentum, m.update, m.init) == (0.05, 0.1, "momentum", "mean")
+    assert (cfg.cluster.k1, cfg.cluster.k2, cfg.cluster.eps, cfg.cluster.min_samples) == (30, 6, 0.4, 4)
+
+
+def test_mla_is_spcl_with_the_papers_section_4_1():
+    cfg = build_config("mla_market1501")
+    t, m = cfg.train, cfg.memory
+    # MLA section 4.1
+    assert (t.num_ids, t.num_instances, t.epochs, t.lr, t.step_size, t.gamma) == (8, 8, 50, 1.6e-4, 20, 0.1)
+    assert (cfg.cluster.eps, cfg.cluster.min_samples, cfg.data.height, cfg.data.width) == (0.4, 4, 256, 128)
+    assert (m.update, m.init) == ("hard", "random")                      # section 3: random init, batch_hard
+    assert (cfg.model.attention, cfg.model.name, cfg.model.pretrained) == ("mla", "resnet50", "imagenet")
+    # "the rest as [Ge et al., 2020b]": SpCL's 400 iterations, average pooling, momentum 0.2
+    assert (t.iters, cfg.model.pooling, m.momentum, m.temp) == (400, "avg", 0.2, 0.05)
+    assert (cfg.cluster.k1, cfg.cluster.k2, t.weight_decay) == (30, 6, 5e-4)
+
+
+def test_bag_of_tricks_full_recipe():
+    cfg = build_config("bot_market1501")
+    t, loss = cfg.train, cfg.loss
+    assert (cfg.model.pooling, cfg.model.last_stride, cfg.model.head) == ("avg", 1, "bnneck")
+    assert (loss.label_smoothing, loss.margin, loss.center, loss.center_lr) == (0.1, 0.3, 0.0005, 0.5)
+    assert (t.num_ids, t.num_instances, t.sampler) == (16, 4, "identity")
+    assert (t.lr, t.weight_decay, t.steps, t.gamma, t.epochs) == (3.5e-4, 5e-4, [40, 70], 0.1, 120)
+    assert (t.warmup_epochs, t.lr * t.warmup_factor) == (10, pytest.approx(3.5e-5))
+    assert (cfg.aug.erasing, cfg.aug.pad, cfg.aug.flip) == (0.5, 10, 0.5)
+
+
+def test_daaf_recipes():
+    bot = build_config("daaf_bot_market1501")
+    assert bot.model.name == "daaf" and bot.model.args["lambda_h"] == bot.model.args["lambda_p"] == 0.003
+    assert bot.model.args["loss_form"] == "paper" and bot.loss.center == 0.0005       # on the full BoT
+    tri = build_config("daaf_trinet_market1501")
+    assert (tri.model.head, tri.model.last_stride, tri.loss.id, tri.loss.margin, tri.loss.center) == \
+        ("trinet", 2, 0.0, 0.0, 0.0)
+    assert (tri.train.num_ids, tri.train.num_instances, tri.train.lr, tri.train.sampler) == (18, 4, 1e-3, "pk")
