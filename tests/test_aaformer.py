@@ -1,0 +1,133 @@
+"""The re-ID ViT and AAformer: Sinkhorn's polytope, the patch assignment, the masked [PART] attention,
+position-embedding resizing, loading timm weights, and an epoch of each loop."""
+import logging
+import math
+
+import pytest
+import torch
+
+import main
+from models import build_model
+from models.aaformer import assign_patches, sinkhorn, stripe_of_patch
+from models.vit import resize_position_embedding
+
+
+def test_sinkhorn_meets_the_polytope_constraints():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 5, 128, generator=g)                 # 6 heads, P = 5 [PART]s, N = 128 patches
+    y = sinkhorn(logits, 3)
+    assert (y.sum(-1) - 1 / 5).abs().max() < 1e-3               # rows: 1/P (eq. 4)
+    assert (y.sum(-2) - 1 / 128).abs().max() < 1e-6             # columns: 1/N
+    exact = sinkhorn(logits, 200)
+    assert (exact.sum(-1) - 1 / 5).abs().max() < 1e-7 and (exact.sum(-2) - 1 / 128).abs().max() < 1e-7
+    # fp32 in the log domain: exp(1000 / 0.05) would overflow any float; half-precision input is fine too
+    assert torch.isfinite(sinkhorn(logits * 1000 / 0.05, 3)).all()
+    assert torch.isfinite(sinkhorn((logits / 0.05).half(), 3)).all() and sinkhorn(logits.half()).dtype == torch.float32
+
+
+def test_sinkhorn_spreads_what_nearest_neighbour_piles_up():
+    k = torch.nn.functional.normalize(torch.randn(1, 1, 60, 8) + 3.0, dim=-1)   # all patches look alike
+    q = torch.randn(1, 1, 3, 8)
+    nn_counts = assign_patches(q, k, (3,), "nn")[0, 0].sum(-1)
+    ot_counts = assign_patches(q, k, (3,), "ot")[0, 0].sum(-1)
+    assert ot_counts.max() - ot_counts.min() < nn_counts.max() - nn_counts.min() or nn_counts.min() > 0
+    assert ot_counts.min() >= 10                               # near the equal partition of 20 each
+
+
+@pytest.mark.parametrize("mode", ["ot", "nn", "stripes"])
+def test_each_patch_goes_to_exactly_one_part_of_each_granularity(mode):
+    g = torch.Generator().manual_seed(1)
+    q, k = torch.randn(2, 4, 5, 16, generator=g), torch.randn(2, 4, 21 * 10, 16, generator=g)
+    a = assign_patches(q, k, (2, 3), mode, grid=(21, 10))
+    assert a.shape == (2, 4, 5, 210)
+    assert (a[:, :, :2].sum(2) == 1).all() and (a[:, :, 2:].sum(2) == 1).all()
+    if mode == "stripes":
+        assert torch.equal(a[0, 0, 2:].float().argmax(0), stripe_of_patch((21, 10), 3))
+
+
+def test_a_part_attends_only_to_its_patches():
+    torch.manual_seed(0)
+    m = build_model("aaformer", size="tiny", depth=2, pretrained="none", input_size=(64, 32), stride=8)
+    for block in m.blocks:
+        block.attn.keep_assignment = True
+    m.eval()
+    m(torch.randn(3, 3, 64, 32))
+    for block in m.blocks:
+        assigned, weights = block.attn.last_assignment, block.attn.last_part_weights
+        assert weights.shape == assigned.shape == (3, 3, 5, 7 * 3)
+        assert (weights[~assigned] == 0).all()
+        rows = assigned.any(-1)
+        assert torch.allclose(weights.sum(-1)[rows], torch.ones(int(rows.sum())), atol=1e-5)
+
+
+def test_position_grid_resize_keeps_values_at_matching_positions():
+    def f(y, x):                                               # a smooth function of the normalised position
+        return torch.stack([torch.sin(2.0 * y) + x, torch.cos(1.5 * x) * y], -1)
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, 14), torch.linspace(0, 1, 14), indexing="ij")
+    pos = torch.cat([torch.full((1, 1, 2), 7.0), f(ys, xs).reshape(1, 196, 2)], dim=1)
+    out = resize_position_embedding(pos, (21, 10))
+    assert out.shape == (1, 1 + 210, 2) and torch.equal(out[:, 0], pos[:, 0])      # [CLS] kept
+    grid = out[0, 1:].reshape(21, 10, 2)
+    # cell centres map to cell centres: row i of 21 sits at (i + 0.5) * 14 / 21 - 0.5 of the old grid
+    for i, j in [(0, 0), (10, 5), (20, 9), (7, 3)]:
+        y = ((i + 0.5) * 14 / 21 - 0.5) / 13
+        x = ((j + 0.5) * 14 / 10 - 0.5) / 13
+        assert torch.allclose(grid[i, j], f(torch.tensor(y), torch.tensor(x)), atol=0.03), (i, j)
+    assert torch.equal(resize_position_embedding(pos, (14, 14)), pos)
+
+
+def test_timm_vit_small_state_dict_loads_and_the_log_lists_skipped_keys(tmp_path, caplog):
+    import timm
+    ref = timm.create_model("vit_small_patch16_224", pretrained=False)
+    torch.save(ref.state_dict(), tmp_path / "vit_small.pth")
+    caplog.set_level(logging.INFO)
+    m = build_model("vit", size="small", stride=12, pretrained=str(tmp_path / "vit_small.pth"), input_size=(256, 128))
+    assert torch.equal(m.blocks[5].mlp.fc1.weight, ref.blocks[5].mlp.fc1.weight)
+    assert torch.equal(m.patch_embed.proj.weight, ref.patch_embed.proj.weight) and m.grid == (21, 10)
+    assert torch.equal(m.pos_embed[:, 0], ref.pos_embed[:, 0])
+    assert "head.weight" in caplog.text and "not used by this model" in caplog.text
+    assert "neck.bn.weight" in caplog.text                      # the re-ID head starts at its initialisation
+    a = build_model("aaformer", size="small", depth=12, pretrained=str(tmp_path / "vit_small.pth"),
+                    input_size=(256, 128))
+    assert torch.equal(a.blocks[5].attn.qkv.weight, ref.blocks[5].attn.qkv.weight)    # MAA keeps timm's names
+    assert "prefix_tokens" in caplog.text
+
+
+def test_imagenet_vit_offline_is_a_clear_error(monkeypatch):
+    import timm
+
+    from errors import ReIDError
+
+    def offline(*a, **k):
+        raise OSError("no network")
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(ReIDError, match="huggingface.co/timm/vit_small_patch16_224.*model.pretrained=PATH"):
+        build_model("vit", size="small", pretrained="imagenet", input_size=(64, 32))
+
+
+def test_eval_feature_is_cls_and_parts_each_normalised():
+    torch.manual_seed(0)
+    m = build_model("aaformer", size="tiny", depth=1, pretrained="none", input_size=(64, 32))
+    m.eval()
+    f = m(torch.randn(2, 3, 64, 32))
+    pieces = f.split(list(m.feature_splits), dim=1)
+    assert len(pieces) == 6
+    for p in pieces:
+        assert torch.allclose(p.norm(dim=1), torch.full((2,), 1 / math.sqrt(6)), atol=1e-5)
+
+
+AA = ["--set", "model.name=aaformer", "--set", "model.pretrained=none", "--set", "model.args.size=tiny",
+      "--set", "model.args.depth=2", "--set", "model.args.stride=8"]
+
+
+def test_one_supervised_epoch_of_aaformer(tmp_path, tiny_root):
+    from tests.test_supervised import run_sup
+    records = run_sup(tmp_path, tiny_root, "aa", "aaformer_market1501", "--epochs", "1", *AA,
+                      "--set", "train.warmup_epochs=0")
+    assert records[-1]["id"] > 0 and records[-1]["triplet"] > 0 and 0 <= records[-1]["mAP"] <= 1
+
+
+def test_one_unsupervised_epoch_of_aaformer(tmp_path, tiny_root):
+    from tests.test_unsup import run
+    records = run(tmp_path, tiny_root, "aau", "--epochs", "1", *AA, "--set", "model.pooling=gem")
+    assert records[-1]["num_clusters"] > 0 and records[-1]["loss"] > 0
