@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+EXTRAS := $(VENV)/.extras
 
-.PHONY: setup demo test clean-data
+.PHONY: setup extras demo test clean-data
 
 setup: $(STAMP)
 
@@ -15,10 +16,17 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+# The optional extras (ONNX export); the test suite checks the export with them.
+extras: $(EXTRAS)
+
+$(EXTRAS): requirements-extras.txt $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-extras.txt
+	touch $(EXTRAS)
+
 demo: setup
 	$(PY) main.py --mode unsup --config runs/recipes/demo.yaml
 
-test: setup
+test: setup extras
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 

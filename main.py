@@ -8,6 +8,10 @@
   python main.py --resume outputs/RUN
   python main.py --list                      # recipes, datasets, models, attention blocks
   python main.py --config demo --print-config
+  python main.py --mode extract --checkpoint outputs/RUN --images DIR --output gallery.npz
+  python main.py --mode search --checkpoint outputs/RUN --query IMG_OR_DIR --gallery DIR_OR_NPZ --topk 10
+  python main.py --mode explain --checkpoint outputs/RUN --images DIR --output pictures/
+  python main.py --mode export --checkpoint outputs/RUN --format onnx
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ from pathlib import Path
 from errors import ReIDError
 
 DEFAULT_RECIPE = {"unsup": "cluster_contrast_resnet50.yaml", "supervised": "bot_market1501.yaml"}
-MODES = ["unsup", "supervised", "evaluate", "check-data"]
+MODES = ["unsup", "supervised", "evaluate", "check-data", "extract", "search", "explain", "export"]
+USE_MODES = ("extract", "search", "explain", "export")
 log = logging.getLogger("reid")
 
 
@@ -36,13 +41,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-root", help="folder holding the datasets (data.root; default env REID_DATA, "
                                        "else ./datasets)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--output", help="folder for run folders (default outputs)")
+    p.add_argument("--output", help="folder for run folders (default outputs); with extract: the .npz, search: "
+                                    "the rank-list PNG, explain: the pictures' folder, export: the .onnx file")
     p.add_argument("--epochs", type=int, help="train.epochs")
     p.add_argument("--seed", type=int)
     p.add_argument("--name", help="run folder name (an existing run's name is an error: use --resume)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, repeatable")
     p.add_argument("--resume", help="run folder (or its last.pt) of a run to continue")
-    p.add_argument("--checkpoint", help="checkpoint to evaluate (--mode evaluate)")
+    p.add_argument("--checkpoint", help="checkpoint (or run folder: its best.pt) to evaluate or use")
+    p.add_argument("--images", help="extract / explain: an image or a folder of images (recursive)")
+    p.add_argument("--query", help="search: a query image or folder")
+    p.add_argument("--gallery", help="search: a gallery folder, or a .npz of --mode extract")
+    p.add_argument("--topk", type=int, default=10, help="search: how many gallery images per query")
+    p.add_argument("--format", default="onnx", help="export: the format (onnx)")
     p.add_argument("--list", action="store_true", help="list recipes, datasets, models and attention blocks")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p.parse_args(argv)
@@ -51,9 +62,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def overrides(args) -> list[dict]:
     from runs.config import parse_override
     out = []
+    output = None if args.mode in USE_MODES else args.output     # there --output names the result instead
     for key, val in (("data.dataset", args.dataset), ("data.test_dataset", args.test_dataset),
                      ("data.root", args.data_root), ("device", args.device),
-                     ("output", args.output), ("train.epochs", args.epochs), ("seed", args.seed),
+                     ("output", output), ("train.epochs", args.epochs), ("seed", args.seed),
                      ("name", args.name)):
         if val is not None:
             out.append(parse_override(f"{key}={val}"))
@@ -87,8 +99,36 @@ def evaluate(args) -> int:
     cfg = build_config(args.config, overrides(args), base=ckpt["config"])
     if args.print_config:
         return print_config(cfg)
-    from unsup.evaluate import evaluate_checkpoint
+    from use.evaluate import evaluate_checkpoint
     evaluate_checkpoint(cfg, ckpt)
+    return 0
+
+
+def use(args) -> int:
+    """The modes that use a trained model: extract, search, explain, export."""
+    need = {"extract": ("images", "output"), "search": ("query", "gallery"), "explain": ("images", "output"),
+            "export": ()}[args.mode]
+    missing = [f"--{n}" for n in ("checkpoint", *need) if not getattr(args, n)]
+    if missing:
+        raise ReIDError(f"--mode {args.mode} needs {' and '.join(missing)} (python main.py --help)")
+    if args.topk < 1:
+        raise ReIDError(f"--topk {args.topk}: give at least 1")
+    from use.trained import load_trained
+    model, cfg, ckpt, device = load_trained(args.checkpoint, overrides(args))
+    if args.print_config:
+        return print_config(cfg)
+    if args.mode == "extract":
+        from use.extract import run_extract
+        run_extract(model, cfg, ckpt, device, args.images, args.output)
+    elif args.mode == "search":
+        from use.search import run_search
+        run_search(model, cfg, ckpt, device, args.query, args.gallery, args.topk, args.output or "search.png")
+    elif args.mode == "explain":
+        from use.explain import run_explain
+        run_explain(model, cfg, ckpt, device, args.images, args.output)
+    else:
+        from use.export import run_export
+        run_export(model, cfg, ckpt, device, args.format, args.output)
     return 0
 
 
@@ -145,6 +185,8 @@ def run(args) -> int:
         return check_data(args)
     if args.mode == "evaluate":
         return evaluate(args)
+    if args.mode in USE_MODES:
+        return use(args)
     return train(args)
 
 

@@ -27,10 +27,8 @@ import math
 import time
 from pathlib import Path
 
-from benchmarks.outputs import drop_checkpoints, output_folder
-from runs.config import build_config, parse_override
-from runs.run import make_run_dir, setup_logging
-from supervised.trainer import run_supervised
+from benchmarks.common import output_folder, train_run
+from runs.run import setup_logging
 
 VARIANTS = {"BoT": (False, False), "+HAB": (True, False), "+PAB": (False, True), "+HAB+PAB": (True, True)}
 # Table 4 of the paper (its base network is TriNet, on Market-1501): mAP, rank-1
@@ -120,11 +118,7 @@ def main(argv=None) -> None:
                 sets.append(f"data.root={a.data_root}")
             if a.height < 128:
                 sets.append("aug.pad=4")
-            cfg = build_config("bot_market1501", [parse_override(s) for s in sets])
-            t = time.perf_counter()
-            run_dir = make_run_dir(cfg)
-            records = run_supervised(cfg, run_dir)
-            drop_checkpoints(run_dir, a.keep_checkpoints)
+            cfg, records, minutes = train_run("bot_market1501", sets, a.keep_checkpoints)
             epochs = [r for r in records if r.get("epoch", 0) > 0]
             last = records[-1]
             row = {"benchmark": "daaf_ablation", "variant": name, "teacher": teacher, "arch": a.arch,
@@ -132,7 +126,7 @@ def main(argv=None) -> None:
                    "mAP": round(last["mAP"], 4), "rank1": round(last["rank1"], 4),
                    "s_per_epoch": round(sum(r["train_s"] for r in epochs) / len(epochs), 1),
                    "lambda_h": round(lam_h, 4), "lambda_p": round(lam_p, 4),
-                   "minutes": round((time.perf_counter() - t) / 60, 1),
+                   "minutes": round(minutes, 1),
                    "paper_table4_mAP_rank1": PAPER_TABLE4[name]}
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -18,35 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-import torch
 
-from benchmarks.outputs import drop_checkpoints, output_folder
-from runs.config import build_config, parse_override
-from runs.run import make_run_dir, resolve_device, setup_logging
+from benchmarks.common import images_per_second, output_folder, train_run
 from models import model_from_config
-from unsup.trainer import run_unsup
+from runs.run import resolve_device, setup_logging
 
 VARIANTS = {"baseline": "", "HLA": "hla", "PLA": "pla", "PLA+HLA": "pla+hla", "DLA": "dla", "ALL": "mla"}
 PAPER_MARKET = {"baseline": (80.6, 91.5), "HLA": (0.9, 2.2), "PLA": (82.4, 92.3), "PLA+HLA": (79.3, 90.6),
                 "DLA": (82.4, 92.3), "ALL": (83.1, 92.8)}
-
-
-@torch.no_grad()
-def images_per_second(model, device, height, width, batch=128, repeats=3) -> float:
-    model.eval()
-    x = torch.randn(batch, 3, height, width, device=device)
-    model(x)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(repeats):
-        model(x)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return batch * repeats / (time.perf_counter() - t)
 
 
 def main(argv=None) -> None:
@@ -84,11 +65,7 @@ def main(argv=None) -> None:
                 sets.append("aug.pad=4")
             if a.data_root:
                 sets.append(f"data.root={a.data_root}")
-            cfg = build_config("mla_market1501", [parse_override(x) for x in sets])
-            t = time.perf_counter()
-            run_dir = make_run_dir(cfg)
-            records = run_unsup(cfg, run_dir)
-            drop_checkpoints(run_dir, a.keep_checkpoints)
+            cfg, records, minutes = train_run("mla_market1501", sets, a.keep_checkpoints)
             device = resolve_device(cfg.device)
             model = model_from_config(cfg, device)
             last = records[-1]
@@ -97,7 +74,7 @@ def main(argv=None) -> None:
                    "clusters": last.get("num_clusters"),
                    "params_M": round(sum(q.numel() for q in model.parameters()) / 1e6, 2),
                    "images_per_s": round(images_per_second(model, device, a.height, a.width), 1),
-                   "train_minutes": round((time.perf_counter() - t) / 60, 1),
+                   "train_minutes": round(minutes, 1),
                    "paper_market_mAP_rank1": PAPER_MARKET[name]}
             rows.append(row)
             print(json.dumps(row), flush=True)

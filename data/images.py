@@ -15,7 +15,9 @@ from rich.progress import track
 from errors import DatasetError
 
 
-def _decode(path: str, height: int, width: int) -> np.ndarray:
+def decode_image(path: str, height: int, width: int) -> np.ndarray:
+    """One image file as H x W x 3 uint8, resized (bilinear) as the image stores hold it; a clear error if it
+    cannot be read."""
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
@@ -31,7 +33,7 @@ def load_images(paths: list[str], height: int, width: int, workers: int = 2,
     """Decode and resize ``paths`` into a uint8 tensor N x 3 x H x W (on the CPU)."""
     out = torch.empty((len(paths), 3, height, width), dtype=torch.uint8)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        decoded = pool.map(lambda p: _decode(p, height, width), paths)
+        decoded = pool.map(lambda p: decode_image(p, height, width), paths)
         for i, arr in enumerate(track(decoded, total=len(paths), description=description)):
             out[i] = torch.from_numpy(arr).permute(2, 0, 1)
     return out

@@ -29,10 +29,12 @@ def extract_features(model: torch.nn.Module, images: torch.Tensor, device: torch
 
 
 def evaluate_model(model: torch.nn.Module, query_images: torch.Tensor, gallery_images: torch.Tensor, query, gallery,
-                   device: torch.device, batch_size: int = 256, flip: bool = False, rerank: dict | None = None) -> dict:
+                   device: torch.device, batch_size: int = 256, flip: bool = False, rerank: dict | None = None,
+                   visualize: tuple | None = None) -> dict:
     """Extract query and gallery features and score them: mAP, rank1/5/10, mINP (fractions).
 
-    ``rerank`` (keyword arguments of :func:`evaluation.rerank.re_ranking`) re-ranks the distances first."""
+    ``rerank`` (keyword arguments of :func:`evaluation.rerank.re_ranking`) re-ranks the distances first;
+    ``visualize`` = (path, queries) also writes rank lists of that many queries (``evaluation.visualize``)."""
     from .metrics import evaluate, pairwise_distance
     qf = extract_features(model, query_images, device, batch_size, flip, "query features")
     gf = extract_features(model, gallery_images, device, batch_size, flip, "gallery features")
@@ -42,17 +44,23 @@ def evaluate_model(model: torch.nn.Module, query_images: torch.Tensor, gallery_i
         dist = re_ranking(dist, pairwise_distance(qf, qf), pairwise_distance(gf, gf), **rerank)
     r = evaluate(dist, [s.pid for s in query], [s.pid for s in gallery],
                  [s.camid for s in query], [s.camid for s in gallery])
+    if visualize:
+        from .visualize import dataset_rank_lists
+        dataset_rank_lists(visualize[0], dist, query, gallery, query_images, gallery_images, visualize[1])
     return {"mAP": r["mAP"], "rank1": float(r["cmc"][0]), "rank5": float(r["cmc"][4]),
             "rank10": float(r["cmc"][9]), "mINP": r["mINP"]}
 
 
 def evaluate_run(model: torch.nn.Module, query_images: torch.Tensor, gallery_images: torch.Tensor, ds, cfg,
-                 device: torch.device) -> dict:
-    """``evaluate_model`` on a dataset's query/gallery with a run config's ``test`` options, timed (eval_s)."""
+                 device: torch.device, rank_lists=None) -> dict:
+    """``evaluate_model`` on a dataset's query/gallery with a run config's ``test`` options, timed (eval_s);
+    with ``rank_lists`` (a path) and ``test.visualize`` > 0, rank lists of that many queries are drawn."""
     import time
     t = cfg.test
     rerank = dict(k1=t.rerank_k1, k2=t.rerank_k2, lambda_value=t.rerank_lambda) if t.rerank else None
     start = time.perf_counter()
-    r = evaluate_model(model, query_images, gallery_images, ds.query, ds.gallery, device, t.batch_size, t.flip, rerank)
+    visualize = (rank_lists, t.visualize) if rank_lists is not None and t.visualize > 0 else None
+    r = evaluate_model(model, query_images, gallery_images, ds.query, ds.gallery, device, t.batch_size, t.flip, rerank,
+                       visualize)
     r["eval_s"] = round(time.perf_counter() - start, 2)
     return r

@@ -171,6 +171,24 @@ class AAformer(ReIDViT):
         self.feature_splits = (self.dim,) * (1 + P)
         self.load_vit_weights(pretrained)
 
+    @torch.no_grad()
+    def explain(self, x: torch.Tensor) -> dict:
+        """[CLS] attention (the ViT's), and for each granularity the [PART] every patch is assigned to in
+        the last layer, by a vote of the heads, on the patch grid."""
+        last = self.blocks[-1].attn
+        last.keep_assignment = True
+        try:
+            maps = super().explain(x)
+        finally:
+            last.keep_assignment = False
+        assigned = last.last_assignment                     # B x heads x P x N
+        start = 0
+        for g in self.granularities:
+            votes = assigned[:, :, start:start + g].sum(1)    # B x g x N
+            maps[f"{g} [PART]s"] = (votes.argmax(1).reshape(x.shape[0], *self.grid), "labels")
+            start += g
+        return maps
+
     def forward(self, x: torch.Tensor):
         t = self.tokens(x)
         g, parts = t[:, 0], [t[:, 1 + p] for p in range(len(self.part_necks))]

@@ -167,6 +167,18 @@ class DAAF(nn.Module):
         """The network used at test time: the base alone (same output, parameters and cost)."""
         return self.base
 
+    @torch.no_grad()
+    def explain(self, x: torch.Tensor) -> dict:
+        """The base network's maps, HAB's predicted person mask and PAB's keypoint heat maps (their maximum
+        over the 17 keypoints), at the decoders' resolution."""
+        maps = self.base.explain(x)
+        if self.hab is not None:
+            maps["predicted mask (HAB)"] = (self.hab(self.base.base[:5](x))[:, 0].float().clamp(0, 1), "heat")
+        if self.pab is not None:
+            heat = self.pab(self.base.feature_map(x)).float().amax(dim=1).clamp(0, 1)
+            maps["keypoint heat maps (PAB)"] = (heat, "heat")
+        return maps
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, keypoints: torch.Tensor | None = None):
         if not self.training:
             return self.base(x)

@@ -19,6 +19,7 @@ from torch import nn
 
 from errors import ConfigError
 
+from .explain import collect_outputs, minmax
 from .heads import BNNeck, TriNetHead, build_pooling
 from .weights import load_matching, read_state_dict
 from .registry import ModelOutput, register_model, retrieval_feature
@@ -133,6 +134,21 @@ class ReIDResNet(nn.Module):
 
     def forward(self, x: torch.Tensor):
         return self.head_forward(self.feature_map(x))
+
+    @torch.no_grad()
+    def explain(self, x: torch.Tensor) -> dict:
+        """The last feature map's mean absolute activation, and the pixel weights of every PLA block
+        (MLA eq. 3), at the feature map's resolution (models.explain)."""
+        from .mla import PLA
+        weights, remove = collect_outputs(self, PLA, lambda out: out[1][:, 0])
+        try:
+            fmap = self.feature_map(x)
+        finally:
+            remove()
+        maps = {"activation": (minmax(fmap.abs().mean(1)), "heat")}
+        for i, w in enumerate(weights):
+            maps[f"PLA weights, block {i + 1}"] = (w.float(), "heat")
+        return maps
 
 
 register_model("resnet50")(functools.partial(ReIDResNet, "resnet50"))

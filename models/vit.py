@@ -32,6 +32,7 @@ from torch import nn
 
 from errors import CheckpointError, ConfigError
 
+from .explain import minmax
 from .heads import BNNeck
 from .registry import ModelOutput, register_model, retrieval_feature
 from .weights import load_matching
@@ -181,6 +182,24 @@ class ReIDViT(nn.Module):
         if self.prefix_tokens is not None:
             z = torch.cat([z[:, :1], self.prefix_tokens.expand(B, -1, -1), z[:, 1:]], dim=1)
         return self.norm(self.blocks(z))
+
+    @torch.no_grad()
+    def explain(self, x: torch.Tensor) -> dict:
+        """The last layer's attention of [CLS] to the patches, averaged over the heads, on the patch grid."""
+        inputs: list = []
+        last = self.blocks[-1]
+        hook = last.norm1.register_forward_hook(lambda mod, inp, out: inputs.append(out))
+        try:
+            self.tokens(x)
+        finally:
+            hook.remove()
+        z = inputs[-1]
+        B, L, _ = z.shape
+        attn = last.attn
+        q, k, _ = attn.qkv(z).reshape(B, L, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        weights = ((q[:, :, :1] * attn.head_dim ** -0.5) @ k.transpose(-2, -1)).softmax(-1).mean(1)[:, 0]
+        patches = weights[:, L - self.grid[0] * self.grid[1]:].reshape(B, *self.grid)
+        return {"[CLS] attention": (minmax(patches), "heat")}
 
     def head_forward(self, global_token: torch.Tensor):
         emb = self.neck(global_token)

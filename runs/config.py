@@ -153,6 +153,7 @@ class TestConfig:
     rerank_k1: int = key(20, ge=1)
     rerank_k2: int = key(6, ge=1)
     rerank_lambda: float = key(0.3, ge=0, le=1)
+    visualize: int = key(0, ge=0)        # rank lists of this many queries at the last evaluation (ranklist.png)
 
 
 @dataclass

@@ -34,6 +34,7 @@ from models import model_from_config
 
 from .checkpoint import TrainingState
 from .config import Config
+from .curves import plot_curves
 from .optim import build_optimizer
 from .progress import console, metrics_table, progress_bar
 from .run import MetricsLog, check_run_dir, resolve_device, seed_everything
@@ -186,8 +187,9 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
         metrics.truncate_after(-1)          # a fresh start in a folder that was stopped before its first checkpoint
         state.save(0, {})
 
-    def evaluate() -> dict:
-        return evaluate_run(model, s.query_images, s.gallery_images, s.ds, cfg, device)
+    def evaluate(last: bool = False) -> dict:
+        return evaluate_run(model, s.query_images, s.gallery_images, s.ds, cfg, device,
+                            rank_lists=s.run_dir / "ranklist.png" if last else None)
 
     if begin == 0 and cfg.test.eval_initial and not any(r["epoch"] == 0 for r in metrics.read()):
         record = {"epoch": 0, **evaluate()}
@@ -202,18 +204,19 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
         if plan.batches is not None:
             gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
             losses = train_epoch(s, plan, gen, optimizer, scaler, extra, f"epoch {epoch}/{cfg.train.epochs}")
-            record.update({k: round(v, 4) for k, v in losses.items()})
+            record.update({k: round(v, 4) for k, v in losses.items()}, iters=plan.iters)
         with warnings.catch_warnings():      # an epoch without training made no optimizer step
             warnings.filterwarnings("ignore", message="Detected call of")
             scheduler.step()
         record["train_s"] = round(time.perf_counter() - t1, 2)
         if epoch % cfg.test.eval_every == 0 or epoch == cfg.train.epochs:
-            record.update(evaluate())
+            record.update(evaluate(last=epoch == cfg.train.epochs))
         metrics.append(record)
         state.save(epoch, record)
         log.info(epoch_line(record, plan.summary))
     records = metrics.read()
     console.print(metrics_table(records, f"{s.ds.name}: {cfg.model.name}, {title}"))
+    plot_curves(records, s.run_dir / "curves.png", f"{s.ds.name}: {cfg.model.name}, {title}")
     return records
 
 

@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-import main
 from models import build_model
 from models.aaformer import assign_patches, sinkhorn, stripe_of_patch
 from models.vit import resize_position_embedding

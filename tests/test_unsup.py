@@ -32,7 +32,7 @@ def test_loop_runs_and_writes_its_run_folder(tmp_path, tiny_root):
     # --mode evaluate recomputes the saved model's metrics
     best = load_checkpoint(d / "best.pt")
     rec = [r for r in records if r["epoch"] == best["epoch"]][0]
-    from unsup.evaluate import evaluate_checkpoint
+    from use.evaluate import evaluate_checkpoint
     from runs.config import build_config
     r = evaluate_checkpoint(build_config(base=best["config"], overrides=[{"data": {"root": str(tiny_root)}}]), best)
     assert r["mAP"] == pytest.approx(rec["mAP"], abs=1e-5)

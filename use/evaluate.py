@@ -7,20 +7,17 @@ import logging
 from data import dataset_from_config
 from data.images import load_images
 from evaluation import evaluate_run
-from models import model_from_config
-from runs.checkpoint import load_model_state
 from runs.config import Config
 from runs.run import resolve_device
+
+from .trained import build_trained
 
 log = logging.getLogger("reid.evaluate")
 
 
 def evaluate_checkpoint(cfg: Config, ckpt: dict) -> dict:
     device = resolve_device(cfg.device)
-    cfg.model.pretrained = "none"                      # the checkpoint brings the weights
-    classes = [v.shape[0] for k, v in ckpt["model"].items() if k.endswith("classifier.weight")]
-    model = model_from_config(cfg, device, num_classes=classes[0] if classes else 0)   # supervised: its classifier
-    load_model_state(model, ckpt)
+    model = build_trained(cfg, ckpt, device)
     ds = dataset_from_config(cfg)
     size = (cfg.data.height, cfg.data.width, cfg.data.workers)
     q = load_images([s.path for s in ds.query], *size, description="query images")

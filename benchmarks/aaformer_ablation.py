@@ -1,0 +1,136 @@
+"""AAformer's Tables IV-V on the synthetic benchmark, and part-transformer students in the unsupervised
+loop; prints mAP, rank-1 and images per second of each row, with the paper's numbers beside them.
+
+    python -m benchmarks.aaformer_ablation                          # both parts, CPU scale
+    python -m benchmarks.aaformer_ablation --part supervised --datasets synthetic-occluded
+    python -m benchmarks.aaformer_ablation --size base --height 256 --width 128 --epochs 60 \\
+        --pretrained imagenet --synthetic-size market --device cuda   # the GPU version
+
+Supervised rows (the AAformer recipe, runs/recipes/aaformer_market1501.yaml, at CPU scale), same seed and
+budget, on ``synthetic`` and ``synthetic-occluded``:
+  ViT baseline (the ViT recipe's model, no [PART]s), fixed horizontal stripes as [PART]s ("+PCB PT" of
+  Table IV), AAformer with optimal transport, AAformer with nearest-neighbour assignment (Table V).
+Unsupervised rows (the cluster-contrast loop of aaformer_unsup_market1501.yaml at CPU scale, batch
+16 x 4, ``--unsup-iters`` per epoch), same seed and budget, on ``synthetic``: ResNet-18, ViT and AAformer
+students.
+
+CPU scale: synthetic-small read at its native 128 x 64; transformers of ``--size`` (tiny: D 192, 3
+heads) with ``--depth`` layers (4) and 16-pixel patches with ``--stride`` (16: 8 x 4 patches), trained
+from scratch (no ImageNet weights can be downloaded here); ``--epochs`` (8) with the recipes' warm-up and
+schedule shape. (ViT-small with 6 layers and stride 12 measured 10+ s per step of 64 images on these
+2 cores, too slow for the table.) Images per second: training (batches of the recipe, from the measured epoch time) and
+inference (batches of 128, eval mode).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmarks.common import images_per_second, output_folder, train_run
+from models import model_from_config
+from runs.run import resolve_device, setup_logging
+
+SUPERVISED = {"ViT baseline": ("vit", None), "stripes as [PART]s": ("aaformer", "stripes"),
+              "AAformer (OT)": ("aaformer", "ot"), "AAformer (NN)": ("aaformer", "nn")}
+UNSUPERVISED = {"ResNet-18": "resnet18", "ViT": "vit", "AAformer": "aaformer"}
+# the paper's rows (ViT-Base, ImageNet weights): Market-1501 mAP / rank-1 (Table II) where it gives them,
+# and MSMT17 mAP / rank-1 (Tables IV-V)
+PAPER = {"ViT baseline": "Market 86.3 / 94.2; MSMT17 58.9 / 79.7", "stripes as [PART]s": "MSMT17 62.1 / 82.2",
+         "AAformer (OT)": "Market 88.0 / 95.4; MSMT17 65.6 / 84.4", "AAformer (NN)": "MSMT17 61.5 / 82.2"}
+
+
+def model_sets(name: str, assign: str | None, a) -> list[str]:
+    """The row's model on the recipe's training settings: the recipe's model.args are cleared first."""
+    sets = ["model.args=null", f"model.name={name}", f"model.pretrained={a.pretrained}"]
+    if name == "resnet18":
+        return sets
+    sets += [f"model.args.size={a.size}", f"model.args.depth={a.depth}", f"model.args.stride={a.stride}"]
+    return sets + ([f"model.args.assign={assign}"] if assign else [])
+
+
+def common_sets(a, dataset: str, name: str, out: str) -> list[str]:
+    sets = [f"data.dataset={dataset}", f"data.synthetic_size={a.synthetic_size}", f"data.height={a.height}",
+            f"data.width={a.width}", "data.workers=2", f"train.epochs={a.epochs}", f"test.eval_every={a.epochs}",
+            "test.eval_initial=false", f"device={a.device}", f"seed={a.seed}", f"output={out}", f"name={name}"]
+    if a.data_root:
+        sets.append(f"data.root={a.data_root}")
+    if a.height < 128:
+        sets.append("aug.pad=4")
+    return sets
+
+
+def row(part, variant, dataset, cfg, records, minutes, a) -> dict:
+    device = resolve_device(cfg.device)
+    model = model_from_config(cfg, device)
+    trained = [r for r in records if r.get("epoch", 0) > 0 and r.get("loss") is not None]
+    batch = cfg.train.num_ids * cfg.train.num_instances
+    iters = [r.get("iters") for r in trained]
+    train_ips = None
+    if trained and all(iters):
+        train_ips = round(sum(i * batch for i in iters) / sum(r["train_s"] for r in trained), 1)
+    last = records[-1]
+    return {"benchmark": "aaformer_ablation", "part": part, "variant": variant, "dataset": dataset, "seed": a.seed,
+            "mAP": round(last["mAP"], 4), "rank1": round(last["rank1"], 4), "clusters": last.get("num_clusters"),
+            "train_images_per_s": train_ips, "inference_images_per_s": round(images_per_second(
+                model, device, cfg.data.height, cfg.data.width), 1),
+            "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2), "minutes": round(minutes, 1),
+            "paper": PAPER.get(variant, "")}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--part", choices=["supervised", "unsupervised", "both"], default="both")
+    p.add_argument("--datasets", nargs="+", default=["synthetic", "synthetic-occluded"])
+    p.add_argument("--synthetic-size", default="small")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--height", type=int, default=128)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--size", default="tiny", choices=["tiny", "small", "base"])
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--stride", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--unsup-iters", type=int, default=60)
+    p.add_argument("--pretrained", default="none")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--variants", nargs="+", default=None, help="rows to run (default all)")
+    p.add_argument("--output", default=None)
+    p.add_argument("--keep-checkpoints", action="store_true")
+    a = p.parse_args(argv)
+    setup_logging()
+    out = output_folder(a.output, "aaformer_ablation_")
+    rows = []
+    warmup = f"train.warmup_epochs={max(1, a.epochs // 12)}"
+    if a.part in ("supervised", "both"):
+        for dataset in a.datasets:
+            for variant, (name, assign) in SUPERVISED.items():
+                if a.variants and variant not in a.variants:
+                    continue
+                tag = f"sup-{dataset}-{variant.split()[0]}-{assign or 'none'}-seed{a.seed}"
+                sets = model_sets(name, assign, a) + common_sets(a, dataset, tag, out) + [warmup]
+                cfg, records, minutes = train_run("aaformer_market1501", sets, a.keep_checkpoints)
+                rows.append(row("supervised", variant, dataset, cfg, records, minutes, a))
+                print(json.dumps(rows[-1]), flush=True)
+    if a.part in ("unsupervised", "both"):
+        for variant, name in UNSUPERVISED.items():
+            if a.variants and variant not in a.variants:
+                continue
+            tag = f"unsup-{variant}-seed{a.seed}"
+            sets = model_sets(name, "ot" if name == "aaformer" else None, a) + common_sets(a, "synthetic", tag, out) + [
+                "train.num_ids=16", "train.num_instances=4", f"train.iters={a.unsup_iters}",
+                f"train.step_size={max(1, round(0.4 * a.epochs))}"]
+            cfg, records, minutes = train_run("aaformer_unsup_market1501", sets, a.keep_checkpoints)
+            rows.append(row("unsupervised", variant, "synthetic", cfg, records, minutes, a))
+            print(json.dumps(rows[-1]), flush=True)
+    print("| part | dataset | variant | mAP | rank-1 | train img/s | inference img/s | params (M) "
+          "| paper (mAP / rank-1) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['part']} | {r['dataset']} | {r['variant']} | {100 * r['mAP']:.1f} | {100 * r['rank1']:.1f} | "
+              f"{r['train_images_per_s']} | {r['inference_images_per_s']} | {r['params_M']} | {r['paper']} |")
+    Path(out, "aaformer_ablation.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

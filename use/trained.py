@@ -1,0 +1,32 @@
+"""A trained model from a checkpoint (a run folder's best.pt, or any last.pt / best.pt), in eval mode."""
+from __future__ import annotations
+
+import torch
+
+from models import model_from_config
+from runs.checkpoint import load_checkpoint, load_model_state
+from runs.config import Config, build_config
+from runs.run import resolve_device
+
+
+def num_classes_of(ckpt: dict) -> int:
+    """The identity classifier's size of a supervised model's checkpoint (0 for an unsupervised one)."""
+    classes = [v.shape[0] for k, v in ckpt["model"].items()
+               if k == "classifier.weight" or k.endswith(".classifier.weight")]
+    return classes[0] if classes else 0
+
+
+def build_trained(cfg: Config, ckpt: dict, device: torch.device) -> torch.nn.Module:
+    """The checkpoint's model, built from ``cfg`` (the checkpoint's config with any overrides)."""
+    cfg.model.pretrained = "none"                      # the checkpoint brings the weights
+    model = model_from_config(cfg, device, num_classes=num_classes_of(ckpt))
+    load_model_state(model, ckpt)
+    return model.eval()
+
+
+def load_trained(checkpoint: str, overrides: list[dict] | None = None):
+    """(model in eval mode, config, checkpoint, device) of a checkpoint or run folder (its best.pt)."""
+    ckpt = load_checkpoint(checkpoint, "best.pt")
+    cfg = build_config(None, overrides or [], base=ckpt["config"])
+    device = resolve_device(cfg.device)
+    return build_trained(cfg, ckpt, device), cfg, ckpt, device
