@@ -5,6 +5,7 @@
   python main.py --mode supervised --dataset market1501 --config runs/recipes/bot_market1501.yaml
   python main.py --mode evaluate --checkpoint outputs/RUN/best.pt
   python main.py --mode check-data --dataset dukemtmcreid
+  python main.py --mode teachers --dataset market1501     # keypoints, masks, part parsing
   python main.py --resume outputs/RUN
   python main.py --list                      # recipes, datasets, models, attention blocks
   python main.py --config demo --print-config
@@ -23,7 +24,7 @@ from pathlib import Path
 from errors import ReIDError
 
 DEFAULT_RECIPE = {"unsup": "cluster_contrast_resnet50.yaml", "supervised": "bot_market1501.yaml"}
-MODES = ["unsup", "supervised", "evaluate", "check-data", "extract", "search", "explain", "export"]
+MODES = ["unsup", "supervised", "evaluate", "check-data", "teachers", "extract", "search", "explain", "export"]
 USE_MODES = ("extract", "search", "explain", "export")
 log = logging.getLogger("reid")
 
@@ -88,6 +89,20 @@ def check_data(args) -> int:
     reports = run_check(cfg.data.dataset, cfg.data_root, cfg.data.workers, console,
                         synthetic_size=cfg.data.synthetic_size, seed=cfg.data.synthetic_seed)
     return 0 if all(r.ok for r in reports) else 1
+
+
+def teachers(args) -> int:
+    """``--mode teachers``: keypoints, masks and part parsing of a dataset's images (data/teachers.py)."""
+    from data import dataset_from_config
+    from data.teachers import run_teachers
+    from runs.config import build_config
+    from runs.run import resolve_device
+    cfg = build_config(args.config, overrides(args))
+    if args.print_config:
+        return print_config(cfg)
+    device = resolve_device(cfg.device)
+    run_teachers(dataset_from_config(cfg, cfg.data.dataset), cfg.teacher, device)
+    return 0
 
 
 def evaluate(args) -> int:
@@ -183,6 +198,8 @@ def run(args) -> int:
         return 0
     if args.mode == "check-data":
         return check_data(args)
+    if args.mode == "teachers":
+        return teachers(args)
     if args.mode == "evaluate":
         return evaluate(args)
     if args.mode in USE_MODES:

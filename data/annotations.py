@@ -32,6 +32,12 @@ from .datasets import ReIDDataset, Sample
 
 log = logging.getLogger(__name__)
 
+COCO_KEYPOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+
 # COCO keypoints that swap under a horizontal flip (left <-> right)
 FLIP_PAIRS = [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)]
 FLIP_PERMUTATION = list(range(17))

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from rich.console import Console
 from rich.progress import track
@@ -31,10 +34,13 @@ class CheckReport:
     bad_images: list[tuple[str, str]] = field(default_factory=list)     # (path, error)
     unparsed: dict[str, int] = field(default_factory=dict)               # ds.skipped, reasons -> count
     duplicates: list[tuple[str, str]] = field(default_factory=list)      # same bytes in two splits
+    annotations: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)   # split -> kp, mask, parsing, n
+    annotation_problems: list[tuple[str, str]] = field(default_factory=list)           # (image, what is wrong)
 
     @property
     def ok(self) -> bool:
-        return not (self.mismatches or self.bad_images or self.duplicates
+        partial = any(0 < max(c[:3]) and min(c[:3]) < c[3] for c in self.annotations.values())
+        return not (self.mismatches or self.bad_images or self.duplicates or self.annotation_problems or partial
                     or any("parse" in why for why in self.unparsed))
 
     def table(self) -> Table:
@@ -58,19 +64,56 @@ def published_counts(name: str, options: dict) -> dict[str, tuple] | None:
     return DATASETS.info(name).published
 
 
-def _read(path: str) -> tuple[str, str | None]:
-    """md5 of the file and the error of decoding it in full (None when it decodes)."""
+def _read(path: str) -> tuple[str, str | None, tuple[int, int] | None]:
+    """md5 of the file, the error of decoding it in full (None when it decodes), and its (width, height)."""
     try:
         data = open(path, "rb").read()
     except OSError as e:
-        return "", f"cannot read: {e}"
+        return "", f"cannot read: {e}", None
     digest = hashlib.md5(data).hexdigest()
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
+            return digest, None, im.size
     except Exception as e:  # PIL raises OSError for truncated files, UnidentifiedImageError, ...
-        return digest, f"{type(e).__name__}: {e}"
-    return digest, None
+        return digest, f"{type(e).__name__}: {e}", None
+
+
+def check_annotations(ds: ReIDDataset, splits: dict, sizes: dict[str, tuple[int, int]], report: CheckReport) -> None:
+    """Teacher-annotation coverage per split (keypoints, masks, parsing), and the images whose mask or
+    parsing is not the image's size or whose found keypoints lie outside it."""
+    ann = ds.annotations
+    if ann is None:
+        return
+    table_path = ann / "keypoints.json"
+    try:
+        table = json.loads(table_path.read_text())["images"] if table_path.is_file() else {}
+    except (json.JSONDecodeError, KeyError) as e:
+        report.annotation_problems.append((str(table_path), f"not a keypoints file: {e}"))
+        table = {}
+    for split, samples in splits.items():
+        n_kp = n_mask = n_parse = 0
+        for s in samples:
+            rel = Path(s.path).resolve().relative_to(ds.root.resolve())
+            size = sizes.get(s.path)
+            kps = table.get(rel.as_posix())
+            if kps is not None:
+                n_kp += 1
+                k = np.asarray(kps, dtype=float).reshape(-1, 3)
+                if size and ((k[:, 2] > 0) & ((k[:, 0] < -1) | (k[:, 0] > size[0]) | (k[:, 1] < -1)
+                                              | (k[:, 1] > size[1]))).any():
+                    report.annotation_problems.append((s.path, "keypoints outside the image"))
+            for folder in ("masks", "parsing"):
+                f = ann / folder / rel.parent / (rel.stem + ".png")
+                if f.is_file():
+                    n_mask += folder == "masks"
+                    n_parse += folder == "parsing"
+                    with Image.open(f) as im:
+                        if size and im.size != size:
+                            report.annotation_problems.append(
+                                (s.path, f"{folder[:-1] if folder == 'masks' else folder} is {im.size[0]} x "
+                                         f"{im.size[1]}, the image {size[0]} x {size[1]}"))
+        report.annotations[split] = (n_kp, n_mask, n_parse, len(samples))
 
 
 def check_dataset(ds: ReIDDataset, published: dict | None, workers: int = 4) -> CheckReport:
@@ -84,16 +127,21 @@ def check_dataset(ds: ReIDDataset, published: dict | None, workers: int = 4) -> 
                 report.mismatches.append(f"{split}: {f} {label}, published {p}")
     owners: dict[str, list[tuple[str, str]]] = defaultdict(list)
     jobs = [(split, s.path) for split, v in splits.items() for s in v]
+    sizes: dict[str, tuple[int, int]] = {}
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = pool.map(lambda j: _read(j[1]), jobs)
-        for (split, path), (digest, err) in zip(jobs, track(results, total=len(jobs), description="reading images")):
+        for (split, path), (digest, err, size) in zip(jobs, track(results, total=len(jobs),
+                                                                  description="reading images")):
             if err:
                 report.bad_images.append((path, err))
             if digest:
                 owners[digest].append((split, path))
+            if size:
+                sizes[path] = size
     for entries in owners.values():
         if len({split for split, _ in entries}) > 1:
             report.duplicates.append(tuple(p for _, p in entries[:2]))
+    check_annotations(ds, splits, sizes, report)
     return report
 
 
@@ -115,11 +163,21 @@ def run_check(name: str, root, workers: int = 4, console: Console | None = None,
             console.print(f"... and {len(r.bad_images) - 20} more bad images")
         for a, b in r.duplicates[:20]:
             console.print(f"[red]same image in two splits[/red] {a} == {b}")
+        if r.annotations:
+            t = Table("split", "keypoints", "masks", "parsing", title=f"{ds.name}: teacher annotations (annotations/)")
+            for split, (kp, mk, pa, n) in r.annotations.items():
+                t.add_row(split, *[(f"{c} / {n}" if c == n else f"[yellow]{c} / {n}[/yellow]") for c in (kp, mk, pa)])
+            console.print(t)
+        else:
+            console.print(f"{ds.name}: no teacher annotations (python main.py --mode teachers --dataset {part})")
+        for path, what in r.annotation_problems[:20]:
+            console.print(f"[red]annotation does not fit[/red] {path}: {what}")
         info = DATASETS.info(part) if part in DATASETS else None
         if info and info.test_only:
             console.print(f"{part} is test-only: evaluate on it with --test-dataset {part}")
         console.print(f"{ds.name}: " + ("[green]OK[/green]" if r.ok else
                                         f"[red]{len(r.mismatches)} count mismatches, {len(r.bad_images)} bad images, "
-                                        f"{len(r.duplicates)} duplicates across splits[/red]"))
+                                        f"{len(r.duplicates)} duplicates across splits, "
+                                        f"{len(r.annotation_problems)} annotations that do not fit[/red]"))
         reports.append(r)
     return reports

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from errors import DatasetError
+
 
 def pairwise_distance(query: torch.Tensor, gallery: torch.Tensor) -> np.ndarray:
     """Cosine distance 1 - <q, g> of L2-normalised features, Q x G float32 on the CPU."""
@@ -22,7 +24,7 @@ def evaluate(distmat: np.ndarray, query_pids, gallery_pids, query_camids, galler
     q_pids, g_pids = np.asarray(query_pids), np.asarray(gallery_pids)
     q_cams, g_cams = np.asarray(query_camids), np.asarray(gallery_camids)
     n_q, n_g = distmat.shape
-    max_rank = min(max_rank, n_g)
+    wanted, max_rank = max_rank, min(max_rank, n_g)
     cmc_sum = np.zeros(max_rank)
     ap_sum = inp_sum = 0.0
     valid = 0
@@ -49,5 +51,9 @@ def evaluate(distmat: np.ndarray, query_pids, gallery_pids, query_camids, galler
         inp_sum += float((n_rel / (rank[np.arange(len(last)), last] + 1.0)).sum())
         valid += int(ok.sum())
     if valid == 0:
-        raise ValueError("no query has a correct match in the gallery")
-    return {"mAP": ap_sum / valid, "cmc": cmc_sum / valid, "mINP": inp_sum / valid, "num_valid_queries": valid}
+        raise DatasetError("no query has a correct match in the gallery (no query's identity is in the gallery "
+                           "under another camera): check the dataset's query and gallery folders")
+    cmc = cmc_sum / valid
+    if len(cmc) < wanted:                     # a gallery smaller than max_rank: past its end the CMC stays flat
+        cmc = np.concatenate([cmc, np.full(wanted - len(cmc), cmc[-1])])
+    return {"mAP": ap_sum / valid, "cmc": cmc, "mINP": inp_sum / valid, "num_valid_queries": valid}

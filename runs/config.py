@@ -37,9 +37,9 @@ def allowed(meta: dict) -> str:
 
 
 def violates(value, meta: dict) -> bool:
-    if "choices" in meta:
-        return value not in meta["choices"]
     values = value if isinstance(value, list) else [value]
+    if "choices" in meta:
+        return any(v not in meta["choices"] for v in values)
     for v in values:
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return True
@@ -86,6 +86,16 @@ class TeacherConfig:
     drop: float = key(0.15, ge=0, le=1)  # probability that a keypoint is missed
     morph: float = key(0.03, ge=0)       # mask erosion/dilation radius up to this fraction of the height
     holes: int = key(2, ge=0)            # up to this many missed blobs in each mask
+    # --mode teachers (data/teachers.py): the detectors that write them for a dataset
+    pose: str = key("keypointrcnn", choices=("keypointrcnn", ""))   # "": no keypoints
+    mask: str = key("maskrcnn", choices=("maskrcnn", ""))           # "": no masks
+    pose_weights: str = ""               # a local state dict; "" = torchvision's cache / download; random
+    mask_weights: str = ""
+    keypoint_threshold: float = 2.0      # Keypoint R-CNN keypoint score (a heat-map logit) for v = 2
+    score_threshold: float = key(0.5, ge=0, le=1)   # person detections below this score are ignored
+    min_size: int = key(256, ge=32)      # images upscaled so that their shorter side has this many pixels
+    batch_size: int = key(8, ge=1)
+    splits: list = key(["train", "query", "gallery"], choices=("train", "query", "gallery"))
 
 
 @dataclass

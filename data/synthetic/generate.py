@@ -27,13 +27,11 @@ people and marks the covered keypoints v = 1.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import multiprocessing as mp
 import os
 import shutil
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,6 +41,7 @@ from rich.progress import track
 
 from errors import DatasetError
 
+from ..files import locked
 from . import render as pr
 
 log = logging.getLogger(__name__)
@@ -89,17 +88,6 @@ def _is_complete(out: Path, params: dict) -> bool | None:
         return False
 
 
-@contextmanager
-def _locked(path: Path):
-    """An exclusive ``flock`` on ``path``, held until the block ends; the OS drops it if the process dies."""
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def ensure_synthetic(root: str | os.PathLike, size: str = "small", occluded: bool = False, seed: int = 0,
                      workers: int | None = None) -> Path:
     """Return the benchmark's folder, generating it first if it is missing (see the module docstring)."""
@@ -121,7 +109,7 @@ def ensure_synthetic(root: str | os.PathLike, size: str = "small", occluded: boo
         raise DatasetError(f"the synthetic benchmark must be generated under {root}, but it cannot be written "
                            f"there ({e.strerror}); give a writable folder with --data-root (or env REID_DATA)"
                            ) from None
-    with _locked(lock):
+    with locked(lock):
         state = _is_complete(out, params)         # another process may have finished it while we waited
         if state:
             return out

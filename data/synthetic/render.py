@@ -21,12 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..annotations import COCO_KEYPOINTS  # noqa: F401  (the keypoints' order, re-exported)
+
 PARTS = ("background", "head", "torso", "arms", "legs", "feet", "bag")
-COCO_KEYPOINTS = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)
 
 # Materials of the material map (0 is background).
 SKIN, HAIR, HAT, UPPER, LOWER, SHOES, BAG, LOGO, EYE, STRAP = range(1, 11)
