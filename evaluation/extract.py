@@ -35,18 +35,21 @@ def evaluate_model(model: torch.nn.Module, query_images: torch.Tensor, gallery_i
 
     ``rerank`` (keyword arguments of :func:`evaluation.rerank.re_ranking`) re-ranks the distances first;
     ``visualize`` = (path, queries) also writes rank lists of that many queries (``evaluation.visualize``)."""
-    from .metrics import evaluate, pairwise_distance
+    from .metrics import evaluate, evaluate_features, pairwise_distance
     qf = extract_features(model, query_images, device, batch_size, flip, "query features")
     gf = extract_features(model, gallery_images, device, batch_size, flip, "gallery features")
-    dist = pairwise_distance(qf, gf)
-    if rerank is not None:
-        from .rerank import re_ranking
-        dist = re_ranking(dist, pairwise_distance(qf, qf), pairwise_distance(gf, gf), **rerank)
-    r = evaluate(dist, [s.pid for s in query], [s.pid for s in gallery],
-                 [s.camid for s in query], [s.camid for s in gallery])
-    if visualize:
-        from .visualize import dataset_rank_lists
-        dataset_rank_lists(visualize[0], dist, query, gallery, query_images, gallery_images, visualize[1])
+    labels = ([s.pid for s in query], [s.pid for s in gallery], [s.camid for s in query], [s.camid for s in gallery])
+    if rerank is None and not visualize:                     # chunked, on the features' device
+        r = evaluate_features(qf, gf, *labels)
+    else:
+        dist = pairwise_distance(qf, gf)
+        if rerank is not None:
+            from .rerank import re_ranking
+            dist = re_ranking(dist, pairwise_distance(qf, qf), pairwise_distance(gf, gf), **rerank)
+        r = evaluate(dist, *labels)
+        if visualize:
+            from .visualize import dataset_rank_lists
+            dataset_rank_lists(visualize[0], dist, query, gallery, query_images, gallery_images, visualize[1])
     return {"mAP": r["mAP"], "rank1": float(r["cmc"][0]), "rank5": float(r["cmc"][4]),
             "rank10": float(r["cmc"][9]), "mINP": r["mINP"]}
 

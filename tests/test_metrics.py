@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -42,5 +44,55 @@ def test_random_cases_match_per_query_loop():
 
 
 def test_no_valid_query_is_an_error():
-    with pytest.raises(ValueError):
+    from errors import DatasetError
+    with pytest.raises(DatasetError):
         evaluate(np.zeros((1, 1)), [1], [1], [0], [0])
+
+
+def test_ties_are_ordered_by_gallery_index_as_a_stable_sort():
+    rng = np.random.default_rng(3)
+    nq, ng = 30, 200
+    q_p, g_p = rng.integers(0, 6, nq), rng.integers(0, 6, ng)
+    q_c, g_c = rng.integers(0, 2, nq), rng.integers(0, 2, ng)
+    dist = rng.integers(0, 4, (nq, ng)).astype(np.float32) / 4          # many exact ties, and -0.0
+    dist[:, ::7] = -0.0
+    r = evaluate(dist, q_p, g_p, q_c, g_c, max_rank=10, chunk=4)
+    refs = [x for x in (ap_loop(dist[i], q_p[i], q_c[i], g_p, g_c) for i in range(nq)) if x is not None]
+    assert r["mAP"] == pytest.approx(np.mean([a for a, _, _ in refs]), abs=1e-9)
+    assert r["mINP"] == pytest.approx(np.mean([p for _, _, p in refs]), abs=1e-9)
+    assert np.allclose(r["cmc"], np.mean([[f <= k for k in range(10)] for _, f, _ in refs], axis=0))
+
+
+def test_features_path_equals_the_distance_matrix_path():
+    import torch
+    from evaluation import evaluate_features, pairwise_distance
+    g = torch.Generator().manual_seed(0)
+    qf = torch.nn.functional.normalize(torch.randn(150, 16, generator=g), dim=1)
+    gf = torch.nn.functional.normalize(torch.randn(900, 16, generator=g), dim=1)
+    rng = np.random.default_rng(0)
+    labels = (rng.integers(0, 40, 150), rng.integers(0, 40, 900), rng.integers(0, 3, 150), rng.integers(0, 3, 900))
+    a = evaluate(pairwise_distance(qf, gf), *labels)
+    b = evaluate_features(qf, gf, *labels, budget=5000)          # 5 rows of distances at a time
+    assert a["mAP"] == pytest.approx(b["mAP"], abs=1e-9) and np.allclose(a["cmc"], b["cmc"])
+
+
+def test_peak_memory_is_bounded_by_the_chunks(tmp_path):
+    """2,000 x 30,000 distances would be 240 MB in float32 (480 MB as keys); the chunked path stays far below."""
+    import subprocess
+    import sys
+    script = (
+        "import resource, numpy as np, torch\n"
+        "from evaluation import evaluate_features\n"
+        "torch.manual_seed(0); Q, G = 2000, 30000\n"
+        "qf = torch.nn.functional.normalize(torch.randn(Q, 8), dim=1)\n"
+        "gf = torch.nn.functional.normalize(torch.randn(G, 8), dim=1)\n"
+        "rng = np.random.default_rng(0)\n"
+        "lab = (rng.integers(0, 3000, Q), rng.integers(0, 3000, G), rng.integers(0, 6, Q), rng.integers(0, 6, G))\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "evaluate_features(qf[:64], gf, lab[0][:64], lab[1], lab[2][:64], lab[3])\n"
+        "r = evaluate_features(qf, gf, *lab, budget=1 << 22)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0, out.stderr
+    grown_mb = int(out.stdout.strip().splitlines()[-1]) / 1024
+    assert grown_mb < 200, grown_mb          # the dense distances alone would add 240 MB, their keys 480 MB
