@@ -148,7 +148,9 @@ def use(args) -> int:
 
 
 def train(args) -> int:
-    """A new run (``--mode unsup|supervised``) or a resumed one (``--resume``)."""
+    """A new run (``--mode unsup|supervised``) or a resumed one (``--resume``); under torchrun, every rank
+    runs this, rank 0 alone owns the run folder (runs/dist.py)."""
+    from runs import dist
     from runs.checkpoint import load_resumable
     from runs.config import build_config
     from runs.loop import check_run_inputs
@@ -161,13 +163,29 @@ def train(args) -> int:
         cfg = build_config(recipe, overrides(args) + ([{"mode": args.mode}] if args.mode else []))
     if args.print_config:
         return print_config(cfg)
-    ds = check_run_inputs(cfg, new_run=not args.resume, explicit_name=args.name is not None)   # before any folder
+    cfg.device = dist.init(cfg.device)
+    if dist.world() > 1 and cfg.train.num_ids % dist.world():
+        raise ReIDError(f"train.num_ids={cfg.train.num_ids} does not split into {dist.world()} processes: each "
+                        f"takes whole identities of every P x K batch; give a multiple of {dist.world()}")
+    main_rank = dist.is_main()
+    if not main_rank:                        # rank 0 prints; the others only warn
+        import rich
+
+        from runs.progress import console
+        setup_logging(level=logging.WARNING)
+        rich.get_console().quiet = console.quiet = True
+    ds = check_run_inputs(cfg, new_run=not args.resume and main_rank,
+                          explicit_name=args.name is not None)          # before any folder
+    run_dir, resume = None, None
+    if main_rank:
+        if args.resume:
+            run_dir = open_run_dir(Path(ckpt["path"]).parent)
+        else:
+            run_dir = make_run_dir(cfg, explicit_name=args.name is not None)
+        setup_logging(run_dir)
+    run_dir = Path(dist.broadcast_object(str(run_dir) if run_dir else None))
     if args.resume:
-        run_dir = open_run_dir(Path(ckpt["path"]).parent)
         resume = None if ckpt.get("fresh") else ckpt
-    else:
-        run_dir, resume = make_run_dir(cfg, explicit_name=args.name is not None), None
-    setup_logging(run_dir)
     if args.resume and args.mode and args.mode != cfg.mode:
         log.warning("%s is a %s run: it resumes as one (--mode %s does not apply)", run_dir, cfg.mode, args.mode)
     if cfg.mode == "supervised":
@@ -182,10 +200,13 @@ def train(args) -> int:
     except BaseException as e:
         message = str(e) if isinstance(e, ReIDError) else f"{type(e).__name__}: {e}"
         log.error("the run failed: %s", message, exc_info=not isinstance(e, ReIDError))
-        mark_failed(run_dir, message)
+        if main_rank:
+            mark_failed(run_dir, message)
         raise
     finally:
-        release_run_dir(run_dir)
+        if main_rank:
+            release_run_dir(run_dir)
+    dist.finish()
     return 0
 
 

@@ -6,6 +6,7 @@ bound by CPU data-loader workers.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,9 +40,17 @@ def load_images(paths: list[str], height: int, width: int, workers: int = 2,
     return out
 
 
-def load_dataset_images(ds, height: int, width: int, workers: int = 2, device: torch.device | str = "cpu"):
-    """The train (on ``device``), query and gallery (on the CPU) image stores of a dataset."""
-    train = load_images([s.path for s in ds.train], height, width, workers, "train images").to(device)
-    query = load_images([s.path for s in ds.query], height, width, workers, "query images")
-    gallery = load_images([s.path for s in ds.gallery], height, width, workers, "gallery images")
+def load_dataset_images(ds, height: int, width: int, workers: int = 2, device: torch.device | str = "cpu",
+                        budget_gb: float = 0.0):
+    """The train (on ``device``), query and gallery (on the CPU) image stores of a dataset: in memory, or
+    on disk beyond the memory budget (data.store)."""
+    from .store import budget_bytes, image_store
+    device = torch.device(device)
+    folder = Path(ds.root) / ".store"
+    train = image_store([s.path for s in ds.train], height, width, workers, device, budget_bytes(budget_gb, device),
+                        folder, "train")
+    host = budget_bytes(budget_gb, torch.device("cpu"))
+    query = image_store([s.path for s in ds.query], height, width, workers, torch.device("cpu"), host, folder, "query")
+    gallery = image_store([s.path for s in ds.gallery], height, width, workers, torch.device("cpu"), host, folder,
+                          "gallery")
     return train, query, gallery

@@ -152,6 +152,7 @@ class DAAF(nn.Module):
             raise ConfigError(f"model.args.loss_form: one of {', '.join(LOSS_FORMS)}, not {loss_form!r}")
         self.base = base
         self.feature_dim, self.feature_splits = base.feature_dim, base.feature_splits
+        self.convolutional = True
         self.loss_form = loss_form
         default_h, default_p = LOSS_FORMS[loss_form]
         self.lambda_h = default_h if lambda_h is None else lambda_h

@@ -115,6 +115,7 @@ class ReIDResNet(nn.Module):
         self.head = head
         self.feature_dim = dim if head == "bnneck" else emb_dim    # of ModelOutput.features
         self.feature_splits = (emb_dim,)                           # widths of the eval feature's pieces
+        self.convolutional = True                                  # train.channels_last applies
         self.classifier = nn.Linear(emb_dim, num_classes, bias=False) if num_classes > 0 else None
         if self.classifier is not None:
             nn.init.normal_(self.classifier.weight, std=0.001)

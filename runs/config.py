@@ -59,6 +59,7 @@ class DataConfig:
     height: int = key(256, ge=16)
     width: int = key(128, ge=8)
     workers: int = key(4, ge=1)          # image decoding threads
+    memory_budget: float = key(0.0, ge=0)   # GB for in-memory image stores; beyond it, disk (data.store); 0: auto
 
 
 @dataclass
@@ -144,6 +145,9 @@ class TrainConfig:
     warmup_epochs: int = key(0, ge=0)    # linear warm-up from warmup_factor * lr
     warmup_factor: float = key(0.01, gt=0, le=1)
     amp: bool = True                     # mixed precision on CUDA: bf16 where supported, else fp16
+    channels_last: bool = True           # convolutional models on CUDA
+    compile: bool = False                # torch.compile the training forward
+    sync_bn: bool = False                # under torchrun: synchronised BatchNorm across the ranks
 
 
 @dataclass

@@ -14,6 +14,7 @@ needed), fp16 with the gradient scaler on older GPUs, fp32 on the CPU.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -22,16 +23,19 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from data import dataset_from_config
 from data.annotations import TeacherNoise, load_teacher
 from data.augment import augment_with_teacher
 from data.datasets import ReIDDataset, require_training_split
 from data.images import load_dataset_images
+from data.store import prefetch
 from errors import ConfigError
 from evaluation import evaluate_run
 from models import model_from_config
 
+from . import dist
 from .checkpoint import TrainingState
 from .config import Config
 from .curves import plot_curves
@@ -66,6 +70,7 @@ class EpochPlan:
     loss: LossFn | None = None
     record: dict = field(default_factory=dict)     # the trainer's own fields of the epoch's metrics record
     summary: str = ""                              # the trainer's own words in the epoch's log line
+    finish: Callable[[], dict] | None = None       # after the epoch's training: more fields of the record
 
 
 @dataclass
@@ -121,7 +126,8 @@ def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] 
     if ds is None:
         ds = dataset_from_config(cfg)
         require_training_split(ds)
-    train, query, gallery = load_dataset_images(ds, cfg.data.height, cfg.data.width, cfg.data.workers, device)
+    train, query, gallery = load_dataset_images(ds, cfg.data.height, cfg.data.width, cfg.data.workers, device,
+                                                cfg.data.memory_budget)
     model = model_from_config(cfg, device, num_classes=num_classes(ds) if num_classes else 0)
     needs = tuple(getattr(model, "teacher_targets", ()))
     teacher = {}
@@ -132,23 +138,42 @@ def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] 
     return Session(cfg, run_dir, device, ds, train, query, gallery, model, teacher)
 
 
-def train_epoch(s: Session, plan: EpochPlan, gen: torch.Generator, optimizer, scaler,
+def gather_output(out):
+    """A model's training output with every rank's rows (runs.dist.gather); the identity in one process."""
+    if not dist.active():
+        return out
+    g = dist.gather
+    return dataclasses.replace(
+        out, embedding=g(out.embedding), features=g(out.features),
+        logits=None if out.logits is None else g(out.logits),
+        part_embeddings=[g(x) for x in out.part_embeddings], part_features=[g(x) for x in out.part_features],
+        part_logits=[g(x) for x in out.part_logits])
+
+
+def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: torch.Generator, optimizer, scaler,
                 extra: ExtraParameters | None, title: str) -> dict[str, float]:
     """One epoch of ``plan.batches``: augment on the device (teacher targets moved with the images),
-    forward under autocast, the plan's loss, backward, step. Returns the mean of each loss part."""
-    cfg, model, device = s.cfg, s.model, s.device
-    model.train()
+    forward under autocast, the plan's loss, backward, step. Returns the mean of each loss part.
+
+    Under torchrun every rank augments the whole global batch (the same random draws as one process)
+    and trains on its share; the loss is that of the gathered global batch (runs.dist)."""
+    cfg, device = s.cfg, s.device
+    net.train()
     dtype = amp_dtype(device, cfg.train.amp)
+    layout = torch.channels_last if channels_last(s) else torch.contiguous_format
     sums: dict[str, float] = {}
     n = 0
     with progress_bar() as bar:
         task = bar.add_task(title, total=plan.iters, info="")
-        for idx in plan.batches:
+        for idx, images in prefetch(plan.batches, s.train_images, device):
             idx_t = torch.as_tensor(idx, device=device)
-            x, t = augment_with_teacher(s.train_images[idx_t], {k: v[idx_t] for k, v in s.teacher.items()}, gen,
+            x, t = augment_with_teacher(images, {k: v[idx_t] for k, v in s.teacher.items()}, gen,
                                         cfg.aug.flip, cfg.aug.pad, cfg.aug.erasing)
+            if dist.active():
+                mine = torch.as_tensor(dist.share(list(range(len(idx)))), device=device)
+                x, t = x[mine], {k: v[mine] for k, v in t.items()}
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                out = model(x, **t)
+                out = gather_output(net(x.contiguous(memory_format=layout), **t))
             loss, parts = plan.loss(out, idx_t)
             optimizer.zero_grad(set_to_none=True)
             if extra is not None:
@@ -166,7 +191,29 @@ def train_epoch(s: Session, plan: EpochPlan, gen: torch.Generator, optimizer, sc
             for k, v in {"loss": loss.detach(), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
             bar.update(task, advance=1, info=" ".join(f"{k} {v / n:.3f}" for k, v in sums.items()))
-    return {k: v / max(n, 1) for k, v in sums.items()}
+    return {k: dist.mean(v / max(n, 1)) for k, v in sums.items()}     # aux losses are per rank
+
+
+def channels_last(s: Session) -> bool:
+    """``train.channels_last`` applies to convolutional models on a GPU (on the CPU it would change the
+    numbers of the CPU path for no gain)."""
+    return s.cfg.train.channels_last and s.device.type == "cuda" and getattr(s.model, "convolutional", False)
+
+
+def training_module(s: Session) -> torch.nn.Module:
+    """The module the training steps call: the model, in channels-last layout, with SyncBN, wrapped in
+    DistributedDataParallel under torchrun, compiled with ``train.compile``; checkpoints and evaluation use
+    ``s.model`` itself (its parameters are the same)."""
+    cfg, net = s.cfg, s.model
+    if channels_last(s):
+        net = net.to(memory_format=torch.channels_last)
+    if dist.active():
+        if cfg.train.sync_bn:
+            net = dist.convert_sync_batchnorm(net, s.device)
+        net = DistributedDataParallel(net, device_ids=[s.device.index] if s.device.type == "cuda" else None)
+    if cfg.train.compile:
+        net = torch.compile(net)
+    return net
 
 
 def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resume: dict | None = None,
@@ -175,25 +222,31 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
 
     ``last.pt`` is written before the first epoch (so ``--resume`` works from any point after the run
     folder exists) and after every epoch; ``best.pt`` whenever the evaluated mAP is the best so far.
-    All randomness of epoch e derives from (seed, e), so a resumed run ends as an uninterrupted one."""
+    All randomness of epoch e derives from (seed, e), so a resumed run ends as an uninterrupted one.
+    Under torchrun rank 0 alone writes the run folder."""
     cfg, model, device = s.cfg, s.model, s.device
+    net = training_module(s)
     optimizer, scheduler = build_optimizer(model, cfg.train)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device, cfg.train.amp) == torch.float16)
     metrics = MetricsLog(s.run_dir / "metrics.jsonl")
     extras = {"extra": extra.module, "extra_optimizer": extra.optimizer} if extra else {}
     state = TrainingState(s.run_dir, model, optimizer, scheduler, cfg.to_dict(), extras)
-    begin = state.resume(resume, metrics)
-    if resume is None:
+    main = dist.is_main()
+    begin = state.resume(resume, metrics if main else None)
+    if resume is None and main:
         metrics.truncate_after(-1)          # a fresh start in a folder that was stopped before its first checkpoint
         state.save(0, {})
 
     def evaluate(last: bool = False) -> dict:
         return evaluate_run(model, s.query_images, s.gallery_images, s.ds, cfg, device,
-                            rank_lists=s.run_dir / "ranklist.png" if last else None)
+                            rank_lists=s.run_dir / "ranklist.png" if last and main else None,
+                            shard=dist.shard_spec())
 
-    if begin == 0 and cfg.test.eval_initial and not any(r["epoch"] == 0 for r in metrics.read()):
+    done_initial = dist.broadcast_object(any(r["epoch"] == 0 for r in metrics.read()) if main else None)
+    if begin == 0 and cfg.test.eval_initial and not done_initial:
         record = {"epoch": 0, **evaluate()}
-        metrics.append(record)
+        if main:
+            metrics.append(record)
         log.info("epoch 0 (before training): mAP %.1f%%, rank-1 %.1f%%", 100 * record["mAP"], 100 * record["rank1"])
 
     for epoch in range(begin + 1, cfg.train.epochs + 1):
@@ -203,17 +256,22 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
         t1 = time.perf_counter()
         if plan.batches is not None:
             gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
-            losses = train_epoch(s, plan, gen, optimizer, scaler, extra, f"epoch {epoch}/{cfg.train.epochs}")
-            record.update({k: round(v, 4) for k, v in losses.items()}, iters=plan.iters)
+            losses = train_epoch(s, net, plan, gen, optimizer, scaler, extra, f"epoch {epoch}/{cfg.train.epochs}")
+            record.update({k: round(v, 6) for k, v in losses.items()}, iters=plan.iters)
+            if plan.finish is not None:
+                record.update(plan.finish())
         with warnings.catch_warnings():      # an epoch without training made no optimizer step
             warnings.filterwarnings("ignore", message="Detected call of")
             scheduler.step()
         record["train_s"] = round(time.perf_counter() - t1, 2)
         if epoch % cfg.test.eval_every == 0 or epoch == cfg.train.epochs:
             record.update(evaluate(last=epoch == cfg.train.epochs))
-        metrics.append(record)
-        state.save(epoch, record)
+        if main:
+            metrics.append(record)
+            state.save(epoch, record)
         log.info(epoch_line(record, plan.summary))
+    if not main:
+        return []
     records = metrics.read()
     console.print(metrics_table(records, f"{s.ds.name}: {cfg.model.name}, {title}"))
     plot_curves(records, s.run_dir / "curves.png", f"{s.ds.name}: {cfg.model.name}, {title}")

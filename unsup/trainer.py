@@ -20,6 +20,7 @@ against the global one), so that a part model is compared with a global one unde
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -33,6 +34,7 @@ from clustering import pseudo_labels
 from data.samplers import PseudoLabelSampler
 from evaluation import extract_features
 from memory import ClusterMemory
+from runs import dist
 from runs.config import Config
 from runs.loop import EpochPlan, fit, start
 
@@ -61,6 +63,19 @@ def cluster_contrast_loss(memories: list[ClusterMemory], labels: torch.Tensor):
     return loss
 
 
+def ranks_agree(memories: list[ClusterMemory], labels: np.ndarray) -> dict:
+    """Under torchrun, after an epoch: every rank's memories and pseudo-labels must be bit-identical (each
+    rank updates its memories with the same gathered batches); a checksum of each, gathered, says so."""
+    digest = hashlib.sha256(labels.tobytes())
+    for m in memories:
+        digest.update(m.features.detach().cpu().numpy().tobytes())
+    ours = digest.hexdigest()
+    everyone = dist.all_gather_object(ours)
+    if len(set(everyone)) != 1:
+        raise RuntimeError(f"the ranks' cluster memories or pseudo-labels differ after the epoch: {everyone}")
+    return {"ranks_agree": len(everyone)}
+
+
 def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -> list[dict]:
     s = start(cfg, run_dir, ds=ds)
     camids = np.array([x.camid for x in s.ds.train])
@@ -68,9 +83,12 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
 
     def prepare_epoch(epoch: int) -> EpochPlan:
         t0 = time.perf_counter()
-        feats = extract_features(s.model, s.train_images, s.device, cfg.test.batch_size, description="train features")
+        feats = extract_features(s.model, s.train_images, s.device, cfg.test.batch_size,
+                                 description="train features", shard=dist.shard_spec())
         t1 = time.perf_counter()
-        labels, info = pseudo_labels(feats, c.k1, c.k2, c.eps, c.min_samples, c.knn)
+        # under torchrun: clustered once, on rank 0, and broadcast (runs/dist.py)
+        labels, info = dist.broadcast_object(pseudo_labels(feats, c.k1, c.k2, c.eps, c.min_samples, c.knn)
+                                             if dist.is_main() else None)
         record = {"num_clusters": info["num_clusters"], "num_outliers": info["num_outliers"],
                   "extract_s": round(t1 - t0, 2), "cluster_s": round(time.perf_counter() - t1, 2)}
         summary = f"{info['num_clusters']} clusters, {info['num_outliers']} outliers"
@@ -85,6 +103,7 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
                                      np.random.default_rng([cfg.seed, epoch]))
         t = cfg.train                     # iters 0: one pass over the clustered images, as in supervised mode
         iters = t.iters or math.ceil(int((labels >= 0).sum()) / (t.num_ids * t.num_instances))
-        return EpochPlan(sampler.batches(iters), iters, cluster_contrast_loss(memories, labels_t), record, summary)
+        return EpochPlan(sampler.batches(iters), iters, cluster_contrast_loss(memories, labels_t), record, summary,
+                         finish=(lambda: ranks_agree(memories, labels)) if dist.active() else None)
 
     return fit(s, prepare_epoch, "unsupervised", resume)

@@ -1,0 +1,118 @@
+"""Images per second of the training step and of feature extraction for each registered model at 256 x 128,
+with its FLOPs per image (forward, counted by torch.utils.flop_counter) and the fraction of the device's
+peak that the training step reaches (3 x the forward FLOPs per image: forward and the two backward
+products).
+
+    python -m benchmarks.throughput                             # CPU, small batches
+    python -m benchmarks.throughput --device cuda --batch 256   # bf16 autocast on a GPU; H100 peak known
+
+Models at their recipes' sizes (ResNet-50, DAAF on ResNet-50 with its training branches, ViT-B/16 with
+stride 12, AAformer on ViT-B/16); random weights, random images (and teacher targets for DAAF), the
+project's optimiser step, mixed precision as ``train.amp`` does it. The peak is ``--peak-tflops``, or
+for a GPU whose name contains H100 / H200 the dense bf16 tensor-core peak of 989 TFLOPS; on a CPU no
+peak is given unless you give one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from models import MODELS, build_model
+from runs.loop import amp_dtype
+from runs.run import resolve_device
+
+ARGS = {"resnet18": {}, "resnet50": {}, "daaf": dict(base="resnet50"), "vit": dict(size="base", stride=12),
+        "aaformer": dict(size="base", stride=16)}
+PEAKS = {"H100": 989.0, "H200": 989.0}       # dense bf16 TFLOPS
+
+
+def forward_flops(model, x, targets) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x, **targets)
+    return counter.get_total_flops() / x.shape[0]
+
+
+def timed(fn, steps: int, device) -> float:
+    fn()                                              # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def measure(name: str, device, batch: int, steps: int, height: int, width: int, peak: float | None) -> dict:
+    torch.manual_seed(0)
+    model = build_model(name, pretrained="none", num_classes=751, input_size=(height, width),
+                        **ARGS.get(name, {})).to(device)
+    if device.type == "cuda" and getattr(model, "convolutional", False):
+        model = model.to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, height, width, device=device)
+    y = torch.arange(batch, device=device) % 751
+    targets = {k: v for k, v in {"mask": (torch.rand(batch, 1, height, width, device=device) > 0.5).float(),
+                                 "keypoints": torch.rand(batch, 17, 3, device=device) * torch.tensor(
+                                     [width - 1.0, height - 1.0, 2.0], device=device)}.items()
+               if k in getattr(model, "teacher_targets", ())}
+    dtype = amp_dtype(device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+
+    def train_step():
+        model.train()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            out = model(x, **targets)
+            loss = torch.nn.functional.cross_entropy(out.logits.float(), y) + out.features.float().pow(2).mean()
+            loss = loss + sum(out.aux_losses.values()) + sum(torch.nn.functional.cross_entropy(p.float(), y)
+                                                            for p in out.part_logits)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    @torch.no_grad()
+    def extract_step():
+        model.eval()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            model(x)
+
+    model.eval()
+    flops = forward_flops(model, x[:2], {k: v[:2] for k, v in targets.items()})
+    train_s, extract_s = timed(train_step, steps, device), timed(extract_step, steps, device)
+    train_ips = batch / train_s
+    row = {"benchmark": "throughput", "model": name, "device": str(device), "precision": str(dtype or "fp32"),
+           "batch": batch, "input": f"{height}x{width}", "train_images_per_s": round(train_ips, 1),
+           "extract_images_per_s": round(batch / extract_s, 1), "forward_GFLOPs_per_image": round(flops / 1e9, 2),
+           "train_TFLOPS": round(3 * flops * train_ips / 1e12, 3)}
+    if peak:
+        row["fraction_of_peak"] = round(3 * flops * train_ips / 1e12 / peak, 3)
+    return row
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch", type=int, default=None, help="default 8 on a CPU, 256 on a GPU")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 2 on a CPU, 20 on a GPU)")
+    p.add_argument("--models", nargs="+", default=MODELS.names())
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--peak-tflops", type=float, default=None)
+    a = p.parse_args(argv)
+    device = resolve_device(a.device)
+    gpu = device.type == "cuda"
+    peak = a.peak_tflops
+    if peak is None and gpu:
+        peak = next((v for k, v in PEAKS.items() if k in torch.cuda.get_device_name(device)), None)
+    for name in a.models:
+        print(json.dumps(measure(name, device, a.batch or (256 if gpu else 8), a.steps or (20 if gpu else 2),
+                                 a.height, a.width, peak)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
