@@ -47,7 +47,7 @@ def gallery_features(model, cfg, device, gallery: str, checkpoint: str):
 def run_search(model, cfg, ckpt, device, query: str, gallery: str, topk: int, output: str) -> Path:
     q_feats, q_names, _, q_base = extract_folder(model, cfg, device, query)
     g_feats, g_names, g_base = gallery_features(model, cfg, device, gallery, ckpt["path"])
-    dist = (1 - q_feats.float() @ g_feats.float().T).numpy()
+    dist = (1 - q_feats.float() @ g_feats.float().T).clamp(min=0).numpy()      # rounding: never -0.0000
     k = min(topk, len(g_names))
     order = np.argsort(dist, axis=1, kind="stable")[:, :k]
     table = Table("query", "rank", "distance", "gallery file", title=f"top {k} of {len(g_names)} gallery images")
