@@ -27,9 +27,8 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks.common import images_per_second, output_folder, train_run
-from models import model_from_config
-from runs.run import resolve_device, setup_logging
+from benchmarks.common import common_sets, output_folder, result_row, train_run
+from runs.run import setup_logging
 
 SUPERVISED = {"ViT baseline": ("vit", None), "stripes as [PART]s": ("aaformer", "stripes"),
               "AAformer (OT)": ("aaformer", "ot"), "AAformer (NN)": ("aaformer", "nn")}
@@ -47,35 +46,6 @@ def model_sets(name: str, assign: str | None, a) -> list[str]:
         return sets
     sets += [f"model.args.size={a.size}", f"model.args.depth={a.depth}", f"model.args.stride={a.stride}"]
     return sets + ([f"model.args.assign={assign}"] if assign else [])
-
-
-def common_sets(a, dataset: str, name: str, out: str) -> list[str]:
-    sets = [f"data.dataset={dataset}", f"data.synthetic_size={a.synthetic_size}", f"data.height={a.height}",
-            f"data.width={a.width}", "data.workers=2", f"train.epochs={a.epochs}", f"test.eval_every={a.epochs}",
-            "test.eval_initial=false", f"device={a.device}", f"seed={a.seed}", f"output={out}", f"name={name}"]
-    if a.data_root:
-        sets.append(f"data.root={a.data_root}")
-    if a.height < 128:
-        sets.append("aug.pad=4")
-    return sets
-
-
-def row(part, variant, dataset, cfg, records, minutes, a) -> dict:
-    device = resolve_device(cfg.device)
-    model = model_from_config(cfg, device)
-    trained = [r for r in records if r.get("epoch", 0) > 0 and r.get("loss") is not None]
-    batch = cfg.train.num_ids * cfg.train.num_instances
-    iters = [r.get("iters") for r in trained]
-    train_ips = None
-    if trained and all(iters):
-        train_ips = round(sum(i * batch for i in iters) / sum(r["train_s"] for r in trained), 1)
-    last = records[-1]
-    return {"benchmark": "aaformer_ablation", "part": part, "variant": variant, "dataset": dataset, "seed": a.seed,
-            "mAP": round(last["mAP"], 4), "rank1": round(last["rank1"], 4), "clusters": last.get("num_clusters"),
-            "train_images_per_s": train_ips, "inference_images_per_s": round(images_per_second(
-                model, device, cfg.data.height, cfg.data.width), 1),
-            "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2), "minutes": round(minutes, 1),
-            "paper": PAPER.get(variant, "")}
 
 
 def main(argv=None) -> None:
@@ -110,7 +80,8 @@ def main(argv=None) -> None:
                 tag = f"sup-{dataset}-{variant.split()[0]}-{assign or 'none'}-seed{a.seed}"
                 sets = model_sets(name, assign, a) + common_sets(a, dataset, tag, out) + [warmup]
                 cfg, records, minutes = train_run("aaformer_market1501", sets, a.keep_checkpoints)
-                rows.append(row("supervised", variant, dataset, cfg, records, minutes, a))
+                rows.append(result_row("aaformer_ablation", "supervised", variant, dataset, cfg, records, minutes,
+                                       a.seed, PAPER.get(variant, "")))
                 print(json.dumps(rows[-1]), flush=True)
     if a.part in ("unsupervised", "both"):
         for variant, name in UNSUPERVISED.items():
@@ -121,7 +92,8 @@ def main(argv=None) -> None:
                 "train.num_ids=16", "train.num_instances=4", f"train.iters={a.unsup_iters}",
                 f"train.step_size={max(1, round(0.4 * a.epochs))}"]
             cfg, records, minutes = train_run("aaformer_unsup_market1501", sets, a.keep_checkpoints)
-            rows.append(row("unsupervised", variant, "synthetic", cfg, records, minutes, a))
+            rows.append(result_row("aaformer_ablation", "unsupervised", variant, "synthetic", cfg, records, minutes,
+                                   a.seed, PAPER.get(variant, "")))
             print(json.dumps(rows[-1]), flush=True)
     print("| part | dataset | variant | mAP | rank-1 | train img/s | inference img/s | params (M) "
           "| paper (mAP / rank-1) |")

@@ -57,3 +57,37 @@ def images_per_second(model, device, height, width, batch=128, repeats=3) -> flo
     if device.type == "cuda":
         torch.cuda.synchronize()
     return batch * repeats / (time.perf_counter() - t)
+
+
+def common_sets(a, dataset: str, name: str, out: str) -> list[str]:
+    """The overrides every synthetic-benchmark row shares: data, budget, seed, output."""
+    sets = [f"data.dataset={dataset}", f"data.synthetic_size={a.synthetic_size}", f"data.height={a.height}",
+            f"data.width={a.width}", "data.workers=2", f"train.epochs={a.epochs}", f"test.eval_every={a.epochs}",
+            "test.eval_initial=false", f"device={a.device}", f"seed={a.seed}", f"output={out}", f"name={name}"]
+    if a.data_root:
+        sets.append(f"data.root={a.data_root}")
+    if a.height < 128:
+        sets.append("aug.pad=4")
+    return sets
+
+
+def result_row(benchmark, part, variant, dataset, cfg, records, minutes, seed, paper="") -> dict:
+    """A table row: final mAP / rank-1, training and inference images per second, parameters, minutes."""
+    from models import model_from_config
+    from runs.run import resolve_device
+    device = resolve_device(cfg.device)
+    model = model_from_config(cfg, device)
+    trained = [r for r in records if r.get("epoch", 0) > 0 and r.get("loss") is not None]
+    batch = cfg.train.num_ids * cfg.train.num_instances
+    iters = [r.get("iters") for r in trained]
+    train_ips = None
+    if trained and all(iters):
+        train_ips = round(sum(i * batch for i in iters) / sum(r["train_s"] for r in trained), 1)
+    last = records[-1]
+    inference = None if getattr(model, "test_teacher_targets", ()) else round(
+        images_per_second(model, device, cfg.data.height, cfg.data.width), 1)
+    return {"benchmark": benchmark, "part": part, "variant": variant, "dataset": dataset, "seed": seed,
+            "mAP": round(last["mAP"], 4), "rank1": round(last["rank1"], 4), "clusters": last.get("num_clusters"),
+            "train_images_per_s": train_ips, "inference_images_per_s": inference,
+            "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2), "minutes": round(minutes, 1),
+            "paper": paper}

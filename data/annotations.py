@@ -79,6 +79,18 @@ def _read_mask(path: Path, height: int, width: int) -> np.ndarray:
         raise DatasetError(f"cannot read mask {path}: {e}") from None
 
 
+def _read_labels(path: Path, height: int, width: int) -> np.ndarray:
+    """A part-label map (uint8), resized with the nearest label."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L")
+            if im.size != (width, height):
+                im = im.resize((width, height), Image.NEAREST)
+            return np.array(im, dtype=np.uint8)
+    except OSError as e:
+        raise DatasetError(f"cannot read part parsing {path}: {e}") from None
+
+
 def load_teacher(ds: ReIDDataset, samples: list[Sample], height: int, width: int, need=("mask", "keypoints"),
                  noise: TeacherNoise | None = None, workers: int = 2) -> dict[str, torch.Tensor]:
     """The teacher targets ``need`` of ``samples`` at ``height x width`` (see the module docstring).
@@ -116,6 +128,18 @@ def load_teacher(ds: ReIDDataset, samples: list[Sample], height: int, width: int
         kps[..., 0] = (kps[..., 0] + 0.5) * width / wh[..., 0] - 0.5
         kps[..., 1] = (kps[..., 1] + 0.5) * height / wh[..., 1] - 0.5
         out["keypoints"] = kps
+    if "parsing" in need:
+        paths = [ann / "parsing" / m for _, m in keys]
+        absent = [p for p in paths if not p.is_file()]
+        if absent:
+            raise DatasetError(f"no part parsing for {len(absent)} of {len(paths)} images (e.g. {absent[0]}); write "
+                               f"annotations/parsing/ with a human parser, or run --mode teachers (which derives it)")
+        parsing = torch.empty((len(paths), 1, height, width), dtype=torch.uint8)
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            for i, m in enumerate(track(pool.map(lambda p: _read_labels(p, height, width), paths), total=len(paths),
+                                        description="teacher parsing")):
+                parsing[i, 0] = torch.from_numpy(m)
+        out["parsing"] = parsing
     if "mask" in need:
         paths = [ann / "masks" / m for _, m in keys]
         absent = [p for p in paths if not p.is_file()]
@@ -136,9 +160,12 @@ def load_teacher(ds: ReIDDataset, samples: list[Sample], height: int, width: int
 
 
 def degrade(teacher: dict[str, torch.Tensor], noise: TeacherNoise, chunk: int = 512) -> dict[str, torch.Tensor]:
-    """Noisy-teacher copies: keypoints jittered and dropped; masks eroded or dilated, with holes."""
+    """Noisy-teacher copies: keypoints jittered and dropped; masks eroded or dilated, with holes; part
+    parsing shifted (a human parser's boundaries are off by a few pixels) and with holes (parts missed)."""
     gen = torch.Generator().manual_seed(noise.seed)
     out = dict(teacher)
+    if "parsing" in teacher:
+        out["parsing"] = degrade_parsing(teacher["parsing"], noise, torch.Generator().manual_seed(noise.seed + 1))
     if "keypoints" in teacher:
         k = teacher["keypoints"].clone()
         N, K, _ = k.shape
@@ -176,4 +203,25 @@ def degrade(teacher: dict[str, torch.Tensor], noise: TeacherNoise, chunk: int = 
                 mf[:, 0][inside] = 0
             m[s:s + chunk] = mf.round().to(torch.uint8)
         out["mask"] = m
+    return out
+
+
+def degrade_parsing(parsing: torch.Tensor, noise: TeacherNoise, gen: torch.Generator) -> torch.Tensor:
+    """Each N x 1 x H x W label map shifted by up to ``morph`` of its height in each direction (the shifted-in
+    border is background) and given up to ``holes`` rectangles of background (10-30% of each side)."""
+    N, _, H, W = parsing.shape
+    r = max(1, round(noise.morph * H))
+    out = torch.zeros_like(parsing)
+    shifts = torch.randint(-r, r + 1, (N, 2), generator=gen)
+    for i, (dy, dx) in enumerate(shifts.tolist()):
+        src = parsing[i, 0, max(0, -dy):H - max(0, dy), max(0, -dx):W - max(0, dx)]
+        out[i, 0, max(0, dy):max(0, dy) + src.shape[0], max(0, dx):max(0, dx) + src.shape[1]] = src
+    holes = torch.randint(0, noise.holes + 1, (N,), generator=gen)
+    boxes = torch.rand(N, max(noise.holes, 1), 4, generator=gen)
+    for i in range(N):
+        for h in range(int(holes[i])):
+            b = boxes[i, h]
+            hh, ww = int((0.1 + 0.2 * b[2]) * H), int((0.1 + 0.2 * b[3]) * W)
+            y0, x0 = int(b[0] * (H - hh)), int(b[1] * (W - ww))
+            out[i, 0, y0:y0 + hh, x0:x0 + ww] = 0
     return out

@@ -36,7 +36,9 @@ def augment_with_teacher(batch: torch.Tensor, teacher: dict[str, torch.Tensor], 
                          flip: float = 0.5, pad: int = 10, erasing: float = 0.5):
     """``train_augment`` that moves the teacher targets with the image (data.annotations).
 
-    ``teacher`` may hold ``mask`` (B x 1 x H x W) and ``keypoints`` (B x K x 3: x, y in pixels, v).
+    ``teacher`` may hold ``mask`` and ``parsing`` (B x 1 x H x W; padding is background, 0) and
+    ``keypoints`` (B x K x 3: x, y in pixels, v). The synthetic and derived part labels have no left and
+    right, so a flipped parsing map keeps its labels.
     Flip and pad-crop apply to them too (a flipped image's left and right COCO keypoints swap; a keypoint
     cropped out gets v = 0); random erasing changes the image only, as an occluder hides the person but
     the teacher still saw it. Returns the image batch and the moved targets."""
@@ -50,8 +52,9 @@ def augment_with_teacher(batch: torch.Tensor, teacher: dict[str, torch.Tensor], 
         ox = (_rand(B, gen, dev) * (2 * pad + 1)).long().clamp_(max=2 * pad)
     if do is not None:
         x = torch.where(do.view(B, 1, 1, 1), x.flip(-1), x)
-        if "mask" in out:
-            out["mask"] = torch.where(do.view(B, 1, 1, 1), out["mask"].flip(-1), out["mask"])
+        for key in ("mask", "parsing"):
+            if key in out:
+                out[key] = torch.where(do.view(B, 1, 1, 1), out[key].flip(-1), out[key])
         if "keypoints" in out:
             from .annotations import FLIP_PERMUTATION
             k = out["keypoints"]
@@ -62,8 +65,9 @@ def augment_with_teacher(batch: torch.Tensor, teacher: dict[str, torch.Tensor], 
         # zero padding of the *unnormalised* image, as Pad(10) before ToTensor/Normalize does
         zero = normalise(torch.zeros(1, 3, 1, 1, dtype=torch.uint8, device=dev))
         x = _crop(F.pad(x - zero, (pad, pad, pad, pad)) + zero, oy, ox, H, W)
-        if "mask" in out:
-            out["mask"] = _crop(F.pad(out["mask"], (pad, pad, pad, pad)), oy, ox, H, W)
+        for key in ("mask", "parsing"):
+            if key in out:
+                out[key] = _crop(F.pad(out[key], (pad, pad, pad, pad)), oy, ox, H, W)
         if "keypoints" in out:
             k = out["keypoints"].clone()
             k[..., 0] += pad - ox.view(B, 1).to(k.dtype)

@@ -10,12 +10,15 @@ from data.augment import normalise
 
 @torch.no_grad()
 def extract_features(model: torch.nn.Module, images, device: torch.device, batch_size: int = 256,
-                     flip: bool = False, description: str = "extracting features", shard=None) -> torch.Tensor:
+                     flip: bool = False, description: str = "extracting features", shard=None,
+                     teacher: dict | None = None) -> torch.Tensor:
     """L2-normalised eval-mode features (N x D, float32, on ``device``) of a uint8 N x 3 x H x W store (a
     tensor, or a disk store of data.store).
 
     With ``flip`` the features of the image and its mirror are summed before normalising. With ``shard``
-    = (rank, world, gather) this process extracts its contiguous share and ``gather`` joins the shares."""
+    = (rank, world, gather) this process extracts its contiguous share and ``gather`` joins the shares.
+    ``teacher``: targets a model needs at test time too (``model.test_teacher_targets``), aligned with
+    ``images``; flipped with the image when ``flip``."""
     was_training = model.training
     model.eval()
     out = []
@@ -23,10 +26,11 @@ def extract_features(model: torch.nn.Module, images, device: torch.device, batch
     lo, hi = (n * shard[0] // shard[1], n * (shard[0] + 1) // shard[1]) if shard else (0, n)
     for s in track(range(lo, hi, batch_size), description=description, disable=bool(shard) and shard[0] > 0):
         x = normalise(images[s:min(s + batch_size, hi)].to(device, non_blocking=True))
+        t = {k: v[s:min(s + batch_size, hi)].to(device) for k, v in (teacher or {}).items()}
         with torch.autocast(device.type, enabled=device.type == "cuda"):
-            f = model(x).float()
+            f = model(x, **t).float()
             if flip:
-                f = f + model(x.flip(-1)).float()
+                f = f + model(x.flip(-1), **{k: v.flip(-1) for k, v in t.items()}).float()
         out.append(F.normalize(f, dim=1))
     model.train(was_training)
     feats = torch.cat(out) if out else torch.empty(0, device=device)
@@ -35,14 +39,15 @@ def extract_features(model: torch.nn.Module, images, device: torch.device, batch
 
 def evaluate_model(model: torch.nn.Module, query_images: torch.Tensor, gallery_images: torch.Tensor, query, gallery,
                    device: torch.device, batch_size: int = 256, flip: bool = False, rerank: dict | None = None,
-                   visualize: tuple | None = None, shard=None) -> dict:
+                   visualize: tuple | None = None, shard=None, teacher: tuple | None = None) -> dict:
     """Extract query and gallery features and score them: mAP, rank1/5/10, mINP (fractions).
 
     ``rerank`` (keyword arguments of :func:`evaluation.rerank.re_ranking`) re-ranks the distances first;
     ``visualize`` = (path, queries) also writes rank lists of that many queries (``evaluation.visualize``)."""
     from .metrics import evaluate, evaluate_features, pairwise_distance
-    qf = extract_features(model, query_images, device, batch_size, flip, "query features", shard)
-    gf = extract_features(model, gallery_images, device, batch_size, flip, "gallery features", shard)
+    qt, gt = teacher or (None, None)
+    qf = extract_features(model, query_images, device, batch_size, flip, "query features", shard, qt)
+    gf = extract_features(model, gallery_images, device, batch_size, flip, "gallery features", shard, gt)
     labels = ([s.pid for s in query], [s.pid for s in gallery], [s.camid for s in query], [s.camid for s in gallery])
     if rerank is None and not visualize:                     # chunked, on the features' device
         r = evaluate_features(qf, gf, *labels)
@@ -60,7 +65,7 @@ def evaluate_model(model: torch.nn.Module, query_images: torch.Tensor, gallery_i
 
 
 def evaluate_run(model: torch.nn.Module, query_images: torch.Tensor, gallery_images: torch.Tensor, ds, cfg,
-                 device: torch.device, rank_lists=None, shard=None) -> dict:
+                 device: torch.device, rank_lists=None, shard=None, teacher: tuple | None = None) -> dict:
     """``evaluate_model`` on a dataset's query/gallery with a run config's ``test`` options, timed (eval_s);
     with ``rank_lists`` (a path) and ``test.visualize`` > 0, rank lists of that many queries are drawn."""
     import time
@@ -69,6 +74,6 @@ def evaluate_run(model: torch.nn.Module, query_images: torch.Tensor, gallery_ima
     start = time.perf_counter()
     visualize = (rank_lists, t.visualize) if rank_lists is not None and t.visualize > 0 else None
     r = evaluate_model(model, query_images, gallery_images, ds.query, ds.gallery, device, t.batch_size, t.flip, rerank,
-                       visualize, shard)
+                       visualize, shard, teacher)
     r["eval_s"] = round(time.perf_counter() - start, 2)
     return r

@@ -60,6 +60,7 @@ class Session:
     gallery_images: torch.Tensor
     model: torch.nn.Module
     teacher: dict[str, torch.Tensor]    # the teacher targets the model asks for (model.teacher_targets)
+    test_teacher: tuple | None = None   # (query, gallery) targets of a model that needs them at test time
 
 
 @dataclass
@@ -135,7 +136,12 @@ def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] 
         teacher = load_teacher(ds, ds.train, cfg.data.height, cfg.data.width, needs, teacher_noise(cfg),
                                cfg.data.workers)
         teacher = {k: v.to(device) for k, v in teacher.items()}
-    return Session(cfg, run_dir, device, ds, train, query, gallery, model, teacher)
+    test_needs = tuple(getattr(model, "test_teacher_targets", ()))
+    test_teacher = None
+    if test_needs:
+        test_teacher = tuple(load_teacher(ds, split, cfg.data.height, cfg.data.width, test_needs, teacher_noise(cfg),
+                                          cfg.data.workers) for split in (ds.query, ds.gallery))
+    return Session(cfg, run_dir, device, ds, train, query, gallery, model, teacher, test_teacher)
 
 
 def gather_output(out):
@@ -240,7 +246,7 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
     def evaluate(last: bool = False) -> dict:
         return evaluate_run(model, s.query_images, s.gallery_images, s.ds, cfg, device,
                             rank_lists=s.run_dir / "ranklist.png" if last and main else None,
-                            shard=dist.shard_spec())
+                            shard=dist.shard_spec(), teacher=s.test_teacher)
 
     done_initial = dist.broadcast_object(any(r["epoch"] == 0 for r in metrics.read()) if main else None)
     if begin == 0 and cfg.test.eval_initial and not done_initial:

@@ -12,13 +12,15 @@ from supervised.trainer import reid_loss
 resolve_block("mla")                       # registers the MLA blocks
 SIZES = [(64, 32), (96, 48)]
 # small versions of the models for a CPU test (a model not listed here is tested with its defaults)
-SMALL = {"daaf": dict(base="resnet18"), "vit": dict(size="tiny", depth=2), "aaformer": dict(size="tiny", depth=2)}
+SMALL = {"daaf": dict(base="resnet18"), "vit": dict(size="tiny", depth=2), "aaformer": dict(size="tiny", depth=2),
+         "sap": dict(size="tiny", depth=2)}
 
 
 def teacher(model, B, H, W):
     g = torch.Generator().manual_seed(0)
     t = {"mask": (torch.rand(B, 1, H, W, generator=g) > 0.5).float(),
-         "keypoints": torch.rand(B, 17, 3, generator=g) * torch.tensor([W - 1.0, H - 1.0, 2.0])}
+         "keypoints": torch.rand(B, 17, 3, generator=g) * torch.tensor([W - 1.0, H - 1.0, 2.0]),
+         "parsing": torch.randint(0, 7, (B, 1, H, W), generator=g, dtype=torch.uint8)}
     return {k: v for k, v in t.items() if k in getattr(model, "teacher_targets", ())}
 
 
