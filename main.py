@@ -129,7 +129,7 @@ def use(args) -> int:
     if args.topk < 1:
         raise ReIDError(f"--topk {args.topk}: give at least 1")
     from use.trained import load_trained
-    model, cfg, ckpt, device = load_trained(args.checkpoint, overrides(args))
+    model, cfg, ckpt, device = load_trained(args.checkpoint, overrides(args), images_only=args.mode != "explain")
     if args.print_config:
         return print_config(cfg)
     if args.mode == "extract":

@@ -37,18 +37,48 @@ def extract_features(model: torch.nn.Module, images, device: torch.device, batch
     return shard[2](feats) if shard else feats
 
 
+@torch.no_grad()
+def extract_parts(model: torch.nn.Module, images, device: torch.device, batch_size: int = 256,
+                  teacher: dict | None = None, shard=None) -> dict[str, torch.Tensor]:
+    """``model.retrieval_parts`` of every image (global, parts, confidence), for the local re-ranking."""
+    was_training = model.training
+    model.eval()
+    n = images.shape[0]
+    lo, hi = (n * shard[0] // shard[1], n * (shard[0] + 1) // shard[1]) if shard else (0, n)
+    pieces: dict[str, list] = {}
+    for s in range(lo, hi, batch_size):
+        x = normalise(images[s:min(s + batch_size, hi)].to(device, non_blocking=True))
+        t = {k: v[s:min(s + batch_size, hi)].to(device) for k, v in (teacher or {}).items()}
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            for k, v in model.retrieval_parts(x, **t).items():
+                pieces.setdefault(k, []).append(v.float())
+    model.train(was_training)
+    out = {k: torch.cat(v) for k, v in pieces.items()}
+    return {k: shard[2](v) for k, v in out.items()} if shard else out
+
+
 def evaluate_model(model: torch.nn.Module, query_images: torch.Tensor, gallery_images: torch.Tensor, query, gallery,
                    device: torch.device, batch_size: int = 256, flip: bool = False, rerank: dict | None = None,
-                   visualize: tuple | None = None, shard=None, teacher: tuple | None = None) -> dict:
+                   visualize: tuple | None = None, shard=None, teacher: tuple | None = None,
+                   local: dict | None = None) -> dict:
     """Extract query and gallery features and score them: mAP, rank1/5/10, mINP (fractions).
 
     ``rerank`` (keyword arguments of :func:`evaluation.rerank.re_ranking`) re-ranks the distances first;
     ``visualize`` = (path, queries) also writes rank lists of that many queries (``evaluation.visualize``)."""
     from .metrics import evaluate, evaluate_features, pairwise_distance
     qt, gt = teacher or (None, None)
+    labels = ([s.pid for s in query], [s.pid for s in gallery], [s.camid for s in query], [s.camid for s in gallery])
+    if local is not None:                                    # Pirt's global-then-local matching
+        from .local_rerank import local_rerank
+        q = extract_parts(model, query_images, device, batch_size, qt, shard)
+        g = extract_parts(model, gallery_images, device, batch_size, gt, shard)
+        dist = local_rerank(1 - q["global"] @ g["global"].T, q["parts"], g["parts"], q["confidence"],
+                            g["confidence"], local["top_n"], local["confidence"])
+        r = evaluate(dist, *labels)
+        return {"mAP": r["mAP"], "rank1": float(r["cmc"][0]), "rank5": float(r["cmc"][4]),
+                "rank10": float(r["cmc"][9]), "mINP": r["mINP"]}
     qf = extract_features(model, query_images, device, batch_size, flip, "query features", shard, qt)
     gf = extract_features(model, gallery_images, device, batch_size, flip, "gallery features", shard, gt)
-    labels = ([s.pid for s in query], [s.pid for s in gallery], [s.camid for s in query], [s.camid for s in gallery])
     if rerank is None and not visualize:                     # chunked, on the features' device
         r = evaluate_features(qf, gf, *labels)
     else:
@@ -73,7 +103,12 @@ def evaluate_run(model: torch.nn.Module, query_images: torch.Tensor, gallery_ima
     rerank = dict(k1=t.rerank_k1, k2=t.rerank_k2, lambda_value=t.rerank_lambda) if t.rerank else None
     start = time.perf_counter()
     visualize = (rank_lists, t.visualize) if rank_lists is not None and t.visualize > 0 else None
+    local = dict(top_n=t.local_topn, confidence=t.local_confidence) if t.local_rerank else None
+    if local is not None and not hasattr(model, "retrieval_parts"):
+        from errors import ConfigError
+        raise ConfigError("test.local_rerank needs a part model with retrieval_parts() (Pirt), not "
+                          f"{type(model).__name__}")
     r = evaluate_model(model, query_images, gallery_images, ds.query, ds.gallery, device, t.batch_size, t.flip, rerank,
-                       visualize, shard, teacher)
+                       visualize, shard, teacher, local)
     r["eval_s"] = round(time.perf_counter() - start, 2)
     return r

@@ -13,6 +13,17 @@ MODELS: Registry = Registry("model")
 
 
 @dataclass
+class LossTerm:
+    """One term of a model's own supervised objective: ``ce`` x cross-entropy of ``logits`` and ``triplet`` x
+    batch-hard triplet of ``features`` (either may be absent), for a paper whose losses do not have the
+    default global-plus-parts shape (Pirt's eqs. 15-17)."""
+    features: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    ce: float = 0.0
+    triplet: float = 0.0
+
+
+@dataclass
 class ModelOutput:
     """What a model returns in training mode. In eval mode a model returns one B x D tensor instead
     (:func:`retrieval_feature`).
@@ -24,7 +35,9 @@ class ModelOutput:
     part_embeddings, part_features, part_logits: the same per part, for part models (AAformer, SAP, ...);
         empty for a model without parts;
     part_metric: how the metric loss treats the parts: ``"concat"``, one triplet on the concatenated part
-        features (AAformer eq. 7, SAP), or ``"each"``, one triplet per part, averaged."""
+        features (AAformer eq. 7, SAP), or ``"each"``, one triplet per part, averaged;
+    loss_terms: when given, the supervised objective is these terms (``LossTerm``) instead of the default
+        composition of the global and part features."""
     embedding: torch.Tensor
     features: torch.Tensor
     logits: torch.Tensor | None = None
@@ -33,6 +46,7 @@ class ModelOutput:
     part_features: list[torch.Tensor] = field(default_factory=list)
     part_logits: list[torch.Tensor] = field(default_factory=list)
     part_metric: str = "concat"
+    loss_terms: list[LossTerm] | None = None
 
 
 def retrieval_feature(global_feature: torch.Tensor, parts: list[torch.Tensor] | tuple = ()) -> torch.Tensor:

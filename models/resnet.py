@@ -20,6 +20,7 @@ from torch import nn
 from errors import ConfigError
 
 from .explain import collect_outputs, minmax
+from .ibn import convert_to_ibn_a, ibn_state
 from .heads import BNNeck, TriNetHead, build_pooling
 from .weights import load_matching, read_state_dict
 from .registry import ModelOutput, register_model, retrieval_feature
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 _TORCHVISION = {
     "resnet18": (torchvision.models.resnet18, "ResNet18_Weights", 512),
     "resnet50": (torchvision.models.resnet50, "ResNet50_Weights", 2048),
+    "resnet50_ibn_a": (torchvision.models.resnet50, "ResNet50_Weights", 2048),   # IBN-a on torchvision's ResNet-50
 }
 
 
@@ -74,6 +76,8 @@ class ReIDResNet(nn.Module):
         super().__init__()
         ctor, _, dim = _TORCHVISION[arch]
         net = ctor(weights=None)
+        if arch.endswith("_ibn_a"):
+            convert_to_ibn_a(net)
         set_last_stride(net.layer4, last_stride)
         stride = 16 if last_stride == 1 else 32
         feature_size = (max(1, input_size[0] // stride), max(1, input_size[1] // stride))
@@ -102,6 +106,8 @@ class ReIDResNet(nn.Module):
                     mapped[k[5:]] = v
                 elif first in inv:
                     mapped[f"{inv[first]}.{rest}"] = v
+            if arch.endswith("_ibn_a"):              # ImageNet ResNet-50 into IBN-a: all but the InstanceNorms
+                mapped = ibn_state(mapped, self.base.state_dict())
             load_matching(self.base, mapped, pretrained)
         self.feat_dim = dim                  # channels of the last feature map
         self.pool = build_pooling(pooling)
@@ -154,3 +160,4 @@ class ReIDResNet(nn.Module):
 
 register_model("resnet50")(functools.partial(ReIDResNet, "resnet50"))
 register_model("resnet18")(functools.partial(ReIDResNet, "resnet18"))
+register_model("resnet50_ibn_a")(functools.partial(ReIDResNet, "resnet50_ibn_a"))

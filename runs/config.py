@@ -144,6 +144,7 @@ class TrainConfig:
     gamma: float = key(0.1, gt=0)
     warmup_epochs: int = key(0, ge=0)    # linear warm-up from warmup_factor * lr
     warmup_factor: float = key(0.01, gt=0, le=1)
+    cosine_start: int = key(0, ge=0)     # cosine: the epoch its decay starts (0: right after the warm-up)
     amp: bool = True                     # mixed precision on CUDA: bf16 where supported, else fp16
     channels_last: bool = True           # convolutional models on CUDA
     compile: bool = False                # torch.compile the training forward
@@ -168,6 +169,9 @@ class TestConfig:
     rerank_k2: int = key(6, ge=1)
     rerank_lambda: float = key(0.3, ge=0, le=1)
     visualize: int = key(0, ge=0)        # rank lists of this many queries at the last evaluation (ranklist.png)
+    local_rerank: bool = False           # global ranking, then the top N re-ranked with part features (Pirt)
+    local_topn: int = key(100, ge=1)
+    local_confidence: str = key("qg", choices=("qg", "q", "g", "none"))   # Pirt's Table 5
 
 
 @dataclass

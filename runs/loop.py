@@ -136,6 +136,9 @@ def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] 
         teacher = load_teacher(ds, ds.train, cfg.data.height, cfg.data.width, needs, teacher_noise(cfg),
                                cfg.data.workers)
         teacher = {k: v.to(device) for k, v in teacher.items()}
+    if cfg.test.local_rerank and not hasattr(model, "retrieval_parts"):
+        raise ConfigError(f"test.local_rerank needs a part model with retrieval_parts() (pirt), not "
+                          f"{cfg.model.name!r}")
     test_needs = tuple(getattr(model, "test_teacher_targets", ()))
     test_teacher = None
     if test_needs:
@@ -153,7 +156,10 @@ def gather_output(out):
         out, embedding=g(out.embedding), features=g(out.features),
         logits=None if out.logits is None else g(out.logits),
         part_embeddings=[g(x) for x in out.part_embeddings], part_features=[g(x) for x in out.part_features],
-        part_logits=[g(x) for x in out.part_logits])
+        part_logits=[g(x) for x in out.part_logits],
+        loss_terms=None if out.loss_terms is None else [
+            dataclasses.replace(t, features=None if t.features is None else g(t.features),
+                                logits=None if t.logits is None else g(t.logits)) for t in out.loss_terms])
 
 
 def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: torch.Generator, optimizer, scaler,

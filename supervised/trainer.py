@@ -44,15 +44,25 @@ def reid_loss(out, targets: torch.Tensor, cfg: Config, center: CenterLoss | None
     per-part cross-entropies (each part has its own classifier); the triplet loss is the mean of the
     global triplet and the part triplet, the latter on the concatenated part features
     (``out.part_metric == "concat"``, AAformer eq. 7 and SAP) or the mean of one triplet per part
-    (``"each"``); the hardest pairs are mined separately for each. The centre loss is on the global
-    feature only, as Bag of Tricks has it."""
+    (``"each"``); the hardest pairs are mined separately for each. A model whose paper composes its
+    losses otherwise gives ``out.loss_terms`` (Pirt's eqs. 15-17), which then replace that composition.
+    The centre loss is on the global feature only, as Bag of Tricks has it."""
     parts: dict[str, torch.Tensor] = {}
     w = cfg.loss.parts
-    if out.logits is not None and cfg.loss.id > 0:
+    if out.loss_terms is not None:                  # the model's own composition (models.registry.LossTerm)
+        ce = [t.ce * label_smoothed_cross_entropy(t.logits, targets, cfg.loss.label_smoothing)
+              for t in out.loss_terms if t.logits is not None and t.ce > 0]
+        tri = [t.triplet * batch_hard_triplet(t.features, targets, cfg.loss.margin)
+               for t in out.loss_terms if t.features is not None and t.triplet > 0]
+        if ce and cfg.loss.id > 0:
+            parts["id"] = cfg.loss.id * sum(ce)
+        if tri and cfg.loss.triplet > 0:
+            parts["triplet"] = cfg.loss.triplet * sum(tri)
+    elif out.logits is not None and cfg.loss.id > 0:
         def ce(logits):
             return label_smoothed_cross_entropy(logits, targets, cfg.loss.label_smoothing)
         parts["id"] = cfg.loss.id * _weighted_mean(ce(out.logits), [ce(x) for x in out.part_logits], w)
-    if cfg.loss.triplet > 0:
+    if cfg.loss.triplet > 0 and out.loss_terms is None:
         def tri(features):
             return batch_hard_triplet(features, targets, cfg.loss.margin)
         part_term = []

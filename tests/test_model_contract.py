@@ -13,10 +13,11 @@ resolve_block("mla")                       # registers the MLA blocks
 SIZES = [(64, 32), (96, 48)]
 # small versions of the models for a CPU test (a model not listed here is tested with its defaults)
 SMALL = {"daaf": dict(base="resnet18"), "vit": dict(size="tiny", depth=2), "aaformer": dict(size="tiny", depth=2),
-         "sap": dict(size="tiny", depth=2)}
+         "sap": dict(size="tiny", depth=2), "pirt": dict(backbone="resnet18"), "resnet50_ibn_a": {}}
 
 
 def teacher(model, B, H, W):
+    """Random teacher targets of the kinds the model asks for in training."""
     g = torch.Generator().manual_seed(0)
     t = {"mask": (torch.rand(B, 1, H, W, generator=g) > 0.5).float(),
          "keypoints": torch.rand(B, 17, 3, generator=g) * torch.tensor([W - 1.0, H - 1.0, 2.0]),
@@ -40,8 +41,9 @@ def check_contract(model, H, W, classes=5):
     silent = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
     assert not silent, f"parameters no loss reaches: {silent[:8]}"
     model.eval()
+    at_test = {k: v for k, v in teacher(model, B, H, W).items() if k in getattr(model, "test_teacher_targets", ())}
     with torch.no_grad():
-        f = model(x)
+        f = model(x, **at_test)
     assert torch.is_tensor(f) and f.shape == (B, sum(model.feature_splits))
     assert torch.allclose(f.norm(dim=1), torch.ones(B), atol=1e-5)
 

@@ -22,7 +22,14 @@ def evaluate_checkpoint(cfg: Config, ckpt: dict) -> dict:
     size = (cfg.data.height, cfg.data.width, cfg.data.workers)
     q = load_images([s.path for s in ds.query], *size, description="query images")
     g = load_images([s.path for s in ds.gallery], *size, description="gallery images")
-    r = evaluate_run(model, q, g, ds, cfg, device)
+    needs = tuple(getattr(model, "test_teacher_targets", ()))
+    teacher = None
+    if needs:                                     # a model that needs its teacher at test time (Pirt, ...)
+        from data.annotations import load_teacher
+        from runs.loop import teacher_noise
+        teacher = tuple(load_teacher(ds, split, cfg.data.height, cfg.data.width, needs, teacher_noise(cfg),
+                                     cfg.data.workers) for split in (ds.query, ds.gallery))
+    r = evaluate_run(model, q, g, ds, cfg, device, teacher=teacher)
     log.info("%s (epoch %s) on %s: mAP %.1f%%, rank-1 %.1f%%, rank-5 %.1f%%, rank-10 %.1f%%, mINP %.1f%%",
              ckpt["path"], ckpt.get("epoch"), ds.name, 100 * r["mAP"], 100 * r["rank1"], 100 * r["rank5"],
              100 * r["rank10"], 100 * r["mINP"])
