@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from benchmarks.common import common_sets, output_folder, result_row, train_run
+from benchmarks.common import common_sets, output_folder, print_table, result_row, save_rows, train_run
 from runs.run import setup_logging
 
 SUPERVISED = {"ViT baseline": ("vit", None), "stripes as [PART]s": ("aaformer", "stripes"),
@@ -95,14 +94,11 @@ def main(argv=None) -> None:
             rows.append(result_row("aaformer_ablation", "unsupervised", variant, "synthetic", cfg, records, minutes,
                                    a.seed, PAPER.get(variant, "")))
             print(json.dumps(rows[-1]), flush=True)
-    print("| part | dataset | variant | mAP | rank-1 | train img/s | inference img/s | params (M) "
-          "| paper (mAP / rank-1) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['part']} | {r['dataset']} | {r['variant']} | {100 * r['mAP']:.1f} | {100 * r['rank1']:.1f} | "
-              f"{r['train_images_per_s']} | {r['inference_images_per_s']} | {r['params_M']} | {r['paper']} |")
-    Path(out, "aaformer_ablation.json").write_text(json.dumps(rows, indent=1))
-
+    print_table(rows, [("part", "part"), ("dataset", "dataset"), ("variant", "variant"), ("mAP", "mAP"),
+                       ("rank-1", "rank1"), ("train img/s", "train_images_per_s"),
+                       ("inference img/s", "inference_images_per_s"), ("params (M)", "params_M"),
+                       ("paper (mAP / rank-1)", "paper")])
+    save_rows(out, "aaformer_ablation", rows)
 
 if __name__ == "__main__":
     main()

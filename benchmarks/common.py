@@ -3,6 +3,7 @@ asked for: a ResNet-50 run folder holds several hundred MB of them), one trainin
 overrides, and inference speed."""
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -91,3 +92,16 @@ def result_row(benchmark, part, variant, dataset, cfg, records, minutes, seed, p
             "train_images_per_s": train_ips, "inference_images_per_s": inference,
             "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2), "minutes": round(minutes, 1),
             "paper": paper}
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
+    """A markdown table of ``rows``: (title, key) columns; mAP and rank-1 shown as percentages."""
+    print("| " + " | ".join(t for t, _ in columns) + " |")
+    print("|" + " --- |" * len(columns))
+    for r in rows:
+        cells = [f"{100 * r[k]:.1f}" if k in ("mAP", "rank1") else str(r.get(k, "")) for _, k in columns]
+        print("| " + " | ".join(cells) + " |")
+
+
+def save_rows(out: str, name: str, rows: list[dict]) -> None:
+    Path(out, f"{name}.json").write_text(json.dumps(rows, indent=1))

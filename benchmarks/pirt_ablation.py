@@ -22,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks.common import common_sets, output_folder, result_row, train_run
+from benchmarks.common import common_sets, output_folder, print_table, result_row, save_rows, train_run
 from runs.run import setup_logging
 
 VARIANTS = {"baseline": dict(pose=False, intra=False, inter=False), "+P": dict(pose=True, intra=False, inter=False),
@@ -77,13 +77,9 @@ def main(argv=None) -> None:
                     print(json.dumps(rows[-1]), flush=True)
                 for f in (Path(out) / tag).glob("*.pt"):
                     f.unlink()
-    print("| table | variant | seed | mAP | rank-1 | paper, Occluded-Duke (mAP / rank-1) |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['part']} | {r['variant']} | {r['seed']} | {100 * r['mAP']:.1f} | {100 * r['rank1']:.1f} | "
-              f"{r['paper']} |")
-    Path(out, "pirt_ablation.json").write_text(json.dumps(rows, indent=1))
-
+    print_table(rows, [("table", "part"), ("variant", "variant"), ("seed", "seed"), ("mAP", "mAP"),
+                       ("rank-1", "rank1"), ("paper, Occluded-Duke (mAP / rank-1)", "paper")])
+    save_rows(out, "pirt_ablation", rows)
 
 if __name__ == "__main__":
     main()

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from benchmarks.common import common_sets, output_folder, result_row, train_run
+from benchmarks.common import common_sets, output_folder, print_table, result_row, save_rows, train_run
 from runs.run import setup_logging
 
 VARIANTS = {
@@ -70,13 +69,9 @@ def main(argv=None) -> None:
             rows.append(result_row("sap_ablation", "supervised", variant, "synthetic-occluded", cfg, records, minutes,
                                    seed, PAPER[variant]))
             print(json.dumps(rows[-1]), flush=True)
-    print("| variant | seed | mAP | rank-1 | train img/s | paper, Occluded-Duke (mAP / rank-1) |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['variant']} | {r['seed']} | {100 * r['mAP']:.1f} | {100 * r['rank1']:.1f} | "
-              f"{r['train_images_per_s']} | {r['paper']} |")
-    Path(out, "sap_ablation.json").write_text(json.dumps(rows, indent=1))
-
+    print_table(rows, [("variant", "variant"), ("seed", "seed"), ("mAP", "mAP"), ("rank-1", "rank1"),
+                       ("train img/s", "train_images_per_s"), ("paper, Occluded-Duke (mAP / rank-1)", "paper")])
+    save_rows(out, "sap_ablation", rows)
 
 if __name__ == "__main__":
     main()

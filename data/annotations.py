@@ -68,27 +68,17 @@ def _image_size(path: str) -> tuple[int, int]:
         return im.size
 
 
-def _read_mask(path: Path, height: int, width: int) -> np.ndarray:
+def _read_map(path: Path, height: int, width: int, what: str = "mask") -> np.ndarray:
+    """A label map (uint8) resized with the nearest label: a person mask as 0/1, a part parsing as it is."""
     try:
         with Image.open(path) as im:
             im = im.convert("L")
             if im.size != (width, height):
                 im = im.resize((width, height), Image.NEAREST)
-            return (np.asarray(im) > 0).astype(np.uint8)
+            labels = np.array(im, dtype=np.uint8)
     except OSError as e:
-        raise DatasetError(f"cannot read mask {path}: {e}") from None
-
-
-def _read_labels(path: Path, height: int, width: int) -> np.ndarray:
-    """A part-label map (uint8), resized with the nearest label."""
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L")
-            if im.size != (width, height):
-                im = im.resize((width, height), Image.NEAREST)
-            return np.array(im, dtype=np.uint8)
-    except OSError as e:
-        raise DatasetError(f"cannot read part parsing {path}: {e}") from None
+        raise DatasetError(f"cannot read {what} {path}: {e}") from None
+    return (labels > 0).astype(np.uint8) if what == "mask" else labels
 
 
 def load_teacher(ds: ReIDDataset, samples: list[Sample], height: int, width: int, need=("mask", "keypoints"),
@@ -136,8 +126,8 @@ def load_teacher(ds: ReIDDataset, samples: list[Sample], height: int, width: int
                                f"annotations/parsing/ with a human parser, or run --mode teachers (which derives it)")
         parsing = torch.empty((len(paths), 1, height, width), dtype=torch.uint8)
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            for i, m in enumerate(track(pool.map(lambda p: _read_labels(p, height, width), paths), total=len(paths),
-                                        description="teacher parsing")):
+            maps = pool.map(lambda p: _read_map(p, height, width, "part parsing"), paths)
+            for i, m in enumerate(track(maps, total=len(paths), description="teacher parsing")):
                 parsing[i, 0] = torch.from_numpy(m)
         out["parsing"] = parsing
     if "mask" in need:
@@ -148,7 +138,7 @@ def load_teacher(ds: ReIDDataset, samples: list[Sample], height: int, width: int
                                + FORMAT_HINT)
         masks = torch.empty((len(paths), 1, height, width), dtype=torch.uint8)
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            for i, m in enumerate(track(pool.map(lambda p: _read_mask(p, height, width), paths), total=len(paths),
+            for i, m in enumerate(track(pool.map(lambda p: _read_map(p, height, width), paths), total=len(paths),
                                         description="teacher masks")):
                 masks[i, 0] = torch.from_numpy(m)
         out["mask"] = masks
