@@ -1,13 +1,14 @@
 """Images per second of the training step and of feature extraction for each registered model at 256 x 128,
 with its FLOPs per image (forward, counted by torch.utils.flop_counter) and the fraction of the device's
 peak that the training step reaches (3 x the forward FLOPs per image: forward and the two backward
-products).
+products). FLOPs count a multiply-add as 2.
 
     python -m benchmarks.throughput                             # CPU, small batches
     python -m benchmarks.throughput --device cuda --batch 256   # bf16 autocast on a GPU; H100 peak known
 
-Models at their recipes' sizes (ResNet-50, DAAF on ResNet-50 with its training branches, ViT-B/16 with
-stride 12, AAformer on ViT-B/16); random weights, random images (and teacher targets for DAAF), the
+Models at their recipes' sizes (ResNet-50 and its IBN-a form, DAAF on ResNet-50 with its training branches,
+ViT-B/16 with stride 12, AAformer on ViT-B/16, SAP on ViT-B/16 with 4 px overlap, Pirt on ResNet-50-IBN-a),
+all at 256 x 128; random weights, random images (and teacher targets for DAAF), the
 project's optimiser step, mixed precision as ``train.amp`` does it. The peak is ``--peak-tflops``, or
 for a GPU whose name contains H100 / H200 the dense bf16 tensor-core peak of 989 TFLOPS; on a CPU no
 peak is given unless you give one.
@@ -24,8 +25,9 @@ from models import MODELS, build_model
 from runs.loop import amp_dtype
 from runs.run import resolve_device
 
-ARGS = {"resnet18": {}, "resnet50": {}, "daaf": dict(base="resnet50"), "vit": dict(size="base", stride=12),
-        "aaformer": dict(size="base", stride=16)}
+ARGS = {"resnet18": {}, "resnet50": {}, "resnet50_ibn_a": {}, "daaf": dict(base="resnet50"),
+        "vit": dict(size="base", stride=12), "aaformer": dict(size="base", stride=16),
+        "sap": dict(size="base", overlap=4), "pirt": dict(backbone="resnet50_ibn_a")}
 PEAKS = {"H100": 989.0, "H200": 989.0}       # dense bf16 TFLOPS
 
 
@@ -59,8 +61,10 @@ def measure(name: str, device, batch: int, steps: int, height: int, width: int, 
     y = torch.arange(batch, device=device) % 751
     targets = {k: v for k, v in {"mask": (torch.rand(batch, 1, height, width, device=device) > 0.5).float(),
                                  "keypoints": torch.rand(batch, 17, 3, device=device) * torch.tensor(
-                                     [width - 1.0, height - 1.0, 2.0], device=device)}.items()
+                                     [width - 1.0, height - 1.0, 2.0], device=device),
+                                 "parsing": torch.randint(0, 7, (batch, 1, height, width), device=device)}.items()
                if k in getattr(model, "teacher_targets", ())}
+    at_test = {k: v for k, v in targets.items() if k in getattr(model, "test_teacher_targets", ())}
     dtype = amp_dtype(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
 
@@ -68,9 +72,9 @@ def measure(name: str, device, batch: int, steps: int, height: int, width: int, 
         model.train()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             out = model(x, **targets)
-            loss = torch.nn.functional.cross_entropy(out.logits.float(), y) + out.features.float().pow(2).mean()
-            loss = loss + sum(out.aux_losses.values()) + sum(torch.nn.functional.cross_entropy(p.float(), y)
-                                                            for p in out.part_logits)
+            logits = [t.logits for t in out.loss_terms or [] if t.logits is not None] or [out.logits, *out.part_logits]
+            loss = out.features.float().pow(2).mean() + sum(out.aux_losses.values())
+            loss = loss + sum(torch.nn.functional.cross_entropy(z.float(), y) for z in logits)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -79,10 +83,10 @@ def measure(name: str, device, batch: int, steps: int, height: int, width: int, 
     def extract_step():
         model.eval()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            model(x)
+            model(x, **at_test)
 
     model.eval()
-    flops = forward_flops(model, x[:2], {k: v[:2] for k, v in targets.items()})
+    flops = forward_flops(model, x[:2], {k: v[:2] for k, v in at_test.items()})
     train_s, extract_s = timed(train_step, steps, device), timed(extract_step, steps, device)
     train_ips = batch / train_s
     row = {"benchmark": "throughput", "model": name, "device": str(device), "precision": str(dtype or "fp32"),

@@ -248,7 +248,7 @@ class SAP(ReIDViT):
             weights = m_hat / m_hat.sum(1, keepdim=True).clamp(min=1e-6)                  # B x N x M
             proxies = weights.transpose(1, 2) @ patches
         else:
-            proxies = self.proxies.expand(x.shape[0], -1, -1)
+            proxies = self.proxies.repeat(x.shape[0], 1, 1)
             keep = None
             if supervised and self.semi_proxy and self.ssd and self.p_drop > 0:
                 keep = signal_dropout(patches, self.parts, self.p_drop)
@@ -281,7 +281,7 @@ class SAP(ReIDViT):
         maps = super().explain(x)
         if self.partition == "student":
             patches = self.tokens(x)[:, 1:]
-            proxies = self.proxies.expand(x.shape[0], -1, -1)
+            proxies = self.proxies.repeat(x.shape[0], 1, 1)
             for layer in self.part_stage:
                 proxies, patches, affinity = layer(proxies, patches)
             maps["student's parts"] = (affinity.argmax(1).reshape(x.shape[0], *self.grid), "labels")
