@@ -26,7 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from benchmarks.common import common_sets, output_folder, print_table, result_row, save_rows, train_run
+from benchmarks.common import (common_sets, output_folder, print_table, result_row, save_rows, synthetic_arguments,
+                               train_run)
 from runs.run import setup_logging
 
 SUPERVISED = {"ViT baseline": ("vit", None), "stripes as [PART]s": ("aaformer", "stripes"),
@@ -49,23 +50,15 @@ def model_sets(name: str, assign: str | None, a) -> list[str]:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    synthetic_arguments(p)
     p.add_argument("--part", choices=["supervised", "unsupervised", "both"], default="both")
     p.add_argument("--datasets", nargs="+", default=["synthetic", "synthetic-occluded"])
-    p.add_argument("--synthetic-size", default="small")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--height", type=int, default=128)
-    p.add_argument("--width", type=int, default=64)
     p.add_argument("--size", default="tiny", choices=["tiny", "small", "base"])
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--stride", type=int, default=16)
-    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--unsup-iters", type=int, default=60)
-    p.add_argument("--pretrained", default="none")
-    p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--variants", nargs="+", default=None, help="rows to run (default all)")
-    p.add_argument("--output", default=None)
-    p.add_argument("--keep-checkpoints", action="store_true")
     a = p.parse_args(argv)
     setup_logging()
     out = output_folder(a.output, "aaformer_ablation_")

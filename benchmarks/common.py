@@ -60,6 +60,19 @@ def images_per_second(model, device, height, width, batch=128, repeats=3) -> flo
     return batch * repeats / (time.perf_counter() - t)
 
 
+def synthetic_arguments(p, height: int = 128, width: int = 64, epochs: int = 8) -> None:
+    """The options of the synthetic-benchmark ablations: data, input size, budget, weights, device, output."""
+    p.add_argument("--synthetic-size", default="small")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--height", type=int, default=height)
+    p.add_argument("--width", type=int, default=width)
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--pretrained", default="none")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", default=None)
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's best.pt / last.pt")
+
+
 def common_sets(a, dataset: str, name: str, out: str) -> list[str]:
     """The overrides every synthetic-benchmark row shares: data, budget, seed, output."""
     sets = [f"data.dataset={dataset}", f"data.synthetic_size={a.synthetic_size}", f"data.height={a.height}",

@@ -22,7 +22,8 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks.common import common_sets, output_folder, print_table, result_row, save_rows, train_run
+from benchmarks.common import (common_sets, output_folder, print_table, result_row, save_rows, synthetic_arguments,
+                               train_run)
 from runs.run import setup_logging
 
 VARIANTS = {"baseline": dict(pose=False, intra=False, inter=False), "+P": dict(pose=True, intra=False, inter=False),
@@ -34,18 +35,11 @@ PAPER_TABLE5 = {"qg": "50.90 / 60.00", "q": "49.91 / 59.86", "g": "49.89 / 59.86
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--synthetic-size", default="small")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--height", type=int, default=128)
-    p.add_argument("--width", type=int, default=64)
+    synthetic_arguments(p)
     p.add_argument("--backbone", default="resnet18")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--pretrained", default="none")
-    p.add_argument("--device", default="auto")
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--no-table5", action="store_true")
-    p.add_argument("--output", default=None)
     a = p.parse_args(argv)
     setup_logging()
     out = output_folder(a.output, "pirt_ablation_")
@@ -60,7 +54,7 @@ def main(argv=None) -> None:
                 f"train.warmup_epochs={max(1, a.epochs // 6)}", f"train.cosine_start={a.epochs // 2}",
                 f"test.local_rerank={VARIANTS[variant].get('pose', True)}"]
             sets += [f"model.args.{k}={v}" for k, v in VARIANTS[variant].items()]
-            cfg, records, minutes = train_run("pirt_occluded_duke", sets, keep_checkpoints=full)
+            cfg, records, minutes = train_run("pirt_occluded_duke", sets, keep_checkpoints=full or a.keep_checkpoints)
             rows.append(result_row("pirt_ablation", "table 3", variant, "synthetic-occluded", cfg, records, minutes,
                                    seed, PAPER_TABLE3[variant]))
             print(json.dumps(rows[-1]), flush=True)
@@ -75,8 +69,9 @@ def main(argv=None) -> None:
                     rows.append({"benchmark": "pirt_ablation", "part": "table 5", "variant": mode, "seed": seed,
                                  "mAP": round(r["mAP"], 4), "rank1": round(r["rank1"], 4), "paper": paper})
                     print(json.dumps(rows[-1]), flush=True)
-                for f in (Path(out) / tag).glob("*.pt"):
-                    f.unlink()
+                if not a.keep_checkpoints:
+                    for f in (Path(out) / tag).glob("*.pt"):
+                        f.unlink()
     print_table(rows, [("table", "part"), ("variant", "variant"), ("seed", "seed"), ("mAP", "mAP"),
                        ("rank-1", "rank1"), ("paper, Occluded-Duke (mAP / rank-1)", "paper")])
     save_rows(out, "pirt_ablation", rows)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from benchmarks.common import common_sets, output_folder, print_table, result_row, save_rows, train_run
+from benchmarks.common import (common_sets, output_folder, print_table, result_row, save_rows, synthetic_arguments,
+                               train_run)
 from runs.run import setup_logging
 
 VARIANTS = {
@@ -40,19 +41,11 @@ PAPER = {"Base.": "56.0 / 64.8", "Base. +S-patch": "59.6 / 66.6", "Base. +S-prox
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--synthetic-size", default="small")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--height", type=int, default=128)
-    p.add_argument("--width", type=int, default=64)
+    synthetic_arguments(p)
     p.add_argument("--size", default="tiny", choices=["tiny", "small", "base"])
     p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--pretrained", default="none")
-    p.add_argument("--device", default="auto")
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--output", default=None)
-    p.add_argument("--keep-checkpoints", action="store_true")
     a = p.parse_args(argv)
     setup_logging()
     out = output_folder(a.output, "sap_ablation_")

@@ -40,6 +40,7 @@ from PIL import Image
 from rich.progress import track
 
 from errors import CheckpointError, ConfigError, DatasetError
+from models.weights import read_state_dict
 
 from .annotations import COCO_KEYPOINTS
 from .datasets import ReIDDataset
@@ -70,14 +71,9 @@ def build_detector(kind: str, name: str, weights: str, min_size: int, device: to
                     "mean nothing (use this for timing and tests only)", kind, name)
     elif weights:
         path = Path(weights)
-        if not path.is_file():
-            raise ConfigError(f"teacher.{kind}_weights: no file {path}")
+        state = read_state_dict(weights, f"teacher.{kind}_weights", "")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise CheckpointError(f"cannot read the {name} weights {path}: {type(e).__name__}: {e}") from None
-        try:
-            model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+            model.load_state_dict(state)
         except (RuntimeError, AttributeError) as e:
             raise CheckpointError(f"{path} is not a state dict of torchvision's {builder} ({str(e)[:200]})") from None
     else:

@@ -12,11 +12,13 @@ from errors import CheckpointError, ConfigError
 log = logging.getLogger(__name__)
 
 
-def read_state_dict(path: str) -> dict:
-    """A state dict from a file: a bare one, or a checkpoint holding it under 'model' / 'state_dict'."""
+def read_state_dict(path: str, key: str = "model.pretrained",
+                    choices: str = " (use imagenet, none, or a path to a state dict)") -> dict:
+    """A state dict from a file: a bare one, or a checkpoint holding it under 'model' / 'state_dict'.
+    ``key`` and ``choices`` name the config key the path came from in the error of a missing file."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"model.pretrained: no file {p} (use imagenet, none, or a path to a state dict)")
+        raise ConfigError(f"{key}: no file {p}{choices}")
     try:
         sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
