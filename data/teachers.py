@@ -70,12 +70,12 @@ def build_detector(kind: str, name: str, weights: str, min_size: int, device: to
         log.warning("teacher.%s_weights=random: the %s detector keeps its random initialisation; its annotations "
                     "mean nothing (use this for timing and tests only)", kind, name)
     elif weights:
-        path = Path(weights)
         state = read_state_dict(weights, f"teacher.{kind}_weights", "")
         try:
             model.load_state_dict(state)
-        except (RuntimeError, AttributeError) as e:
-            raise CheckpointError(f"{path} is not a state dict of torchvision's {builder} ({str(e)[:200]})") from None
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"{weights} is not a state dict of torchvision's {builder} ({str(e)[:200]})") from None
     else:
         coco = getattr(det, enum).COCO_V1
         try:

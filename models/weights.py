@@ -13,12 +13,12 @@ log = logging.getLogger(__name__)
 
 
 def read_state_dict(path: str, key: str = "model.pretrained",
-                    choices: str = " (use imagenet, none, or a path to a state dict)") -> dict:
+                    hint: str = "use imagenet, none, or a path to a state dict") -> dict:
     """A state dict from a file: a bare one, or a checkpoint holding it under 'model' / 'state_dict'.
-    ``key`` and ``choices`` name the config key the path came from in the error of a missing file."""
+    A missing file is an error naming the config ``key`` the path came from, and ``hint`` if given."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{key}: no file {p}{choices}")
+        raise ConfigError(f"{key}: no file {p}" + (f" ({hint})" if hint else ""))
     try:
         sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
