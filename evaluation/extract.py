@@ -7,6 +7,8 @@ from rich.progress import track
 
 from data.augment import normalise
 
+from .local_rerank import local_parts_error, local_rerank
+
 
 @torch.no_grad()
 def extract_features(model: torch.nn.Module, images, device: torch.device, batch_size: int = 256,
@@ -69,7 +71,6 @@ def evaluate_model(model: torch.nn.Module, query_images: torch.Tensor, gallery_i
     qt, gt = teacher or (None, None)
     labels = ([s.pid for s in query], [s.pid for s in gallery], [s.camid for s in query], [s.camid for s in gallery])
     if local is not None:                                    # Pirt's global-then-local matching
-        from .local_rerank import local_rerank
         q = extract_parts(model, query_images, device, batch_size, qt, shard)
         g = extract_parts(model, gallery_images, device, batch_size, gt, shard)
         dist = local_rerank(1 - q["global"] @ g["global"].T, q["parts"], g["parts"], q["confidence"],
@@ -104,10 +105,9 @@ def evaluate_run(model: torch.nn.Module, query_images: torch.Tensor, gallery_ima
     start = time.perf_counter()
     visualize = (rank_lists, t.visualize) if rank_lists is not None and t.visualize > 0 else None
     local = dict(top_n=t.local_topn, confidence=t.local_confidence) if t.local_rerank else None
-    if local is not None and not hasattr(model, "retrieval_parts"):
+    if local is not None and not getattr(model, "local_parts", False):
         from errors import ConfigError
-        raise ConfigError("test.local_rerank needs a part model with retrieval_parts() (Pirt), not "
-                          f"{type(model).__name__}")
+        raise ConfigError(local_parts_error(type(model).__name__))
     r = evaluate_model(model, query_images, gallery_images, ds.query, ds.gallery, device, t.batch_size, t.flip, rerank,
                        visualize, shard, teacher, local)
     r["eval_s"] = round(time.perf_counter() - start, 2)

@@ -5,13 +5,19 @@ confidence-weighted distance of the part features, and stay ahead of the rest, w
 local(q, g) = sum_p w_p d_p(q, g) / sum_p w_p, with d_p the cosine distance of part p and w_p the product of
 the two images' confidences for it (``qg``: Table 5's "Q & G"), the query's alone (``q``), the gallery
 image's alone (``g``) or 1 (``none``). A pair whose weights are all zero gets the mean part distance.
-Any model with ``retrieval_parts(images, ...)`` -> {global, parts, confidence} can use it.
+Any model with ``retrieval_parts(images, ...)`` -> {global, parts, confidence} and the capability
+attribute ``local_parts = True`` can use it (Pirt without pose features has no parts and says False).
 """
 from __future__ import annotations
 
 import torch
 
 CONFIDENCE = ("qg", "q", "g", "none")
+
+
+def local_parts_error(model: str) -> str:
+    return (f"test.local_rerank needs a model whose retrieval_parts() gives part features (pirt with "
+            f"model.args.pose=true), not {model!r}: set test.local_rerank=false")
 
 
 def local_rerank(global_dist: torch.Tensor, q_parts: torch.Tensor, g_parts: torch.Tensor, q_conf: torch.Tensor,

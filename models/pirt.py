@@ -117,6 +117,7 @@ class Pirt(nn.Module):
         self.input_size = tuple(input_size)
         self.use_pose, self.use_intra, self.use_inter, self.use_confidence = pose, intra, inter, confidence and pose
         self.tau, self.sigma = tau, sigma
+        self.local_parts = pose            # capability: retrieval_parts() gives part features for test.local_rerank
         self.irm = IntraPartModule(C, irm_dim, heads, dropout) if intra else None
         if inter:
             layer = nn.TransformerEncoderLayer(C, heads, dim_feedforward=ffn, dropout=dropout, activation="relu",

@@ -33,6 +33,7 @@ from data.images import load_dataset_images
 from data.store import prefetch
 from errors import ConfigError
 from evaluation import evaluate_run
+from evaluation.local_rerank import local_parts_error
 from models import model_from_config
 
 from . import dist
@@ -136,9 +137,8 @@ def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] 
         teacher = load_teacher(ds, ds.train, cfg.data.height, cfg.data.width, needs, teacher_noise(cfg),
                                cfg.data.workers)
         teacher = {k: v.to(device) for k, v in teacher.items()}
-    if cfg.test.local_rerank and not hasattr(model, "retrieval_parts"):
-        raise ConfigError(f"test.local_rerank needs a part model with retrieval_parts() (pirt), not "
-                          f"{cfg.model.name!r}")
+    if cfg.test.local_rerank and not getattr(model, "local_parts", False):
+        raise ConfigError(local_parts_error(cfg.model.name))
     test_needs = tuple(getattr(model, "test_teacher_targets", ()))
     test_teacher = None
     if test_needs:

@@ -115,3 +115,15 @@ def test_one_supervised_epoch_of_pirt_with_local_rerank(tmp_path, tiny_root):
     assert r["mAP"] == pytest.approx(last["mAP"], abs=1e-5)
     assert main.main(["--mode", "extract", "--checkpoint", str(tmp_path / "p"), "--images", str(tmp_path),
                       "--output", str(tmp_path / "x.npz")]) == 2        # images alone are not enough for Pirt
+
+
+def test_local_rerank_without_pose_features_stops_before_training(tmp_path, tiny_root, capsys):
+    import main
+    from tests.test_supervised import TINY_SUP
+    args = [*TINY_SUP, "--config", "pirt_occluded_duke", "--data-root", str(tiny_root), "--output", str(tmp_path),
+            "--name", "np", "--dataset", "synthetic-occluded", "--set", "model.args.backbone=resnet18",
+            "--set", "model.pretrained=none", "--set", "data.height=64", "--set", "data.width=32",
+            "--set", "model.args.pose=false", "--set", "model.args.intra=false", "--set", "model.args.inter=false"]
+    assert main.main(args) == 2                                        # the recipe's test.local_rerank=true
+    assert "model.args.pose=true" in capsys.readouterr().err
+    assert not (tmp_path / "np" / "metrics.jsonl").exists() or not (tmp_path / "np" / "metrics.jsonl").read_text()
