@@ -32,7 +32,8 @@ log = logging.getLogger("reid")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Person re-identification: unsupervised (Cluster Contrast, MLA) and supervised (Bag of Tricks, "
-                    "DAAF) training, evaluation and dataset checks.",
+                    "DAAF, AAformer, SAP, Pirt) training, teacher annotations, evaluation, dataset checks and the "
+                    "use of a trained model (extract, search, explain, export).",
         epilog="python main.py --list shows the recipes, datasets, models and attention blocks; "
                "--print-config shows the resolved config of a command line without running it.")
     p.add_argument("--mode", choices=MODES, help="what to do (default unsup; a resumed run keeps its own)")
