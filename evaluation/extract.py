@@ -7,7 +7,7 @@ from rich.progress import track
 
 from data.augment import normalise
 
-from .local_rerank import local_parts_error, local_rerank
+from .local_rerank import local_rerank, require_local_parts
 
 
 @torch.no_grad()
@@ -105,9 +105,8 @@ def evaluate_run(model: torch.nn.Module, query_images: torch.Tensor, gallery_ima
     start = time.perf_counter()
     visualize = (rank_lists, t.visualize) if rank_lists is not None and t.visualize > 0 else None
     local = dict(top_n=t.local_topn, confidence=t.local_confidence) if t.local_rerank else None
-    if local is not None and not getattr(model, "local_parts", False):
-        from errors import ConfigError
-        raise ConfigError(local_parts_error(type(model).__name__))
+    if local is not None:
+        require_local_parts(model, type(model).__name__)
     r = evaluate_model(model, query_images, gallery_images, ds.query, ds.gallery, device, t.batch_size, t.flip, rerank,
                        visualize, shard, teacher, local)
     r["eval_s"] = round(time.perf_counter() - start, 2)

@@ -15,9 +15,12 @@ import torch
 CONFIDENCE = ("qg", "q", "g", "none")
 
 
-def local_parts_error(model: str) -> str:
-    return (f"test.local_rerank needs a model whose retrieval_parts() gives part features (pirt with "
-            f"model.args.pose=true), not {model!r}: set test.local_rerank=false")
+def require_local_parts(model: torch.nn.Module, name: str) -> None:
+    """The ConfigError of ``test.local_rerank`` on a model without part features (``local_parts``)."""
+    if not getattr(model, "local_parts", False):
+        from errors import ConfigError
+        raise ConfigError(f"test.local_rerank needs a model whose retrieval_parts() gives part features (pirt "
+                          f"with model.args.pose=true), not {name!r}: set test.local_rerank=false")
 
 
 def local_rerank(global_dist: torch.Tensor, q_parts: torch.Tensor, g_parts: torch.Tensor, q_conf: torch.Tensor,

@@ -33,7 +33,7 @@ from data.images import load_dataset_images
 from data.store import prefetch
 from errors import ConfigError
 from evaluation import evaluate_run
-from evaluation.local_rerank import local_parts_error
+from evaluation.local_rerank import require_local_parts
 from models import model_from_config
 
 from . import dist
@@ -137,8 +137,8 @@ def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] 
         teacher = load_teacher(ds, ds.train, cfg.data.height, cfg.data.width, needs, teacher_noise(cfg),
                                cfg.data.workers)
         teacher = {k: v.to(device) for k, v in teacher.items()}
-    if cfg.test.local_rerank and not getattr(model, "local_parts", False):
-        raise ConfigError(local_parts_error(cfg.model.name))
+    if cfg.test.local_rerank:
+        require_local_parts(model, cfg.model.name)
     test_needs = tuple(getattr(model, "test_teacher_targets", ()))
     test_teacher = None
     if test_needs:
