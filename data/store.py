@@ -2,7 +2,7 @@
 or, when that would exceed the memory budget, in a file on disk.
 
 The disk store is built once per dataset, split and size, next to the dataset
-(``<dataset>/.store/<split>-<H>x<W>-<hash of the file list>.u8``: a flat uint8 array, written through a
+(``<dataset>/.store/<split>-<H>x<W>[-bicubic]-<hash of the file list>.u8``: a flat uint8 array, written through a
 memory map into a temporary file renamed into place, under a lock), and read back one image at a time
 with ``os.pread`` into the batch: the kernel's page cache keeps what it can, and the process's resident
 memory holds only the batches (a memory map read back would count every touched page as resident).
@@ -80,17 +80,19 @@ class DiskStore:
             pass
 
 
-def build_disk_store(paths: list[str], height: int, width: int, folder: Path, split: str, workers: int) -> DiskStore:
+def build_disk_store(paths: list[str], height: int, width: int, folder: Path, split: str, workers: int,
+                     resize: str = "bilinear") -> DiskStore:
     digest = hashlib.sha1("\n".join(paths).encode()).hexdigest()[:12]
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{split}-{height}x{width}-{digest}.u8"
+    size = f"{height}x{width}" + ("" if resize == "bilinear" else f"-{resize}")   # the filter is part of the bytes
+    path = folder / f"{split}-{size}-{digest}.u8"
     item = 3 * height * width
     with locked(folder / f".{path.name}.lock"):
         if not path.is_file() or path.stat().st_size != len(paths) * item:
             tmp = folder / f".{path.name}.tmp-{os.getpid()}"
             array = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(len(paths), 3, height, width))
             with ThreadPoolExecutor(max(1, workers)) as pool:
-                decoded = pool.map(lambda p: decode_image(p, height, width), paths)
+                decoded = pool.map(lambda p: decode_image(p, height, width, resize), paths)
                 for i, arr in enumerate(track(decoded, total=len(paths), description=f"{split} images to disk")):
                     array[i] = arr.transpose(2, 0, 1)
             array.flush()
@@ -101,15 +103,16 @@ def build_disk_store(paths: list[str], height: int, width: int, folder: Path, sp
 
 
 def image_store(paths: list[str], height: int, width: int, workers: int, device: torch.device, budget: int,
-                folder: Path, split: str):
+                folder: Path, split: str, resize: str = "bilinear"):
     """An in-memory uint8 tensor on ``device`` when ``len(paths)`` images fit in ``budget`` bytes, else a
-    ``DiskStore`` under ``folder`` (the images then go to the device batch by batch)."""
+    ``DiskStore`` under ``folder`` (the images then go to the device batch by batch); resized with PIL's
+    ``resize`` filter (data.images)."""
     size = len(paths) * 3 * height * width
     if size <= budget:
-        return load_images(paths, height, width, workers, f"{split} images").to(device)
+        return load_images(paths, height, width, workers, f"{split} images", resize).to(device)
     log.info("%s: %d images of %d x %d take %.2f GB, over the memory budget of %.2f GB: they are read from a disk "
              "store", split, len(paths), height, width, size / 2 ** 30, budget / 2 ** 30)
-    return build_disk_store(paths, height, width, folder, split, workers)
+    return build_disk_store(paths, height, width, folder, split, workers, resize)
 
 
 def gather(store, idx: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -59,6 +59,7 @@ class DataConfig:
     height: int = key(256, ge=16)
     width: int = key(128, ge=8)
     workers: int = key(4, ge=1)          # image decoding threads
+    resize: str = key("bilinear", choices=("bilinear", "bicubic"))   # PIL filter to height x width (data.images)
     memory_budget: float = key(0.0, ge=0)   # GB for in-memory image stores; beyond it, disk (data.store); 0: auto
 
 
@@ -135,6 +136,11 @@ class TrainConfig:
     num_ids: int = key(16, ge=1)         # P (pseudo-)identities per batch
     num_instances: int = key(16, ge=1)   # K images each
     sampler: str = key("pk", choices=("pk", "identity"))   # supervised: pk (P ids in turn) | identity (BoT's)
+    # unsupervised sampler (data.samplers.PseudoLabelSampler): at the end of a pass over the clusters,
+    # carry the ids left over into the next batch, or drop them (a DataLoader's drop_last, as Cluster Contrast)
+    pass_end: str = key("carry", choices=("carry", "drop"))
+    # draw a cluster's other members with replacement when fewer than K (Cluster Contrast) or K-1 are available
+    replace_below: str = key("k-1", choices=("k", "k-1"))
     optimizer: str = key("adam", choices=("adam", "sgd"))
     lr: float = key(3.5e-4, gt=0)
     weight_decay: float = key(5e-4, ge=0)
@@ -156,6 +162,8 @@ class AugConfig:
     flip: float = key(0.5, ge=0, le=1)
     pad: int = key(10, ge=0)
     erasing: float = key(0.5, ge=0, le=1)
+    # random erasing's box (data.augment): redraw until it fits, as Zhong et al.'s code, or clip it to the image
+    erasing_box: str = key("clip", choices=("clip", "redraw"))
 
 
 @dataclass

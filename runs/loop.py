@@ -129,7 +129,7 @@ def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] 
         ds = dataset_from_config(cfg)
         require_training_split(ds)
     train, query, gallery = load_dataset_images(ds, cfg.data.height, cfg.data.width, cfg.data.workers, device,
-                                                cfg.data.memory_budget)
+                                                cfg.data.memory_budget, cfg.data.resize)
     model = model_from_config(cfg, device, num_classes=num_classes(ds) if num_classes else 0)
     needs = tuple(getattr(model, "teacher_targets", ()))
     teacher = {}
@@ -180,7 +180,7 @@ def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: torch.Ge
         for idx, images in prefetch(plan.batches, s.train_images, device):
             idx_t = torch.as_tensor(idx, device=device)
             x, t = augment_with_teacher(images, {k: v[idx_t] for k, v in s.teacher.items()}, gen,
-                                        cfg.aug.flip, cfg.aug.pad, cfg.aug.erasing)
+                                        cfg.aug.flip, cfg.aug.pad, cfg.aug.erasing, cfg.aug.erasing_box)
             if dist.active():
                 mine = torch.as_tensor(dist.share(list(range(len(idx)))), device=device)
                 x, t = x[mine], {k: v[mine] for k, v in t.items()}

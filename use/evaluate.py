@@ -20,8 +20,8 @@ def evaluate_checkpoint(cfg: Config, ckpt: dict) -> dict:
     model = build_trained(cfg, ckpt, device)
     ds = dataset_from_config(cfg)
     size = (cfg.data.height, cfg.data.width, cfg.data.workers)
-    q = load_images([s.path for s in ds.query], *size, description="query images")
-    g = load_images([s.path for s in ds.gallery], *size, description="gallery images")
+    q = load_images([s.path for s in ds.query], *size, description="query images", resize=cfg.data.resize)
+    g = load_images([s.path for s in ds.gallery], *size, description="gallery images", resize=cfg.data.resize)
     needs = tuple(getattr(model, "test_teacher_targets", ()))
     teacher = None
     if needs:                                     # a model that needs its teacher at test time (Pirt, ...)

@@ -55,7 +55,7 @@ def run_explain(model, cfg, ckpt, device, images: str, output: str) -> list[Path
     written = []
     for s in range(0, len(files), cfg.test.batch_size):
         part = files[s:s + cfg.test.batch_size]
-        batch, keep, bad = decode_all(part, cfg.data.height, cfg.data.width, cfg.data.workers)
+        batch, keep, bad = decode_all(part, cfg.data.height, cfg.data.width, cfg.data.workers, cfg.data.resize)
         for p, err in bad:
             log.warning("skipped unreadable %s (%s)", p, err)
         if not keep:

@@ -39,11 +39,12 @@ def image_files(where: str | Path) -> tuple[Path, list[Path]]:
     return p, files
 
 
-def decode_all(files: list[Path], height: int, width: int, workers: int = 2):
-    """uint8 N x 3 x H x W of the readable files, their indices, and (path, error) of the others."""
+def decode_all(files: list[Path], height: int, width: int, workers: int = 2, resize: str = "bilinear"):
+    """uint8 N x 3 x H x W of the readable files (resized with the ``resize`` filter the model was trained
+    with, data.images), their indices, and (path, error) of the others."""
     def one(f):
         try:
-            return decode_image(str(f), height, width), None
+            return decode_image(str(f), height, width, resize), None
         except DatasetError as e:
             return None, str(e)
     arrays, keep, bad = [], [], []
@@ -64,7 +65,8 @@ def extract_folder(model, cfg, device, where: str | Path, chunk: int = 2048):
     feats, names, bad = [], [], []
     for s in track(range(0, len(files), chunk), description=f"features of {len(files)} images"):
         part = files[s:s + chunk]
-        images, keep, unreadable = decode_all(part, cfg.data.height, cfg.data.width, cfg.data.workers)
+        images, keep, unreadable = decode_all(part, cfg.data.height, cfg.data.width, cfg.data.workers,
+                                                   cfg.data.resize)
         bad += unreadable
         if len(keep):
             feats.append(extract_features(model, images, device, cfg.test.batch_size, cfg.test.flip,

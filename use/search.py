@@ -59,7 +59,7 @@ def run_search(model, cfg, ckpt, device, query: str, gallery: str, topk: int, ou
 
     def picture(base: Path, name: str) -> np.ndarray:
         try:
-            return decode_image(str(base / name), H, W)
+            return decode_image(str(base / name), H, W, cfg.data.resize)
         except Exception:                             # a gallery file moved since its features were extracted
             return np.full((H, W, 3), 200, np.uint8)
     drawn = range(min(len(q_names), MAX_DRAWN))
