@@ -54,9 +54,41 @@ class PKSampler(_PKBase):
 
 
 class PseudoLabelSampler(_PKBase):
-    """Cluster Contrast's sampler: for each of P clusters, a random anchor image and K-1 other members,
-    taken from cameras other than the anchor's when the cluster has such images (with replacement
-    when it has fewer than K-1 of them), otherwise from the anchor's camera."""
+    """Cluster Contrast's sampler (its ``RandomMultipleGallerySampler`` read by a DataLoader of batch P x K):
+    for each of P clusters, a random anchor image and K-1 other members, taken from cameras other than
+    the anchor's when the cluster has such images, otherwise from the anchor's camera; a cluster of one
+    image repeats it K times (Cluster Contrast's code then yields the anchor alone, which shifts every
+    later batch of the pass; DBSCAN with min_samples >= 2 rarely makes such a cluster).
+
+    Two rules, where this project's earlier sampler and the published code differ:
+      - ``replace_below``: the K-1 members are drawn with replacement when the pool (other-camera
+        members, else the other members) holds fewer than K images (``"k"``: Cluster Contrast's and
+        SpCL's ``len(select) >= num_instances`` test, so a pool of exactly K-1 is drawn with
+        replacement), or fewer than K-1 (``"k-1"``: a pool of exactly K-1 gives each member once).
+      - ``pass_end``: a pass goes through all clusters in a random order, P at a time. ``"drop"``: the
+        fewer than P clusters left at its end are dropped and the next batch starts a new pass (the
+        published code's ``DataLoader(drop_last=True)``, restarted by its ``IterLoader``); with fewer
+        than P clusters in all, every batch holds all of them. ``"carry"``: they open the next batch,
+        which the next pass's first clusters fill (without a cluster twice in one batch)."""
+
+    def __init__(self, labels, camids, num_ids: int, num_instances: int, rng: np.random.Generator,
+                 pass_end: str = "carry", replace_below: str = "k-1"):
+        super().__init__(labels, camids, num_ids, num_instances, rng)
+        if pass_end not in ("carry", "drop"):
+            raise ValueError(f"train.pass_end: 'carry' or 'drop', not {pass_end!r}")
+        if replace_below not in ("k", "k-1"):
+            raise ValueError(f"train.replace_below: 'k' or 'k-1', not {replace_below!r}")
+        self.pass_end = pass_end
+        self.threshold = self.K if replace_below == "k" else self.K - 1
+
+    def _next_ids(self) -> list[int]:
+        if self.pass_end == "carry":
+            return super()._next_ids()
+        p = min(self.P, len(self.ids))
+        if len(self._queue) < p:                   # the pass's tail is dropped: a new pass
+            self._queue = self.rng.permutation(self.ids).tolist()
+        out, self._queue = self._queue[:p], self._queue[p:]
+        return out
 
     def _instances(self, y: int) -> list[int]:
         ix = self.groups[y]
@@ -66,7 +98,7 @@ class PseudoLabelSampler(_PKBase):
         pool = cross if len(cross) else others
         if len(pool) == 0:
             return [anchor] * self.K
-        rest = self.rng.choice(pool, size=self.K - 1, replace=len(pool) < self.K - 1)
+        rest = self.rng.choice(pool, size=self.K - 1, replace=len(pool) < self.threshold)
         return [anchor] + rest.tolist()
 
 

@@ -99,9 +99,10 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
         labels_t = torch.as_tensor(labels, device=s.device)
         splits = getattr(s.model, "feature_splits", (feats.shape[1],))
         memories = cluster_memories(feats, labels_t, splits, cfg, cfg.seed * 100003 + epoch)
-        sampler = PseudoLabelSampler(labels, camids, cfg.train.num_ids, cfg.train.num_instances,
-                                     np.random.default_rng([cfg.seed, epoch]))
-        t = cfg.train                     # iters 0: one pass over the clustered images, as in supervised mode
+        t = cfg.train
+        sampler = PseudoLabelSampler(labels, camids, t.num_ids, t.num_instances,
+                                     np.random.default_rng([cfg.seed, epoch]), t.pass_end, t.replace_below)
+        # iters 0: one pass over the clustered images, as in supervised mode
         iters = t.iters or math.ceil(int((labels >= 0).sum()) / (t.num_ids * t.num_instances))
         return EpochPlan(sampler.batches(iters), iters, cluster_contrast_loss(memories, labels_t), record, summary,
                          finish=(lambda: ranks_agree(memories, labels)) if dist.active() else None)
