@@ -57,8 +57,11 @@ def test_extract_gives_the_evaluation_features(trained, tiny_root, tmp_path):
     model, cfg, _, device = load_trained(str(trained))
     paths = sorted(query.glob("*.jpg"))
     assert list(z["paths"]) == [p.name for p in paths]
-    ref = extract_features(model, load_images([str(p) for p in paths], 32, 16), device, 64)
+    assert cfg.data.resize == "bicubic"                       # the demo recipe's; extract resizes as training did
+    ref = extract_features(model, load_images([str(p) for p in paths], 32, 16, resize="bicubic"), device, 64)
     assert torch.allclose(torch.from_numpy(z["features"]), ref, atol=1e-5)
+    bilinear = extract_features(model, load_images([str(p) for p in paths], 32, 16), device, 64)
+    assert not torch.allclose(torch.from_numpy(z["features"]), bilinear, atol=1e-5)
 
 
 def test_search_finds_the_query_itself_first(trained, tiny_root, tmp_path):
