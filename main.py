@@ -168,6 +168,11 @@ def train(args) -> int:
     if dist.world() > 1 and cfg.train.num_ids % dist.world():
         raise ReIDError(f"train.num_ids={cfg.train.num_ids} does not split into {dist.world()} processes: each "
                         f"takes whole identities of every P x K batch; give a multiple of {dist.world()}")
+    share = cfg.train.num_ids * cfg.train.num_instances // dist.world()
+    if cfg.train.bn_images and share % cfg.train.bn_images:
+        raise ReIDError(f"train.bn_images={cfg.train.bn_images} does not divide each of the {dist.world()} processes' "
+                        f"{share} images of a batch: give a divisor of {share} that is a multiple of "
+                        f"train.num_instances={cfg.train.num_instances}")
     main_rank = dist.is_main()
     if not main_rank:                        # rank 0 prints; the others only warn
         import rich

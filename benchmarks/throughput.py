@@ -5,13 +5,16 @@ products). FLOPs count a multiply-add as 2.
 
     python -m benchmarks.throughput                             # CPU, small batches
     python -m benchmarks.throughput --device cuda --batch 256   # bf16 autocast on a GPU; H100 peak known
+    python -m benchmarks.throughput --batch 16 --bn-images 4    # also the step with BatchNorm over slices of 4
 
 Models at their recipes' sizes (ResNet-50 and its IBN-a form, DAAF on ResNet-50 with its training branches,
 ViT-B/16 with stride 12, AAformer on ViT-B/16, SAP on ViT-B/16 with 4 px overlap, Pirt on ResNet-50-IBN-a),
 all at 256 x 128; random weights, random images (and teacher targets for DAAF), the
 project's optimiser step, mixed precision as ``train.amp`` does it. The peak is ``--peak-tflops``, or
 for a GPU whose name contains H100 / H200 the dense bf16 tensor-core peak of 989 TFLOPS; on a CPU no
-peak is given unless you give one.
+peak is given unless you give one. ``--bn-images N`` times the training step a second time, in the same
+run, with every BatchNorm over slices of N images (``train.bn_images``, models.sliced_bn), and gives the
+ratio of the two step times.
 """
 from __future__ import annotations
 
@@ -51,7 +54,8 @@ def timed(fn, steps: int, device) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def measure(name: str, device, batch: int, steps: int, height: int, width: int, peak: float | None) -> dict:
+def measure(name: str, device, batch: int, steps: int, height: int, width: int, peak: float | None,
+            bn_images: int = 0) -> dict:
     torch.manual_seed(0)
     model = build_model(name, pretrained="none", num_classes=751, input_size=(height, width),
                         **ARGS.get(name, {})).to(device)
@@ -95,6 +99,12 @@ def measure(name: str, device, batch: int, steps: int, height: int, width: int, 
            "train_TFLOPS": round(3 * flops * train_ips / 1e12, 3)}
     if peak:
         row["fraction_of_peak"] = round(3 * flops * train_ips / 1e12 / peak, 3)
+    if bn_images:
+        from models.sliced_bn import slice_batchnorms
+        slice_batchnorms(model, bn_images)
+        sliced_s = timed(train_step, steps, device)
+        row.update(bn_images=bn_images, train_images_per_s_sliced=round(batch / sliced_s, 1),
+                   sliced_step_time_ratio=round(sliced_s / train_s, 3))
     return row
 
 
@@ -107,6 +117,7 @@ def main(argv=None) -> None:
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--peak-tflops", type=float, default=None)
+    p.add_argument("--bn-images", type=int, default=0, help="also time the step with BatchNorm over slices of N")
     a = p.parse_args(argv)
     device = resolve_device(a.device)
     gpu = device.type == "cuda"
@@ -115,7 +126,7 @@ def main(argv=None) -> None:
         peak = next((v for k, v in PEAKS.items() if k in torch.cuda.get_device_name(device)), None)
     for name in a.models:
         print(json.dumps(measure(name, device, a.batch or (256 if gpu else 8), a.steps or (20 if gpu else 2),
-                                 a.height, a.width, peak)), flush=True)
+                                 a.height, a.width, peak, a.bn_images)), flush=True)
 
 
 if __name__ == "__main__":

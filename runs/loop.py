@@ -35,6 +35,7 @@ from errors import ConfigError
 from evaluation import evaluate_run
 from evaluation.local_rerank import require_local_parts
 from models import model_from_config
+from models.sliced_bn import slice_batchnorms
 
 from . import dist
 from .checkpoint import TrainingState
@@ -213,12 +214,15 @@ def channels_last(s: Session) -> bool:
 
 
 def training_module(s: Session) -> torch.nn.Module:
-    """The module the training steps call: the model, in channels-last layout, with SyncBN, wrapped in
+    """The module the training steps call: the model, in channels-last layout, with its BatchNorms over
+    slices of ``train.bn_images`` images (models.sliced_bn) or SyncBN, wrapped in
     DistributedDataParallel under torchrun, compiled with ``train.compile``; checkpoints and evaluation use
     ``s.model`` itself (its parameters are the same)."""
     cfg, net = s.cfg, s.model
     if channels_last(s):
         net = net.to(memory_format=torch.channels_last)
+    if cfg.train.bn_images:
+        net = slice_batchnorms(net, cfg.train.bn_images, cfg.train.bn_running)
     if dist.active():
         if cfg.train.sync_bn:
             net = dist.convert_sync_batchnorm(net, s.device)

@@ -1,0 +1,113 @@
+"""``train.bn_images``: BatchNorm over per-device slices on one device (models/sliced_bn.py) gives what
+nn.DataParallel's replicas, and torchrun without SyncBN, give on the same batch."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from errors import ConfigError
+from models.sliced_bn import SlicedBatchNorm, slice_batchnorms
+from runs.config import build_config
+from tests.test_distributed import SUP, TINY, launch
+
+
+def replicas_reference(module: nn.Module, x: torch.Tensor, images: int):
+    """What DataParallel computes: a copy of ``module`` on each slice, outputs concatenated, gradients of the
+    shared parameters summed, the buffers of the first copy (the one that shares the module's storage)."""
+    copies = [copy.deepcopy(module) for _ in range(x.shape[0] // images)]
+    out = torch.cat([c(s) for c, s in zip(copies, x.split(images))])
+    return out, copies
+
+
+@pytest.mark.parametrize("shape", [(16, 6, 5, 3), (16, 6)])
+def test_slices_are_normalised_alone_and_the_first_updates_the_running_stats(shape):
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(6) if len(shape) == 4 else nn.BatchNorm1d(6)
+    nn.init.normal_(bn.weight)
+    nn.init.normal_(bn.bias)
+    x = torch.randn(*shape) * 3 + 1
+    ref_out, copies = replicas_reference(bn, x, 4)
+    ref_out.square().sum().backward()
+    ref_grads = [sum(c.weight.grad for c in copies), sum(c.bias.grad for c in copies)]
+    model = nn.Sequential(copy.deepcopy(bn))
+    slice_batchnorms(model, 4)
+    assert isinstance(model[0], SlicedBatchNorm)
+    out = model(x)
+    out.square().sum().backward()
+    assert torch.allclose(out, ref_out, atol=1e-5)
+    assert torch.allclose(model[0].weight.grad, ref_grads[0], atol=1e-4)
+    assert torch.allclose(model[0].bias.grad, ref_grads[1], atol=1e-4)
+    first = copies[0]
+    assert torch.allclose(model[0].running_mean, first.running_mean)
+    assert torch.allclose(model[0].running_var, first.running_var)
+    assert int(model[0].num_batches_tracked) == int(first.num_batches_tracked) == 1
+    # the whole-batch BatchNorm differs: the slices are what changed
+    assert not torch.allclose(out, bn(x), atol=1e-3)
+    # eval mode: a plain BatchNorm with the running statistics
+    model.eval()
+    first.eval()
+    assert torch.allclose(model(x), first(x), atol=1e-6)
+
+
+def test_mean_of_the_slices_running_stats():
+    torch.manual_seed(1)
+    x = torch.randn(12, 3, 4, 4) * 2
+    bn = nn.Sequential(nn.BatchNorm2d(3))
+    slice_batchnorms(bn, 4, running="mean")
+    bn(x)
+    _, copies = replicas_reference(nn.BatchNorm2d(3), x, 4)
+    assert torch.allclose(bn[0].running_mean, torch.stack([c.running_mean for c in copies]).mean(0), atol=1e-6)
+    assert torch.allclose(bn[0].running_var, torch.stack([c.running_var for c in copies]).mean(0), atol=1e-6)
+
+
+def test_every_batchnorm_of_every_model_is_sliced_and_nothing_else():
+    """The same Parameter objects and state-dict keys after the conversion; LayerNorm and InstanceNorm kept."""
+    from models import build_model
+    for name, kwargs in (("resnet18", {}), ("resnet50_ibn_a", {}), ("vit", {"size": "tiny"})):
+        model = build_model(name, pretrained="none", input_size=(64, 32), **kwargs)
+        before = {k: v for k, v in model.state_dict().items()}
+        params = {id(p) for p in model.parameters()}
+        norms = {type(m) for m in model.modules() if isinstance(m, (nn.LayerNorm, nn.InstanceNorm2d))}
+        slice_batchnorms(model, 8)
+        assert not [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                    and not isinstance(m, SlicedBatchNorm)], name
+        assert any(isinstance(m, SlicedBatchNorm) for m in model.modules()), name
+        assert {id(p) for p in model.parameters()} == params
+        assert model.state_dict().keys() == before.keys()
+        assert {type(m) for m in model.modules() if isinstance(m, (nn.LayerNorm, nn.InstanceNorm2d))} == norms
+
+
+def test_config_checks_the_slices():
+    ok = build_config("demo", [{"train": {"bn_images": 16}}])            # 16 x 4: four identities a slice
+    assert ok.train.bn_images == 16
+    for bad, match in (({"bn_images": 6}, "whole identities"), ({"bn_images": 24}, "divides 64"),
+                       ({"bn_images": 16, "sync_bn": True}, "exclude each other"),
+                       ({"bn_running": "last"}, "bn_running")):
+        with pytest.raises(ConfigError, match=match):
+            build_config("demo", [{"train": bad}])
+
+
+@pytest.mark.parametrize("model", ["resnet18", "vit"])
+def test_one_process_with_slices_is_torchrun_without_sync_bn(tmp_path, tiny_root, model):
+    """bn_images = batch / 2 in one process against 2 gloo processes without SyncBN on the same global batch:
+    the same losses and the same weights and running statistics after the epoch (rank 0's buffers are the
+    first slice's, as DataParallel's)."""
+    sup = [*SUP, "--set", "train.sync_bn=false"]
+    if model == "vit":
+        sup = ["--config", "vit_base_market1501", "--dataset", "synthetic", *TINY, "--set", "model.pretrained=none",
+               "--set", "model.args.size=tiny", "--set", "model.args.stride=8", "--set", "model.args.depth=2",
+               "--set", "model.args.drop_path=0", "--set", "train.warmup_epochs=1"]
+    where = ["--data-root", str(tiny_root), "--output", str(tmp_path), "--epochs", "1",
+             "--set", "test.eval_initial=false"]
+    launch(*sup, *where, "--set", "train.bn_images=8", "--name", "single", procs=1)
+    launch(*sup, *where, "--name", "multi")
+    from tests.test_distributed import records
+    one, two = records(tmp_path / "single")[-1], records(tmp_path / "multi")[-1]
+    for key in ("loss", "id", "triplet"):
+        assert two[key] == pytest.approx(one[key], abs=1e-4), key
+    a = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "multi" / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-4), k
