@@ -168,11 +168,12 @@ def train(args) -> int:
     if dist.world() > 1 and cfg.train.num_ids % dist.world():
         raise ReIDError(f"train.num_ids={cfg.train.num_ids} does not split into {dist.world()} processes: each "
                         f"takes whole identities of every P x K batch; give a multiple of {dist.world()}")
-    share = cfg.train.num_ids * cfg.train.num_instances // dist.world()
-    if cfg.train.bn_images and share % cfg.train.bn_images:
-        raise ReIDError(f"train.bn_images={cfg.train.bn_images} does not divide each of the {dist.world()} processes' "
-                        f"{share} images of a batch: give a divisor of {share} that is a multiple of "
-                        f"train.num_instances={cfg.train.num_instances}")
+    batch = cfg.train.num_ids * cfg.train.num_instances
+    share, bn = batch // dist.world(), cfg.train.bn_images
+    if (0 < bn < share and share % bn) or share < bn < batch:
+        raise ReIDError(f"train.bn_images={bn} does not divide each of the {dist.world()} processes' {share} images "
+                        f"of a batch: give a divisor of {share} that is a multiple of train.num_instances="
+                        f"{cfg.train.num_instances} (or {batch}: each process's whole share)")
     main_rank = dist.is_main()
     if not main_rank:                        # rank 0 prints; the others only warn
         import rich

@@ -156,7 +156,7 @@ class TrainConfig:
     compile: bool = False                # torch.compile the training forward
     sync_bn: bool = False                # under torchrun: synchronised BatchNorm across the ranks
     # images each BatchNorm normalises together, as nn.DataParallel over batch / bn_images devices splits a
-    # batch (models.sliced_bn); 0: the whole batch (of each rank's share under torchrun)
+    # batch (models.sliced_bn); 0 (or the batch and more): the whole batch (each rank's share under torchrun)
     bn_images: int = key(0, ge=0)
     bn_running: str = key("first", choices=("first", "mean"))   # running stats: first slice (DataParallel) | mean
 
@@ -233,10 +233,11 @@ def validate(cfg: Config) -> Config:
         if t.sync_bn:
             raise ConfigError("train.bn_images and train.sync_bn exclude each other: slices of one device's batch, "
                               "or one BatchNorm over every rank's; set one of them (train.bn_images=0 for SyncBN)")
-        if batch % t.bn_images or t.bn_images % t.num_instances:
+        if t.bn_images < batch and (batch % t.bn_images or t.bn_images % t.num_instances):
             raise ConfigError(f"train.bn_images={t.bn_images} is not allowed: the BatchNorm slices hold whole "
                               f"identities of the {t.num_ids} x {t.num_instances} batch, so give a multiple of "
-                              f"train.num_instances={t.num_instances} that divides {batch} (or 0: the whole batch)")
+                              f"train.num_instances={t.num_instances} that divides {batch} (or 0, or {batch} and "
+                              f"more: the whole batch)")
     if "/" in cfg.name or cfg.name in (".", ".."):
         raise ConfigError(f"name={cfg.name!r} is not allowed: a run folder name without '/' (it goes under output)")
     return cfg

@@ -81,6 +81,7 @@ def test_every_batchnorm_of_every_model_is_sliced_and_nothing_else():
 def test_config_checks_the_slices():
     ok = build_config("demo", [{"train": {"bn_images": 16}}])            # 16 x 4: four identities a slice
     assert ok.train.bn_images == 16
+    assert build_config("demo", [{"train": {"bn_images": 100}}]).train.bn_images == 100     # the whole batch
     for bad, match in (({"bn_images": 6}, "whole identities"), ({"bn_images": 24}, "divides 64"),
                        ({"bn_images": 16, "sync_bn": True}, "exclude each other"),
                        ({"bn_running": "last"}, "bn_running")):
