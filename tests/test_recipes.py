@@ -18,6 +18,12 @@ def test_cluster_contrast_as_published():
     assert (t.optimizer, t.lr, t.weight_decay, t.step_size, t.gamma) == ("adam", 3.5e-4, 5e-4, 20, 0.1)
     assert (m.temp, m.momentum, m.update, m.init) == (0.05, 0.1, "momentum", "mean")
     assert (cfg.cluster.k1, cfg.cluster.k2, cfg.cluster.eps, cfg.cluster.min_samples) == (30, 6, 0.4, 4)
+    # its code's input rules (benchmarks/parity_ablation.py)
+    assert (cfg.data.resize, cfg.aug.erasing_box, t.pass_end, t.replace_below) == ("bicubic", "redraw", "drop", "k")
+    for derived in ("demo", "aaformer_unsup_market1501", "mla_market1501"):
+        d = build_config(derived)
+        assert (d.data.resize, d.aug.erasing_box, d.train.pass_end, d.train.replace_below) == \
+            ("bicubic", "redraw", "drop", "k"), derived
 
 
 def test_mla_is_spcl_with_the_papers_section_4_1():
@@ -52,3 +58,15 @@ def test_daaf_recipes():
     assert (tri.model.head, tri.model.last_stride, tri.loss.id, tri.loss.margin, tri.loss.center) == \
         ("trinet", 2, 0.0, 0.0, 0.0)
     assert (tri.train.num_ids, tri.train.num_instances, tri.train.lr, tri.train.sampler) == (18, 4, 1e-3, "pk")
+
+
+def test_recipes_state_their_papers_devices():
+    """train.bn_images = the per-device batch of the paper or code each recipe follows (its header says so)."""
+    expected = {"cluster_contrast_resnet50": 64, "aaformer_unsup_market1501": 64, "mla_market1501": 32,
+                "pirt_occluded_duke": 32, "demo": 64, "bot_market1501": 0, "daaf_bot_market1501": 0,
+                "daaf_trinet_market1501": 0, "aaformer_market1501": 0, "sap_occluded_duke": 0, "sap_market1501": 0,
+                "vit_base_market1501": 0}
+    assert set(expected) == {p.stem for p in RECIPES.glob("*.yaml")}
+    for name, images in expected.items():
+        assert build_config(name).train.bn_images == images, name
+        assert "# Devices:" in (RECIPES / f"{name}.yaml").read_text(), name

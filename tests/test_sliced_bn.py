@@ -112,3 +112,17 @@ def test_one_process_with_slices_is_torchrun_without_sync_bn(tmp_path, tiny_root
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-4), k
+
+
+def test_slices_must_fit_each_process_share(tmp_path, tiny_root):
+    """12 x 4 = 48 images on 2 processes: 24 each, which slices of 16 (a divisor of 48) do not divide."""
+    import subprocess
+    import sys
+
+    from tests.test_distributed import ROOT, UNSUP
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(ROOT / "main.py"),
+           *UNSUP, "--set", "train.num_ids=12", "--set", "train.bn_images=16", "--data-root", str(tiny_root),
+           "--output", str(tmp_path)]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0 and "does not divide each of the 2 processes' 24 images" in p.stdout + p.stderr
+    assert not list(tmp_path.iterdir())                                       # before any run folder
