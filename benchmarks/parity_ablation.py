@@ -58,10 +58,11 @@ def run_row(name: str, seed: int, a, out: str) -> dict:
             "minutes": round(minutes, 1)}
 
 
-def summary(lines: list[dict]) -> list[dict]:
-    """Per row: seeds, and mean / min / max of each evaluated epoch's mAP, the final rank-1 and clusters."""
+def summary(lines: list[dict], order=tuple(ROWS)) -> list[dict]:
+    """Per row (in ``order``): seeds, and mean / min / max of each evaluated epoch's mAP, the final rank-1 and
+    clusters (None in the supervised loop)."""
     out = []
-    for name in [n for n in ROWS if any(r["row"] == n for r in lines)]:
+    for name in [n for n in order if any(r["row"] == n for r in lines)]:
         runs = sorted((r for r in lines if r["row"] == name), key=lambda r: r["seed"])
         epochs = runs[0]["epochs"]
         curve = [[r["mAP"][i] for r in runs] for i in range(len(epochs))]
@@ -71,7 +72,8 @@ def summary(lines: list[dict]) -> list[dict]:
                     "mAP_min": round(100 * min(final), 1), "mAP_max": round(100 * max(final), 1),
                     "mAP_sd": round(100 * statistics.stdev(final), 1) if len(final) > 1 else None,
                     "rank1_mean": round(100 * statistics.mean(r["rank1"][-1] for r in runs), 1),
-                    "clusters_mean": round(statistics.mean(r["clusters"][-1] for r in runs))})
+                    "clusters_mean": None if runs[0]["clusters"][-1] is None else
+                    round(statistics.mean(r["clusters"][-1] for r in runs))})
     return out
 
 
