@@ -5,6 +5,7 @@ each of the three differences found side by side switched alone, and all of them
 
     python -m benchmarks.parity_ablation                                   # every row, seeds 1-5
     python -m benchmarks.parity_ablation --rows earlier all --seeds 1 2 3  # a subset
+    python -m benchmarks.parity_ablation --rows earlier all --pad 10       # the side-by-side's pad 10 at 64 x 32
     python -m benchmarks.parity_ablation --summary OUT/parity_ablation.jsonl   # the table of finished runs
 
 The rows (each sets the four options below; every other value is the demo recipe's):
@@ -42,15 +43,22 @@ ROWS = {
 }
 
 
+def label(name: str, pad: int | None) -> str:
+    return name if pad is None else f"{name}, pad {pad}"
+
+
 def run_row(name: str, seed: int, a, out: str) -> dict:
     sets = [f"{k}={v}" for k, v in zip(OPTIONS, ROWS[name], strict=True)]
     sets += [f"seed={seed}", f"train.epochs={a.epochs}", f"test.eval_every={a.eval_every}", f"device={a.device}",
-             f"output={out}", f"name=parity-{name}-seed{seed}"]
+             f"output={out}", f"name=parity-{name}{'' if a.pad is None else f'-pad{a.pad}'}-seed{seed}"]
+    if a.pad is not None:
+        sets.append(f"aug.pad={a.pad}")
     if a.data_root:
         sets.append(f"data.root={a.data_root}")
     cfg, records, minutes = train_run(a.recipe, sets)
     evaluated = [r for r in records if "mAP" in r and r["epoch"] > 0]
-    return {"benchmark": "parity_ablation", "row": name, "seed": seed, **dict(zip(OPTIONS, ROWS[name])),
+    return {"benchmark": "parity_ablation", "row": label(name, a.pad), "seed": seed, "aug.pad": cfg.aug.pad,
+            **dict(zip(OPTIONS, ROWS[name])),
             "epochs": [r["epoch"] for r in evaluated], "mAP": [round(r["mAP"], 4) for r in evaluated],
             "rank1": [round(r["rank1"], 4) for r in evaluated],
             "clusters": [r.get("num_clusters") for r in evaluated],
@@ -58,10 +66,11 @@ def run_row(name: str, seed: int, a, out: str) -> dict:
             "minutes": round(minutes, 1)}
 
 
-def summary(lines: list[dict], order=tuple(ROWS)) -> list[dict]:
-    """Per row (in ``order``): seeds, and mean / min / max of each evaluated epoch's mAP, the final rank-1 and
-    clusters (None in the supervised loop)."""
+def summary(lines: list[dict], order=None) -> list[dict]:
+    """Per row (in ``order``, else as they first appear): seeds, and mean / min / max of each evaluated
+    epoch's mAP, the final rank-1 and clusters (None in the supervised loop)."""
     out = []
+    order = order or list(dict.fromkeys(r["row"] for r in lines))
     for name in [n for n in order if any(r["row"] == n for r in lines)]:
         runs = sorted((r for r in lines if r["row"] == name), key=lambda r: r["seed"])
         epochs = runs[0]["epochs"]
@@ -98,6 +107,7 @@ def main(argv=None) -> None:
     p.add_argument("--recipe", default="demo")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--eval-every", type=int, default=2)
+    p.add_argument("--pad", type=int, default=None, help="aug.pad of every row (default: the recipe's)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--output", default=None)
