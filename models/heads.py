@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -15,16 +14,30 @@ class GeM(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(x.clamp(min=self.eps).pow(self.p), 1).pow(1.0 / self.p).flatten(1)
+        return x.clamp(min=self.eps).pow(self.p).mean((2, 3)).pow(1.0 / self.p)
+
+
+class GlobalPool(nn.Module):
+    """Average or max over H x W, N x C x H x W -> N x C. The same numbers as ``AdaptiveAvgPool2d(1)`` /
+    ``AdaptiveMaxPool2d(1)`` and a flatten, written as a reduction because those two have no deterministic
+    CUDA backward (``train.deterministic``, runs.determinism)."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3)) if self.kind == "avg" else x.amax((2, 3))
+
+    def extra_repr(self) -> str:
+        return self.kind
 
 
 def build_pooling(name: str) -> nn.Module:
     if name == "gem":
         return GeM()
-    if name == "avg":
-        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-    if name == "max":
-        return nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(1))
+    if name in ("avg", "max"):
+        return GlobalPool(name)
     raise ValueError(f"unknown pooling {name!r}; choose gem, avg or max")
 
 

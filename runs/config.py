@@ -159,6 +159,11 @@ class TrainConfig:
     # batch (models.sliced_bn); 0 (or the batch and more): the whole batch (each rank's share under torchrun)
     bn_images: int = key(0, ge=0)
     bn_running: str = key("first", choices=("first", "mean"))   # running stats: first slice (DataParallel) | mean
+    # the whole run's CPU threads, torch's and faiss's (0: torch's default, the physical cores); results
+    # depend on it in the last bits (runs.determinism)
+    threads: int = key(0, ge=0)
+    # same seed, same numbers: deterministic kernels (CUDA), threads pinned; bit-identical metrics and weights
+    deterministic: bool = False
 
 
 @dataclass

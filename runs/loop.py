@@ -37,7 +37,7 @@ from evaluation.local_rerank import require_local_parts
 from models import model_from_config
 from models.sliced_bn import slice_batchnorms
 
-from . import dist
+from . import determinism, dist
 from .checkpoint import TrainingState
 from .config import Config
 from .curves import plot_curves
@@ -125,6 +125,7 @@ def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] 
     identity classes) and the teacher targets the model learns from."""
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
+    determinism.configure(cfg, device)
     log.info("run folder %s, device %s", run_dir, device)
     if ds is None:
         ds = dataset_from_config(cfg)

@@ -63,10 +63,16 @@ def test_daaf_recipes():
 def test_recipes_state_their_papers_devices():
     """train.bn_images = the per-device batch of the paper or code each recipe follows (its header says so)."""
     expected = {"cluster_contrast_resnet50": 64, "aaformer_unsup_market1501": 64, "mla_market1501": 32,
-                "pirt_occluded_duke": 32, "demo": 64, "bot_market1501": 0, "daaf_bot_market1501": 0,
+                "pirt_occluded_duke": 32, "demo": 16, "bot_market1501": 0, "daaf_bot_market1501": 0,
                 "daaf_trinet_market1501": 0, "aaformer_market1501": 0, "sap_occluded_duke": 0, "sap_market1501": 0,
                 "vit_base_market1501": 0}
     assert set(expected) == {p.stem for p in RECIPES.glob("*.yaml")}
     for name, images in expected.items():
         assert build_config(name).train.bn_images == images, name
         assert "# Devices:" in (RECIPES / f"{name}.yaml").read_text(), name
+
+
+def test_the_demo_is_deterministic_at_the_readmes_thread_count():
+    demo = build_config("demo")
+    assert demo.train.deterministic and demo.train.threads == 2
+    assert not build_config("cluster_contrast_resnet50").train.deterministic      # the fast default elsewhere
