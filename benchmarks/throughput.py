@@ -6,6 +6,7 @@ products). FLOPs count a multiply-add as 2.
     python -m benchmarks.throughput                             # CPU, small batches
     python -m benchmarks.throughput --device cuda --batch 256   # bf16 autocast on a GPU; H100 peak known
     python -m benchmarks.throughput --batch 16 --bn-images 4    # also the step with BatchNorm over slices of 4
+    python -m benchmarks.throughput --deterministic             # also the step in train.deterministic's mode
 
 Models at their recipes' sizes (ResNet-50 and its IBN-a form, DAAF on ResNet-50 with its training branches,
 ViT-B/16 with stride 12, AAformer on ViT-B/16, SAP on ViT-B/16 with 4 px overlap, Pirt on ResNet-50-IBN-a),
@@ -14,7 +15,8 @@ project's optimiser step, mixed precision as ``train.amp`` does it. The peak is 
 for a GPU whose name contains H100 / H200 the dense bf16 tensor-core peak of 989 TFLOPS; on a CPU no
 peak is given unless you give one. ``--bn-images N`` times the training step a second time, in the same
 run, with every BatchNorm over slices of N images (``train.bn_images``, models.sliced_bn), and gives the
-ratio of the two step times.
+ratio of the two step times. ``--deterministic`` does the same with the deterministic kernels of
+``train.deterministic`` (runs.determinism.set_deterministic) switched on for the second timing.
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ def timed(fn, steps: int, device) -> float:
 
 
 def measure(name: str, device, batch: int, steps: int, height: int, width: int, peak: float | None,
-            bn_images: int = 0) -> dict:
+            bn_images: int = 0, deterministic: bool = False) -> dict:
     torch.manual_seed(0)
     model = build_model(name, pretrained="none", num_classes=751, input_size=(height, width),
                         **ARGS.get(name, {})).to(device)
@@ -105,6 +107,15 @@ def measure(name: str, device, batch: int, steps: int, height: int, width: int, 
         sliced_s = timed(train_step, steps, device)
         row.update(bn_images=bn_images, train_images_per_s_sliced=round(batch / sliced_s, 1),
                    sliced_step_time_ratio=round(sliced_s / train_s, 3))
+    if deterministic:
+        from runs.determinism import set_deterministic
+        set_deterministic(True)
+        try:
+            det_s = timed(train_step, steps, device)
+        finally:
+            set_deterministic(False)
+        row.update(train_images_per_s_deterministic=round(batch / det_s, 1),
+                   deterministic_step_time_ratio=round(det_s / train_s, 3))
     return row
 
 
@@ -118,6 +129,7 @@ def main(argv=None) -> None:
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--peak-tflops", type=float, default=None)
     p.add_argument("--bn-images", type=int, default=0, help="also time the step with BatchNorm over slices of N")
+    p.add_argument("--deterministic", action="store_true", help="also time the step with deterministic kernels")
     a = p.parse_args(argv)
     device = resolve_device(a.device)
     gpu = device.type == "cuda"
@@ -126,7 +138,7 @@ def main(argv=None) -> None:
         peak = next((v for k, v in PEAKS.items() if k in torch.cuda.get_device_name(device)), None)
     for name in a.models:
         print(json.dumps(measure(name, device, a.batch or (256 if gpu else 8), a.steps or (20 if gpu else 2),
-                                 a.height, a.width, peak, a.bn_images)), flush=True)
+                                 a.height, a.width, peak, a.bn_images, a.deterministic)), flush=True)
 
 
 if __name__ == "__main__":
