@@ -102,6 +102,10 @@ class ClusterMemory(nn.Module):
         return mem
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        x = F.normalize(inputs.float(), dim=1)
-        logits = _ClusterNCE.apply(x, targets, self.features, self.momentum, self.update)
-        return F.cross_entropy(logits / self.temp, targets)
+        """ClusterNCE in fp32 whatever autocast is active: the memory is fp32, and logits over a temperature
+        of 0.05 need fp32's mantissa (under bf16 autocast the product would be bf16, and its backward would
+        meet the fp32 memory)."""
+        with torch.autocast(inputs.device.type, enabled=False):
+            x = F.normalize(inputs.float(), dim=1)
+            logits = _ClusterNCE.apply(x, targets, self.features, self.momentum, self.update)
+            return F.cross_entropy(logits / self.temp, targets)

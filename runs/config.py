@@ -151,7 +151,10 @@ class TrainConfig:
     warmup_epochs: int = key(0, ge=0)    # linear warm-up from warmup_factor * lr
     warmup_factor: float = key(0.01, gt=0, le=1)
     cosine_start: int = key(0, ge=0)     # cosine: the epoch its decay starts (0: right after the warm-up)
-    amp: bool = True                     # mixed precision on CUDA: bf16 where supported, else fp16
+    # mixed precision (runs.loop.amp_dtype): auto = on CUDA bf16 where supported, else fp16 with a loss scaler,
+    # fp32 on the CPU; bf16 = bf16 autocast on any device, the CPU included; fp16 (CUDA); off = fp32.
+    # true / false (earlier configs) read as auto / off
+    amp: str = key("auto", choices=("auto", "bf16", "fp16", "off"))
     channels_last: bool = True           # convolutional models on CUDA
     compile: bool = False                # torch.compile the training forward
     sync_bn: bool = False                # under torchrun: synchronised BatchNorm across the ranks
@@ -283,6 +286,7 @@ def _coerce(value: Any, typ, key: str):
 
 
 MOVED = {"model.daaf": "model.args"}      # keys of earlier versions -> where they live now
+RENAMED_VALUES = {"train.amp": {True: "auto", False: "off"}}    # values of earlier versions -> what they are now
 
 
 def _leaves(value) -> list[str]:
@@ -313,6 +317,8 @@ def _apply(obj, values: dict, prefix: str = "") -> None:
                 raise ConfigError(f"{key}: expected a mapping of its keys, got {v!r}")
             _apply(cur, v, key + ".")
         else:
+            if key in RENAMED_VALUES and isinstance(v, bool):
+                v = RENAMED_VALUES[key][v]
             setattr(obj, k, _coerce(v, hints[k], key))
 
 

@@ -9,8 +9,9 @@ A trainer (``unsup.trainer``, ``supervised.trainer``) keeps only what is its own
 Everything else is here, read top to bottom in :func:`fit`. This module is the one part of ``runs/``
 that sits above ``data/``, ``models/`` and ``evaluation/``: it is the trainers' common code.
 
-Mixed precision (``train.amp``): bf16 autocast on a CUDA device that supports it (no loss scaling
-needed), fp16 with the gradient scaler on older GPUs, fp32 on the CPU.
+Mixed precision (``train.amp``, default ``auto``): bf16 autocast on a CUDA device that supports it (no loss
+scaling needed), fp16 with the gradient scaler on older GPUs, fp32 on the CPU; ``bf16`` runs bf16 autocast
+on the CPU too (the GPU path's numerics, tested in tests/test_amp.py).
 """
 from __future__ import annotations
 
@@ -85,12 +86,28 @@ class ExtraParameters:
     grad_scale: float = 1.0
 
 
-def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
-    """The autocast dtype of ``train.amp`` on ``device``: bf16 where the GPU supports it, else fp16; None
-    (fp32) on the CPU or when disabled."""
-    if not enabled or device.type != "cuda":
+def amp_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` on ``device`` (None: fp32). ``auto``: bf16 where the GPU supports
+    it, else fp16, and fp32 on the CPU; ``bf16`` on any device (CPU autocast runs the convolutions and
+    matrix products in bf16, as a GPU would: a way to test the GPU path's numerics on the CPU); ``fp16``;
+    ``off``."""
+    if amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def check_amp(amp: str, device: torch.device) -> None:
+    """fp16 autocast is for CUDA; bf16 on a GPU that lacks it: refused before the run starts."""
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError(f"train.amp=fp16 needs a CUDA device (the device is {device}); on the CPU give bf16 or off")
+    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("train.amp=bf16: this GPU does not support bf16; give auto (fp16 with a loss scaler) or off")
 
 
 def teacher_noise(cfg: Config) -> TeacherNoise | None:
@@ -105,7 +122,7 @@ def check_run_inputs(cfg: Config, new_run: bool = True, explicit_name: bool = Fa
     when it is the synthetic benchmark; returned for ``start``)."""
     from models.attention import resolve_block
     from models.factory import model_kwargs
-    resolve_device(cfg.device)
+    check_amp(cfg.train.amp, resolve_device(cfg.device))
     if new_run:
         check_run_dir(cfg, explicit_name)
     model_kwargs(cfg.model, 0, (cfg.data.height, cfg.data.width))

@@ -21,10 +21,13 @@ def batch_hard_triplet(features: torch.Tensor, targets: torch.Tensor, margin: fl
 
     For each anchor: its farthest positive and nearest negative in the batch;
     ``max(0, margin + d_ap - d_an)``, or with ``margin == 0`` the soft margin ``log(1 + exp(d_ap - d_an))``.
-    Anchors without a positive or without a negative in the batch do not count."""
-    x = features.float()
-    sq = x.pow(2).sum(1)
-    dist = (sq[:, None] + sq[None, :] - 2 * x @ x.t()).clamp(min=1e-12).sqrt()
+    Anchors without a positive or without a negative in the batch do not count. The distances are fp32
+    whatever autocast is active: |a|^2 + |b|^2 - 2ab from a bf16 product loses the small distances to
+    cancellation."""
+    with torch.autocast(features.device.type, enabled=False):
+        x = features.float()
+        sq = x.pow(2).sum(1)
+        dist = (sq[:, None] + sq[None, :] - 2 * x @ x.t()).clamp(min=1e-12).sqrt()
     same = targets[:, None] == targets[None, :]
     eye = torch.eye(len(targets), dtype=torch.bool, device=x.device)
     pos = same & ~eye
