@@ -5,6 +5,7 @@ Every key is declared here with its type; an unknown key is an error that names 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -104,7 +105,7 @@ class TeacherConfig:
 class ClusterConfig:
     k1: int = key(30, ge=1)
     k2: int = key(6, ge=1)
-    eps: float = key(0.4, gt=0, le=1)    # Jaccard distances lie in [0, 1]
+    eps: float = key(0.4, gt=0, lt=1)    # Jaccard distances lie in [0, 1]; pairs not stored are at 1
     min_samples: int = key(4, ge=1)
     knn: str = key("auto", choices=("auto", "faiss", "torch", "faiss-ivf", "faiss-hnsw"))
 
@@ -197,7 +198,7 @@ class TestConfig:
 @dataclass
 class Config:
     mode: str = key("unsup", choices=("unsup", "supervised"))
-    seed: int = key(1, ge=0)
+    seed: int = key(1, ge=0, le=2 ** 32 - 1)     # numpy's seeds are 32-bit
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     output: str = "outputs"
     name: str = ""                       # run folder name; default <mode>-<dataset>-<model>-<time>
@@ -219,7 +220,7 @@ class Config:
         return self.data.root or os.environ.get("REID_DATA", "") or "datasets"
 
 
-DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 def validate(cfg: Config) -> Config:
@@ -230,6 +231,10 @@ def validate(cfg: Config) -> Config:
             value = getattr(obj, f.name)
             if dataclasses.is_dataclass(value):
                 walk(value, f"{prefix}{f.name}.")
+            elif any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list)
+                                                                              else [value])):
+                raise ConfigError(f"{prefix}{f.name}={value!r} is not allowed: give a finite number"
+                                  + (f" ({allowed(f.metadata)})" if f.metadata else ""))
             elif f.metadata and violates(value, f.metadata):
                 raise ConfigError(f"{prefix}{f.name}={value!r} is not allowed: give {allowed(f.metadata)}")
     walk(cfg, "")

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from errors import ConfigError
@@ -87,3 +89,13 @@ def test_default_data_root_is_not_the_source_package(monkeypatch):
     assert build_config(None).data_root == "datasets"
     monkeypatch.setenv("REID_DATA", "/somewhere")
     assert build_config(None).data_root == "/somewhere"
+
+
+@pytest.mark.parametrize("override,words", [
+    ("train.lr=nan", "finite"), ("memory.temp=inf", "finite"), ("train.steps=[4, .nan]", "finite"),
+    ("cluster.eps=1", "< 1"), ("seed=4294967296", "<= 4294967295"), ("device=mps", "not a device"),
+])
+def test_values_the_code_below_would_reject_stop_at_build_time(override, words):
+    """NaN and inf pass a range check (they compare false); eps 1 reaches DBSCAN, a seed of 2**32 numpy."""
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        build_config("demo", [parse_override(override)])
