@@ -38,6 +38,7 @@ def main(argv=None) -> None:
     p.add_argument("--images", type=int, nargs="+", default=[64, 16, 4], help="bn_images of each row")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1, help="train.threads of every run (default 1, as measured)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--output", default=None)
@@ -54,7 +55,8 @@ def main(argv=None) -> None:
         recipe, sets = PARTS[part]
         for n in a.images:
             for seed in a.seeds:
-                run_sets = [*sets, f"train.bn_images={n}", f"seed={seed}", f"train.epochs={a.epochs}",
+                run_sets = [*sets, f"train.bn_images={n}", f"train.threads={a.threads}", f"seed={seed}",
+                            f"train.epochs={a.epochs}",
                             "test.eval_every=2", f"device={a.device}", f"output={out}",
                             f"name=bn-{part}-{n}-seed{seed}"] + ([f"data.root={a.data_root}"] if a.data_root else [])
                 cfg, records, minutes = train_run(recipe, run_sets)

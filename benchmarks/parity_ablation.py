@@ -49,6 +49,7 @@ def label(name: str, pad: int | None) -> str:
 
 def run_row(name: str, seed: int, a, out: str) -> dict:
     sets = [f"{k}={v}" for k, v in zip(OPTIONS, ROWS[name], strict=True)]
+    sets += [f"train.bn_images={a.bn_images}", f"train.threads={a.threads}"]
     sets += [f"seed={seed}", f"train.epochs={a.epochs}", f"test.eval_every={a.eval_every}", f"device={a.device}",
              f"output={out}", f"name=parity-{name}{'' if a.pad is None else f'-pad{a.pad}'}-seed{seed}"]
     if a.pad is not None:
@@ -108,6 +109,9 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--eval-every", type=int, default=2)
     p.add_argument("--pad", type=int, default=None, help="aug.pad of every row (default: the recipe's)")
+    p.add_argument("--bn-images", type=int, default=64,
+                   help="train.bn_images of every row (default 64: the whole batch, as the README table)")
+    p.add_argument("--threads", type=int, default=1, help="train.threads of every run (default 1, as measured)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--output", default=None)
