@@ -21,6 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
+import runs  # noqa: F401  (first: OpenMP's wait policy, before torch loads; runs/__init__.py)
 from errors import ReIDError
 
 DEFAULT_RECIPE = {"unsup": "cluster_contrast_resnet50.yaml", "supervised": "bot_market1501.yaml"}

@@ -1,3 +1,4 @@
+import runs  # noqa: F401  (first: OpenMP's wait policy, before torch loads; runs/__init__.py)
 import pytest
 
 from data.synthetic import ensure_synthetic
