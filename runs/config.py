@@ -349,18 +349,42 @@ def find_recipe(name: str | os.PathLike, folder: Path | None = None) -> Path:
     raise ConfigError(f"no recipe file {name}{where}{closest(p.name, known)}; shipped recipes: {', '.join(known)}")
 
 
-def read_recipe(path: str | os.PathLike, folder: Path | None = None) -> dict:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error (PyYAML keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            k = self.construct_object(key_node, deep=deep)
+            if k in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {k!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(k)
+        return super().construct_mapping(node, deep)
+
+
+def read_recipe(path: str | os.PathLike, folder: Path | None = None, _chain: tuple = ()) -> dict:
     """A recipe as a nested dict, its ``_base_`` (its own folder first, then the shipped recipes) merged
-    underneath."""
+    underneath. A ``_base_`` is one recipe name or path; a chain of bases that comes back to a recipe is
+    an error, as are a key given twice, a file that is not UTF-8 and YAML that does not parse."""
     p = find_recipe(path, folder)
+    if p.resolve() in _chain:
+        names = " -> ".join(str(x.name) for x in (*_chain, p.resolve()))
+        raise ConfigError(f"{p}: its _base_ chain comes back to it ({names}); a recipe cannot base on itself")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start}); save the recipe as UTF-8") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot be read ({e.strerror})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a recipe is a mapping of config keys")
     base = data.pop("_base_", None)
-    return _merge(read_recipe(base, p.parent), data) if base else data
+    if base is not None and not isinstance(base, str):
+        raise ConfigError(f"{p}: _base_ is one recipe's name or path (e.g. _base_: demo.yaml), not {base!r}")
+    return _merge(read_recipe(base, p.parent, (*_chain, p.resolve())), data) if base else data
 
 
 def _merge(a: dict, b: dict) -> dict:

@@ -99,3 +99,19 @@ def test_values_the_code_below_would_reject_stop_at_build_time(override, words):
     """NaN and inf pass a range check (they compare false); eps 1 reaches DBSCAN, a seed of 2**32 numpy."""
     with pytest.raises(ConfigError, match=re.escape(words)):
         build_config("demo", [parse_override(override)])
+
+
+@pytest.mark.parametrize("files,words", [
+    ({"a": "_base_: b.yaml\n", "b": "_base_: a.yaml\n"}, "comes back to it (a.yaml -> b.yaml -> a.yaml)"),
+    ({"a": "_base_: a.yaml\n"}, "cannot base on itself"),
+    ({"a": "_base_: [demo.yaml]\n"}, "_base_ is one recipe's name or path"),
+    ({"a": "_base_: 3\n"}, "_base_ is one recipe's name or path"),
+    ({"a": b"_base_: demo.yaml\nname: caf\xe9\n"}, "not UTF-8 text"),
+    ({"a": "_base_: demo.yaml\ntrain: {lr: 0.001}\ntrain: {epochs: 2}\n"}, "the key 'train' is given twice"),
+])
+def test_recipe_files_that_cannot_be_read_as_meant(tmp_path, files, words):
+    for name, text in files.items():
+        target = tmp_path / f"{name}.yaml"
+        target.write_bytes(text) if isinstance(text, bytes) else target.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        build_config(str(tmp_path / "a.yaml"))
