@@ -232,20 +232,42 @@ class MetricsLog:
 
     def __init__(self, path: Path):
         self.path = path
+        self.torn = False
 
     def append(self, record: dict) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
     def read(self) -> list[dict]:
+        """The records; a last line cut short (the process killed while writing it) is left out with a
+        warning, and the next ``truncate_after`` drops it from the file. A damaged line before the last is
+        an error naming it (the file was edited or mixed with another's)."""
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = [(i, x) for i, x in enumerate(self.path.read_text(errors="replace").splitlines(), 1) if x.strip()]
+        records, self.torn = [], False
+        for n, (i, line) in enumerate(lines):
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                    raise ValueError("not an epoch record")
+            except ValueError:
+                if n == len(lines) - 1:
+                    log.warning("%s: its last line (%d) is cut short, as by a kill while it was written; "
+                                "left out (the epoch is trained again)", self.path, i)
+                    self.torn = True
+                    break
+                raise ConfigError(f"{self.path}: line {i} is not an epoch's record ({line[:60]!r}); the file "
+                                  "was edited or mixed with another run's: restore it, or start a new run") from None
+            records.append(record)
+        return records
 
     def truncate_after(self, epoch: int) -> None:
         """Drop records of epochs after ``epoch`` (a resumed run writes them again), and say so."""
         records = self.read()
         kept = [r for r in records if r["epoch"] <= epoch]
+        if self.torn and len(kept) == len(records):
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         if len(kept) < len(records):
             log.info("metrics.jsonl: dropped %d record(s) past epoch %d (epochs %s), the resumed run writes them "
                      "again", len(records) - len(kept), epoch,

@@ -281,3 +281,21 @@ def test_checkpoint_files_are_not_private(tmp_path):
     save_checkpoint(tmp_path / "x.pt", {"a": torch.zeros(1)})
     (tmp_path / "y.txt").write_text("y")
     assert (tmp_path / "x.pt").stat().st_mode & 0o777 == (tmp_path / "y.txt").stat().st_mode & 0o777
+
+
+def test_a_metrics_line_cut_short_by_a_kill_does_not_stop_the_resume(tmp_path, tiny_root):
+    args = [*QUICK, "--data-root", str(tiny_root), "--output", str(tmp_path), "--name", "torn"]
+    assert main.main([*args, "--epochs", "1"]) == 0
+    with (tmp_path / "torn" / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 2, "lr": 0.00')                      # killed mid-write: no newline
+    assert main.main(["--resume", str(tmp_path / "torn"), "--epochs", "2", "--data-root", str(tiny_root)]) == 0
+    assert epochs(tmp_path / "torn") == [1, 2]
+    assert "cut short" in (tmp_path / "torn" / "log.txt").read_text()
+    # a damaged line before the last is an error that names it, and the run is left as it was
+    path = tmp_path / "torn" / "metrics.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    before = path.read_text()
+    code, _, err = cli("--resume", str(tmp_path / "torn"), "--epochs", "3", "--data-root", str(tiny_root))
+    assert code == 2 and "line 2 is not an epoch's record" in err and "Traceback" not in err
+    assert path.read_text() == before
