@@ -84,7 +84,7 @@ def _lock(folder: Path, blocking: bool = False):
     if key in _held_locks:
         return _held_locks[key]
     lock = folder / LOCK_FILE
-    previous = _owner(lock) if lock.is_file() else ""
+    previous = _owner(lock) if lock.is_file() and lock.stat().st_size else ""     # empty: released, not crashed
     fh = open(lock, "a+")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -102,8 +102,14 @@ def _lock(folder: Path, blocking: bool = False):
 
 
 def _unlock(folder: Path) -> None:
+    """Release the lock, emptied first: a run that ended is not a crashed owner the next run takes over."""
     fh = _held_locks.pop(str(Path(folder).resolve()), None)
     if fh is not None:
+        try:
+            fh.seek(0)
+            fh.truncate()
+        except OSError:
+            pass
         fh.close()
 
 

@@ -299,3 +299,11 @@ def test_a_metrics_line_cut_short_by_a_kill_does_not_stop_the_resume(tmp_path, t
     code, _, err = cli("--resume", str(tmp_path / "torn"), "--epochs", "3", "--data-root", str(tiny_root))
     assert code == 2 and "line 2 is not an epoch's record" in err and "Traceback" not in err
     assert path.read_text() == before
+
+
+def test_a_finished_runs_lock_is_not_taken_over_as_a_crashed_one(tmp_path, tiny_root):
+    args = [*QUICK, "--data-root", str(tiny_root), "--output", str(tmp_path), "--name", "ended"]
+    assert main.main([*args, "--epochs", "1"]) == 0
+    assert (tmp_path / "ended" / "run.lock").read_text() == ""
+    assert main.main(["--resume", str(tmp_path / "ended"), "--epochs", "2", "--data-root", str(tiny_root)]) == 0
+    assert "took over the lock" not in (tmp_path / "ended" / "log.txt").read_text()
