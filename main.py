@@ -165,6 +165,12 @@ def train(args) -> int:
         cfg = build_config(recipe, overrides(args) + ([{"mode": args.mode}] if args.mode else []))
     if args.print_config:
         return print_config(cfg)
+    if args.resume and not ckpt.get("fresh") and ckpt.get("epoch", 0) >= cfg.train.epochs:
+        print(f"{Path(ckpt['path']).parent}: last.pt is at epoch {ckpt['epoch']} and the run ends at epoch "
+              f"{cfg.train.epochs}: nothing to train. To train further give more epochs, e.g. --resume "
+              f"{args.resume} --epochs {ckpt['epoch'] + 10}; to recompute its metrics, --mode evaluate "
+              f"--checkpoint {Path(ckpt['path']).parent}")
+        return 0
     cfg.device = dist.init(cfg.device)
     if dist.world() > 1 and cfg.train.num_ids % dist.world():
         raise ReIDError(f"train.num_ids={cfg.train.num_ids} does not split into {dist.world()} processes: each "

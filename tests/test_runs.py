@@ -64,7 +64,8 @@ def test_2_two_processes_on_one_run_folder(tmp_path, tiny_root):
         assert wait_for(lambda: (tmp_path / "same" / "last.pt").is_file())
         first.send_signal(signal.SIGKILL)
         first.wait()
-        code, _, err = cli("--resume", str(tmp_path / "same"), "--epochs", "1", "--data-root", str(tiny_root))
+        done = torch.load(tmp_path / "same" / "last.pt", weights_only=True)["epoch"]
+        code, _, err = cli("--resume", str(tmp_path / "same"), "--epochs", str(done + 1), "--data-root", str(tiny_root))
         assert code == 0, err
         assert f"took over the lock left by process {first.pid}" in (tmp_path / "same" / "log.txt").read_text()
     finally:
@@ -307,3 +308,14 @@ def test_a_finished_runs_lock_is_not_taken_over_as_a_crashed_one(tmp_path, tiny_
     assert (tmp_path / "ended" / "run.lock").read_text() == ""
     assert main.main(["--resume", str(tmp_path / "ended"), "--epochs", "2", "--data-root", str(tiny_root)]) == 0
     assert "took over the lock" not in (tmp_path / "ended" / "log.txt").read_text()
+
+
+def test_resuming_a_run_that_has_all_its_epochs_says_what_to_do(tmp_path, tiny_root, capsys):
+    args = [*QUICK, "--data-root", str(tiny_root), "--output", str(tmp_path), "--name", "full"]
+    assert main.main([*args, "--epochs", "1"]) == 0
+    before = (tmp_path / "full" / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert main.main(["--resume", str(tmp_path / "full"), "--data-root", str(tiny_root)]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to train" in out and "--epochs 11" in out and "--mode evaluate" in out
+    assert (tmp_path / "full" / "metrics.jsonl").read_text() == before
