@@ -21,17 +21,17 @@ import hashlib
 import json
 from pathlib import Path
 
-import torch
 
 from benchmarks.common import drop_checkpoints, output_folder, train_run
 from benchmarks.parity_ablation import print_summary, summary
+from runs.checkpoint import load_checkpoint
 from runs.run import setup_logging
 
 ROWS = ("seed 1, default kernels, threads as listed", "deterministic, 2 threads, seeds as listed")
 
 
 def weights_digest(run_dir: Path) -> str:
-    state = torch.load(Path(run_dir, "last.pt"), map_location="cpu", weights_only=True)["model"]
+    state = load_checkpoint(Path(run_dir, "last.pt"))["model"]
     h = hashlib.sha256()
     for k in sorted(state):
         h.update(k.encode())

@@ -9,13 +9,15 @@ Compares each epoch's record of ``metrics.jsonl`` field by field, leaving out th
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
 from errors import ReIDError
+
+from .checkpoint import load_checkpoint
+from .run import MetricsLog
 
 
 def timeless(record: dict) -> dict:
@@ -28,12 +30,10 @@ def read_run(run_dir: Path) -> tuple[list[dict], dict]:
     for f in (metrics, weights):
         if not f.is_file():
             raise ReIDError(f"{run_dir} is not a finished run folder: no {f.name}")
-    try:
-        records = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
-        state = torch.load(weights, map_location="cpu", weights_only=True)["model"]
-    except (json.JSONDecodeError, RuntimeError, KeyError, OSError) as e:
-        raise ReIDError(f"{run_dir}: cannot read its metrics or last.pt ({e})") from None
-    return records, state
+    state = load_checkpoint(weights)["model"]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ReIDError(f"{weights}: its model state is not a dict of tensors")
+    return MetricsLog(metrics).read(), state
 
 
 def differences(a: Path, b: Path, limit: int = 10) -> list[str]:

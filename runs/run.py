@@ -238,7 +238,6 @@ class MetricsLog:
 
     def __init__(self, path: Path):
         self.path = path
-        self.torn = False
 
     def append(self, record: dict) -> None:
         with self.path.open("a") as f:
@@ -248,10 +247,14 @@ class MetricsLog:
         """The records; a last line cut short (the process killed while writing it) is left out with a
         warning, and the next ``truncate_after`` drops it from the file. A damaged line before the last is
         an error naming it (the file was edited or mixed with another's)."""
+        return self._parse()[0]
+
+    def _parse(self) -> tuple[list[dict], bool]:
+        """(records, whether a cut-short last line was left out)."""
         if not self.path.is_file():
-            return []
+            return [], False
         lines = [(i, x) for i, x in enumerate(self.path.read_text(errors="replace").splitlines(), 1) if x.strip()]
-        records, self.torn = [], False
+        records = []
         for n, (i, line) in enumerate(lines):
             try:
                 record = json.loads(line)
@@ -261,21 +264,20 @@ class MetricsLog:
                 if n == len(lines) - 1:
                     log.warning("%s: its last line (%d) is cut short, as by a kill while it was written; "
                                 "left out (the epoch is trained again)", self.path, i)
-                    self.torn = True
-                    break
+                    return records, True
                 raise ConfigError(f"{self.path}: line {i} is not an epoch's record ({line[:60]!r}); the file "
                                   "was edited or mixed with another run's: restore it, or start a new run") from None
             records.append(record)
-        return records
+        return records, False
 
     def truncate_after(self, epoch: int) -> None:
-        """Drop records of epochs after ``epoch`` (a resumed run writes them again), and say so."""
-        records = self.read()
+        """Drop records of epochs after ``epoch`` (a resumed run writes them again), and say so; a cut-short
+        last line goes too."""
+        records, torn = self._parse()
         kept = [r for r in records if r["epoch"] <= epoch]
-        if self.torn and len(kept) == len(records):
+        if torn or len(kept) < len(records):
             self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         if len(kept) < len(records):
             log.info("metrics.jsonl: dropped %d record(s) past epoch %d (epochs %s), the resumed run writes them "
                      "again", len(records) - len(kept), epoch,
                      ", ".join(str(r["epoch"]) for r in records if r["epoch"] > epoch))
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
