@@ -57,13 +57,22 @@ def timed(fn, steps: int, device) -> float:
 
 
 def measure(name: str, device, batch: int, steps: int, height: int, width: int, peak: float | None,
-            bn_images: int = 0, deterministic: bool = False) -> dict:
+            bn_images: int = 0, deterministic: bool = False, compile: bool = False, args: dict | None = None,
+            amp: str = "auto", channels_last: bool | None = None) -> dict:
+    """One model's row. ``compile``: the training step's forward through ``torch.compile`` (as
+    ``train.compile``; the warm-up step compiles); ``args``: the model's size arguments instead of ARGS';
+    ``amp``: as ``train.amp``; ``channels_last``: for convolutional models (default: on a GPU)."""
     torch.manual_seed(0)
     model = build_model(name, pretrained="none", num_classes=751, input_size=(height, width),
-                        **ARGS.get(name, {})).to(device)
-    if device.type == "cuda" and getattr(model, "convolutional", False):
+                        **(ARGS.get(name, {}) if args is None else args)).to(device)
+    channels_last = (device.type == "cuda" if channels_last is None else channels_last) \
+        and getattr(model, "convolutional", False)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if compile else model
     x = torch.randn(batch, 3, height, width, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.arange(batch, device=device) % 751
     targets = {k: v for k, v in {"mask": (torch.rand(batch, 1, height, width, device=device) > 0.5).float(),
                                  "keypoints": torch.rand(batch, 17, 3, device=device) * torch.tensor(
@@ -71,13 +80,13 @@ def measure(name: str, device, batch: int, steps: int, height: int, width: int, 
                                  "parsing": torch.randint(0, 7, (batch, 1, height, width), device=device)}.items()
                if k in getattr(model, "teacher_targets", ())}
     at_test = {k: v for k, v in targets.items() if k in getattr(model, "test_teacher_targets", ())}
-    dtype = amp_dtype(device)
+    dtype = amp_dtype(device, amp)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
 
     def train_step():
         model.train()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = model(x, **targets)
+            out = forward(x, **targets)
             logits = [t.logits for t in out.loss_terms or [] if t.logits is not None] or [out.logits, *out.part_logits]
             loss = out.features.float().pow(2).mean() + sum(out.aux_losses.values())
             loss = loss + sum(torch.nn.functional.cross_entropy(z.float(), y) for z in logits)
@@ -96,7 +105,8 @@ def measure(name: str, device, batch: int, steps: int, height: int, width: int, 
     train_s, extract_s = timed(train_step, steps, device), timed(extract_step, steps, device)
     train_ips = batch / train_s
     row = {"benchmark": "throughput", "model": name, "device": str(device), "precision": str(dtype or "fp32"),
-           "batch": batch, "input": f"{height}x{width}", "train_images_per_s": round(train_ips, 1),
+           "batch": batch, "input": f"{height}x{width}", "channels_last": channels_last, "compiled": compile,
+           "train_images_per_s": round(train_ips, 1),
            "extract_images_per_s": round(batch / extract_s, 1), "forward_GFLOPs_per_image": round(flops / 1e9, 2),
            "train_TFLOPS": round(3 * flops * train_ips / 1e12, 3)}
     if peak:

@@ -156,8 +156,11 @@ class TrainConfig:
     # fp32 on the CPU; bf16 = bf16 autocast on any device, the CPU included; fp16 (CUDA); off = fp32.
     # true / false (earlier configs) read as auto / off
     amp: str = key("auto", choices=("auto", "bf16", "fp16", "off"))
-    channels_last: bool = True           # convolutional models on CUDA
-    compile: bool = False                # torch.compile the training forward
+    # memory layout of convolutional models' training steps: auto = channels-last on CUDA (the tensor cores'
+    # layout), the default layout on the CPU; on = channels-last on any device (tests the GPU path's layout on
+    # the CPU); off. true / false (earlier configs) read as auto / off
+    channels_last: str = key("auto", choices=("auto", "on", "off"))
+    compile: bool = False                # torch.compile the training forward (the CPU needs a C++ compiler)
     sync_bn: bool = False                # under torchrun: synchronised BatchNorm across the ranks
     # images each BatchNorm normalises together, as nn.DataParallel over batch / bn_images devices splits a
     # batch (models.sliced_bn); 0 (or the batch and more): the whole batch (each rank's share under torchrun)
@@ -291,7 +294,8 @@ def _coerce(value: Any, typ, key: str):
 
 
 MOVED = {"model.daaf": "model.args"}      # keys of earlier versions -> where they live now
-RENAMED_VALUES = {"train.amp": {True: "auto", False: "off"}}    # values of earlier versions -> what they are now
+# values of earlier versions -> what they are now
+RENAMED_VALUES = {"train.amp": {True: "auto", False: "off"}, "train.channels_last": {True: "auto", False: "off"}}
 
 
 def _leaves(value) -> list[str]:

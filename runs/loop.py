@@ -226,9 +226,11 @@ def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: torch.Ge
 
 
 def channels_last(s: Session) -> bool:
-    """``train.channels_last`` applies to convolutional models on a GPU (on the CPU it would change the
-    numbers of the CPU path for no gain)."""
-    return s.cfg.train.channels_last and s.device.type == "cuda" and getattr(s.model, "convolutional", False)
+    """Whether the training steps run channels-last: ``train.channels_last`` ``on``, or ``auto`` on a GPU (on
+    the CPU it changes the last bits of the CPU path for no gain); convolutional models only."""
+    mode = s.cfg.train.channels_last
+    wanted = mode == "on" or (mode == "auto" and s.device.type == "cuda")
+    return wanted and getattr(s.model, "convolutional", False)
 
 
 def training_module(s: Session) -> torch.nn.Module:

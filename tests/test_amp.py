@@ -26,6 +26,9 @@ from tests.test_unsup import TINY
 from unsup.trainer import cluster_contrast_loss
 
 H, W, B = 64, 32, 8
+CONVOLUTIONAL = {n for n in MODELS.names()
+                 if getattr(build_model(n, pretrained="none", num_classes=4, input_size=(H, W),
+                                        **SMALL.get(n, {})), "convolutional", False)}
 TOLERANCE = 0.25
 
 
@@ -97,14 +100,54 @@ def test_amp_choices_and_their_devices():
     assert amp_dtype(cpu, "bf16") == torch.bfloat16
     assert build_config("demo", [{"train": {"amp": True}}]).train.amp == "auto"     # earlier configs' bool
     assert build_config("demo", [{"train": {"amp": False}}]).train.amp == "off"
+    assert build_config("demo", [{"train": {"channels_last": True}}]).train.channels_last == "auto"
+    assert build_config("demo", [{"train": {"channels_last": False}}]).train.channels_last == "off"
+    with pytest.raises(Exception, match="channels_last"):
+        build_config("demo", [{"train": {"channels_last": "yes"}}])
     with pytest.raises(Exception, match="needs a CUDA device"):
         check_amp("fp16", cpu)
 
 
-def test_both_loops_train_under_bf16_on_the_cpu(tmp_path, tiny_root):
+@pytest.mark.parametrize("name", [n for n in MODELS.names() if n in CONVOLUTIONAL])
+def test_channels_last_gives_the_default_layouts_losses(name):
+    """``train.channels_last=on``: the same losses and gradients as the default layout (a ``view`` of a
+    channels-last tensor would raise; a wrong axis would change the numbers). In float64, so that the two
+    layouts' different summation orders stay below the tolerance."""
+    torch.manual_seed(0)
+    model = build_model(name, pretrained="none", num_classes=4, input_size=(H, W), **SMALL.get(name, {}))
+    assert getattr(model, "convolutional", False)
+    model.double().train()
+    x, y = torch.randn(B, 3, H, W, dtype=torch.float64), torch.arange(B) % 4
+    t = {k: v.double() if v.is_floating_point() else v for k, v in teacher(model, B, H, W).items()}
+    cfg = build_config("bot_market1501", [{"loss": {"center": 0.0}}])
+
+    def step():
+        torch.manual_seed(1)                         # the same dropout draws in both layouts
+        model.zero_grad(set_to_none=True)
+        loss, _ = reid_loss(model(x, **t), y, cfg)
+        loss.backward()
+        return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    loss, grads = step()
+    model.load_state_dict(state)
+    model.to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+    loss_cl, grads_cl = step()
+    assert loss_cl == pytest.approx(loss, rel=1e-9)
+    assert grads_cl.keys() == grads.keys()
+    for n, g in grads.items():
+        assert (grads_cl[n] - g).norm() <= 1e-7 * g.norm() + 1e-12, n
+
+
+def test_both_loops_train_as_on_a_gpu_on_the_cpu(tmp_path, tiny_root):
+    """One epoch of each loop with the GPU path's settings: bf16 autocast, channels-last and torch.compile
+    (inductor, which on the CPU compiles C++: it needs g++, which CI's machine has; without one, torch's
+    error says so and this test fails, it is not skipped)."""
     supervised = [*TINY_SUP, "--config", "bot_market1501", "--set", "model.name=resnet18", "--epochs", "1"]
     for name, args in (("u", [*TINY, "--epochs", "1"]), ("s", supervised)):
-        assert main.main([*args, "--set", "train.amp=bf16", "--data-root", str(tiny_root),
+        assert main.main([*args, "--set", "train.amp=bf16", "--set", "train.channels_last=on",
+                          "--set", "train.compile=true", "--data-root", str(tiny_root),
                           "--output", str(tmp_path), "--name", name]) == 0
         last = json.loads((tmp_path / name / "metrics.jsonl").read_text().splitlines()[-1])
         assert last["epoch"] == 1 and torch.isfinite(torch.tensor(last["loss"])) and 0 <= last["mAP"] <= 1
