@@ -121,6 +121,19 @@ def evaluate(args) -> int:
     return 0
 
 
+def check_use_output(args) -> None:
+    """Before any work: the use mode's ``--output`` can receive what it writes (runs/files.py)."""
+    from data.files import check_file_output, check_folder_output, figure_suffixes
+    if args.mode == "extract":
+        check_file_output(args.output, "the features file", [".npz"], "gallery.npz")
+    elif args.mode == "search":
+        check_file_output(args.output or "search.png", "the rank-list picture", figure_suffixes(), "search.png")
+    elif args.mode == "explain":
+        check_folder_output(args.output, "the pictures")
+    elif args.output:
+        check_file_output(args.output, "the ONNX model", [".onnx"], "model.onnx")
+
+
 def use(args) -> int:
     """The modes that use a trained model: extract, search, explain, export."""
     need = {"extract": ("images", "output"), "search": ("query", "gallery"), "explain": ("images", "output"),
@@ -130,6 +143,7 @@ def use(args) -> int:
         raise ReIDError(f"--mode {args.mode} needs {' and '.join(missing)} (python main.py --help)")
     if args.topk < 1:
         raise ReIDError(f"--topk {args.topk}: give at least 1")
+    check_use_output(args)
     from use.trained import load_trained
     model, cfg, ckpt, device = load_trained(args.checkpoint, overrides(args), images_only=args.mode != "explain")
     if args.print_config:
@@ -147,6 +161,17 @@ def use(args) -> int:
         from use.export import run_export
         run_export(model, cfg, ckpt, device, args.format, args.output)
     return 0
+
+
+def check_resume_fits(cfg, ckpt: dict) -> None:
+    """Before the run folder is opened: the model that the resumed config (with any --set) builds takes the
+    checkpoint's weights; a mismatch is an error that leaves the run as it was (no FAILED.txt)."""
+    import copy
+
+    import torch
+
+    from use.trained import build_trained
+    build_trained(copy.deepcopy(cfg), ckpt, torch.device("cpu"))
 
 
 def train(args) -> int:
@@ -171,6 +196,8 @@ def train(args) -> int:
               f"{args.resume} --epochs {ckpt['epoch'] + 10}; to recompute its metrics, --mode evaluate "
               f"--checkpoint {Path(ckpt['path']).parent}")
         return 0
+    if args.resume and not ckpt.get("fresh"):
+        check_resume_fits(cfg, ckpt)
     cfg.device = dist.init(cfg.device)
     if dist.world() > 1 and cfg.train.num_ids % dist.world():
         raise ReIDError(f"train.num_ids={cfg.train.num_ids} does not split into {dist.world()} processes: each "

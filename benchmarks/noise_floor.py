@@ -17,26 +17,20 @@ bit), then the table of benchmarks.parity_ablation per part and one line per run
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
 
 from benchmarks.common import drop_checkpoints, output_folder, train_run
 from benchmarks.parity_ablation import print_summary, summary
-from runs.checkpoint import load_checkpoint
+from runs.checkpoint import load_checkpoint, state_digest
 from runs.run import setup_logging
 
 ROWS = ("seed 1, default kernels, threads as listed", "deterministic, 2 threads, seeds as listed")
 
 
 def weights_digest(run_dir: Path) -> str:
-    state = load_checkpoint(Path(run_dir, "last.pt"))["model"]
-    h = hashlib.sha256()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return state_digest(load_checkpoint(Path(run_dir, "last.pt"))["model"])
 
 
 def report(lines: list[dict]) -> None:

@@ -116,7 +116,7 @@ def warn_skipped(ds: ReIDDataset) -> None:
 # ---------------------------------------------------------------------------------------------
 # Market-1501 and its folder format
 
-MARKET_PATTERN = re.compile(r"([-\d]+)_c(\d)")
+MARKET_PATTERN = re.compile(r"^(-1|\d+)_c(\d+)")      # identity (or -1: junk), camera; from the name's start
 MARKET_LAYOUT = """expected layout:
   {root}/
     bounding_box_train/   0002_c1s1_000451_03.jpg ...
@@ -137,14 +137,15 @@ def parse_market_folder(folder: Path, skipped: Skipped, relabel: bool = False,
             continue
         m = pattern.search(path.name)
         if m is None:
-            skipped.add("names that do not parse", path)
+            skipped.add("names that do not parse (PPPP_cC...)", path)
             continue
         pid, cam = int(m.group(1)), int(m.group(2))
         if pid == -1:
             skipped.add("junk images (pid -1)", path)
             continue
         if cam < 1:
-            raise DatasetError(f"{path}: camera ids start at 1 in this naming scheme")
+            skipped.add("names that do not parse (camera 0: cameras count from c1)", path)
+            continue
         items.append((str(path), pid, cam - 1))
     if relabel:
         mapping = {pid: i for i, pid in enumerate(sorted({p for _, p, _ in items}))}

@@ -42,7 +42,7 @@ def decode_image(path: str, height: int, width: int, resize: str = "bilinear") -
             if im.size != (width, height):
                 im = im.resize((width, height), resample)
             return np.array(im)  # a writable copy
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DatasetError(f"cannot read image {path}: {e}. Replace or remove the file.") from None
 
 

@@ -1,39 +1,21 @@
 """Checkpoints: state dicts, config and progress, written atomically, read with weights_only=True."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from data.files import write_atomically
 from errors import CheckpointError
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-FILE_MODE = 0o666 & ~_umask()        # what open() would give: 0644 under the usual umask 022
-
-
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path`` (a kill leaves either the
-    old or the new file, never half of one). The file gets the mode an ordinary file would (not
-    ``mkstemp``'s 0600)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, FILE_MODE)
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Written to a temporary file in the same folder, then renamed over ``path`` (a kill leaves either the
+    old or the new file, never half of one); a full disk is a clear error (runs.files.write_atomically)."""
+    write_atomically(path, lambda tmp: torch.save(state, tmp), f"the checkpoint {Path(path).name}")
 
 
 def find_checkpoint(path: str | os.PathLike, name: str = "last.pt") -> Path:
@@ -72,6 +54,12 @@ def load_checkpoint(path: str | os.PathLike, name: str = "last.pt") -> dict:
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"{p} is a PyTorch file but not a checkpoint of this project (no model state and "
                               f"config; a bare state dict goes to --set model.pretrained=PATH); {expected}")
+    model = ckpt["model"]
+    if (not isinstance(ckpt["config"], dict) or not isinstance(model, dict) or not model
+            or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in model.items())):
+        raise CheckpointError(f"{p} has the keys of a checkpoint of this project but not their contents (its "
+                              f"'model' must be a non-empty state dict of tensors, its 'config' a mapping); it was "
+                              f"edited or written by other code; {expected}")
     ckpt["path"] = str(p)
     return ckpt
 
@@ -95,7 +83,64 @@ def load_resumable(path: str | os.PathLike) -> dict:
     if "optimizer" not in ckpt:
         raise CheckpointError(f"{ckpt['path']} holds the weights only (a best.pt); resume from the run's "
                               f"last.pt (give the run folder)")
+    check_belongs(ckpt, Path(ckpt["path"]).parent)
     return ckpt
+
+
+def state_digest(state: dict) -> str:
+    """A digest of a state dict's names and bytes (16 hex digits): two models with the same digest hold the
+    same weights."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_identity(folder: Path) -> str | None:
+    """A run folder's identity: the digest of its ``config.yaml``, written once when the folder is made
+    and never again (None when the folder has none)."""
+    try:
+        return hashlib.sha256((Path(folder) / "config.yaml").read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
+def _what_run(config: dict) -> str:
+    model, data = config.get("model") or {}, config.get("data") or {}
+    return (f"a {config.get('mode', '?')} run of {model.get('name', '?')} on {data.get('dataset', '?')}, "
+            f"seed {config.get('seed', '?')}")
+
+
+def check_belongs(ckpt: dict, folder: Path) -> None:
+    """``ckpt`` (a last.pt) was written by the run of ``folder``: its recorded run identity is the folder's
+    (checkpoints of earlier versions, without one: the same mode, model and dataset as the folder's
+    config.yaml). A checkpoint copied in from another run would otherwise be resumed into this run's
+    folder, its epochs appended to this run's metrics."""
+    own = run_identity(folder)
+    if own is None:
+        return
+    import yaml
+    try:
+        config = yaml.safe_load((Path(folder) / "config.yaml").read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError):
+        config = {}
+    theirs = ckpt.get("config") or {}
+    if ckpt.get("run"):
+        foreign = ckpt["run"] != own
+    else:
+        keys = (("mode",), ("model", "name"), ("data", "dataset"))
+
+        def get(c, k):
+            for part in k:
+                c = c.get(part) if isinstance(c, dict) else None
+            return c
+        foreign = isinstance(config, dict) and any(get(config, k) != get(theirs, k) for k in keys)
+    if foreign:
+        raise CheckpointError(f"{ckpt['path']} was written by another run ({_what_run(theirs)}), not by the run of "
+                              f"{folder} ({_what_run(config if isinstance(config, dict) else {})}, its config.yaml); "
+                              f"resuming would mix the two. Put this run's own last.pt back, resume the other run "
+                              f"in its own folder, or start a new run")
 
 
 def load_model_state(model: torch.nn.Module, ckpt: dict) -> None:
@@ -127,6 +172,7 @@ class TrainingState:
         self.config = config
         self.extras = extras or {}
         self.best = -1.0
+        self.run = run_identity(self.run_dir)
 
     def resume(self, ckpt: dict | None, metrics=None) -> int:
         """Load a checkpoint of this run (None: a fresh run) and cut ``metrics`` (a ``MetricsLog``) after
@@ -150,7 +196,7 @@ class TrainingState:
 
     def save(self, epoch: int, record: dict) -> None:
         weights = {"model": self.model.state_dict(), "epoch": epoch, "config": self.config,
-                   "best_map": max(self.best, record.get("mAP", -1.0))}
+                   "best_map": max(self.best, record.get("mAP", -1.0)), "run": self.run}
         save_checkpoint(self.run_dir / "last.pt", {**weights, "optimizer": self.optimizer.state_dict(),
                                                    "scheduler": self.scheduler.state_dict(),
                                                    **{k: v.state_dict() for k, v in self.extras.items()}})

@@ -256,6 +256,9 @@ def validate(cfg: Config) -> Config:
                               f"more: the whole batch)")
     if "/" in cfg.name or cfg.name in (".", ".."):
         raise ConfigError(f"name={cfg.name!r} is not allowed: a run folder name without '/' (it goes under output)")
+    if len(cfg.name.encode()) > 200:
+        raise ConfigError(f"name={cfg.name[:30]}... is {len(cfg.name.encode())} bytes: give a run folder name of at "
+                          f"most 200 (file systems take 255, and a run's files are named inside it)")
     return cfg
 
 

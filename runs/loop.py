@@ -257,7 +257,8 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
     """Train ``s.model`` for ``train.epochs`` epochs; returns the run's metrics records.
 
     ``last.pt`` is written before the first epoch (so ``--resume`` works from any point after the run
-    folder exists) and after every epoch; ``best.pt`` whenever the evaluated mAP is the best so far.
+    folder exists) and after every epoch; ``best.pt`` whenever the evaluated mAP is the best so far, the
+    evaluation before training (epoch 0) included.
     All randomness of epoch e derives from (seed, e), so a resumed run ends as an uninterrupted one.
     Under torchrun rank 0 alone writes the run folder."""
     cfg, model, device = s.cfg, s.model, s.device
@@ -283,6 +284,7 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
         record = {"epoch": 0, **evaluate()}
         if main:
             metrics.append(record)
+            state.save(0, record)            # best.pt weighs the model before training too
         log.info("epoch 0 (before training): mAP %.1f%%, rank-1 %.1f%%", 100 * record["mAP"], 100 * record["rank1"])
 
     for epoch in range(begin + 1, cfg.train.epochs + 1):
@@ -310,6 +312,10 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
         return []
     records = metrics.read()
     console.print(metrics_table(records, f"{s.ds.name}: {cfg.model.name}, {title}"))
+    best = max((r for r in records if "mAP" in r), key=lambda r: r["mAP"], default=None)
+    if best is not None:
+        log.info("best.pt holds epoch %d (mAP %.1f%%)%s", best["epoch"], 100 * best["mAP"],
+                 ": the model before training; no trained epoch did better" if best["epoch"] == 0 else "")
     plot_curves(records, s.run_dir / "curves.png", f"{s.ds.name}: {cfg.model.name}, {title}")
     return records
 

@@ -15,7 +15,8 @@ import torch
 import yaml
 from rich.logging import RichHandler
 
-from errors import ConfigError
+from data.files import TMP_PREFIX, check_names, disk_error, write_atomic
+from errors import ConfigError, ReIDError
 
 from .config import Config
 
@@ -40,6 +41,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class RunLogHandler(logging.FileHandler):
+    """log.txt; a write that fails (a full disk) stops this handler with one warning on the console,
+    instead of logging's traceback at every line, and the run goes on to its own clear error."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        logging.getLogger().removeHandler(self)
+        log.warning("%s can no longer be written (the disk is full?); the console has the rest", self.baseFilename)
+
+
 def setup_logging(run_dir: Path | None = None, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -50,7 +60,7 @@ def setup_logging(run_dir: Path | None = None, level: int = logging.INFO) -> Non
     console.setLevel(level)
     root.addHandler(console)
     if run_dir is not None:
-        fh = logging.FileHandler(run_dir / "log.txt")
+        fh = RunLogHandler(run_dir / "log.txt")
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(fh)
 
@@ -128,6 +138,10 @@ def _note(folder: Path, message: str) -> None:
 
 def _writable_output(out: Path, create: bool = False) -> None:
     """``out`` is (or can be made) a writable folder; with ``create`` it is made."""
+    try:
+        check_names(out)
+    except ReIDError as e:
+        raise ConfigError(str(e)) from None
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output: {out} is a file, not a folder; give a folder for the run folders with --output")
     if create:
@@ -200,7 +214,12 @@ def make_run_dir(cfg: Config, explicit_name: bool = False) -> Path:
             _name_taken(target)
     if name != base:
         log.info("%s holds another run; this run's folder is %s", out / base, target)
-    (target / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    try:
+        write_atomic(target / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
+    except ReIDError:                         # a full disk: no half-made run folder is left behind
+        _unlock(target)
+        shutil.rmtree(target, ignore_errors=True)
+        raise
     return target
 
 
@@ -217,20 +236,20 @@ def open_run_dir(run_dir: Path) -> Path:
 
 
 def remove_orphans(run_dir: Path) -> None:
-    """Temporary checkpoint files of a save that was killed (``last.pt.*.tmp``): only this process, which
-    holds the folder's lock, could be writing them."""
-    for tmp in Path(run_dir).glob("*.pt.*.tmp"):
+    """Temporary files of a save that was killed (``.tmp-<pid>-*``, and ``last.pt.*.tmp`` of earlier
+    versions): only this process, which holds the folder's lock, could be writing them."""
+    for tmp in [*Path(run_dir).glob(f"{TMP_PREFIX}*"), *Path(run_dir).glob("*.pt.*.tmp")]:
         _note(run_dir, f"removed {tmp.name}, left by a save that was interrupted")
         tmp.unlink(missing_ok=True)
 
 
 def mark_failed(run_dir: Path, error: str) -> None:
     """``FAILED.txt`` in the run folder with the error (the log has it too); ``--resume`` clears it."""
-    try:
-        (Path(run_dir) / FAILED_FILE).write_text(f"this run failed: {error}\n"
-                                                 f"fix the cause, then continue it with --resume {run_dir}\n")
-    except OSError:
-        pass
+    text = f"this run failed: {error}\nfix the cause, then continue it with --resume {run_dir}\n"
+    try:                                      # atomic: a full disk leaves no file rather than an empty one
+        write_atomic(Path(run_dir) / FAILED_FILE, text.encode())
+    except ReIDError as e:
+        log.warning("%s", e)
 
 
 class MetricsLog:
@@ -240,8 +259,11 @@ class MetricsLog:
         self.path = path
 
     def append(self, record: dict) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:                  # a cut-short line is left out when read (the epoch trains again)
+            raise disk_error(e, self.path, f"epoch {record.get('epoch')}'s metrics") from None
 
     def read(self) -> list[dict]:
         """The records; a last line cut short (the process killed while writing it) is left out with a
@@ -276,7 +298,7 @@ class MetricsLog:
         records, torn = self._parse()
         kept = [r for r in records if r["epoch"] <= epoch]
         if torn or len(kept) < len(records):
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
         if len(kept) < len(records):
             log.info("metrics.jsonl: dropped %d record(s) past epoch %d (epochs %s), the resumed run writes them "
                      "again", len(records) - len(kept), epoch,

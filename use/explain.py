@@ -16,11 +16,13 @@ import torch
 
 from data.augment import normalise
 from errors import ReIDError
+from data.files import check_free_space, write_atomically
 
 from .extract import decode_all, image_files
 
 log = logging.getLogger("reid.use")
 PANEL_W, PANEL_H, DPI = 160, 320, 100
+PICTURE_BYTES = 200_000                     # an upper bound on one picture's PNG (measured: 40-90 kB)
 
 
 def overlay_figure(path: Path, image: np.ndarray, maps: dict[str, tuple[np.ndarray, str]]) -> Path:
@@ -42,16 +44,28 @@ def overlay_figure(path: Path, image: np.ndarray, maps: dict[str, tuple[np.ndarr
         ax.set_title(title, fontsize=7)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.savefig(path, dpi=DPI)
-    return path
+    return write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=DPI), "a picture")
+
+
+def picture_names(base: Path, files: list[Path]) -> list[str]:
+    """``<name>_explain.png`` for each image: its path under ``base`` with folders joined by ``__`` (two
+    cameras' ``0001.jpg`` do not overwrite each other), cut to fit a file system's 255 bytes."""
+    out = []
+    for f in files:
+        stem = "__".join(f.relative_to(base).with_suffix("").parts) if f != base else f.stem
+        while len(stem.encode()) > 200:
+            stem = stem[1:]
+        out.append(f"{stem}_explain.png")
+    return out
 
 
 def run_explain(model, cfg, ckpt, device, images: str, output: str) -> list[Path]:
     if not hasattr(model, "explain"):
         raise ReIDError(f"model {cfg.model.name!r} has no explain() method: it cannot show what it looks at")
-    _, files = image_files(images)
+    base, files = image_files(images)
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    check_free_space(out, len(files) * PICTURE_BYTES, f"{len(files)} pictures")
+    names = picture_names(base, files)
     written = []
     for s in range(0, len(files), cfg.test.batch_size):
         part = files[s:s + cfg.test.batch_size]
@@ -65,7 +79,7 @@ def run_explain(model, cfg, ckpt, device, images: str, output: str) -> list[Path
         for b, i in enumerate(keep):
             image = batch[b].permute(1, 2, 0).numpy()
             drawn = {name: (m[b].float().cpu().numpy(), kind) for name, (m, kind) in maps.items()}
-            written.append(overlay_figure(out / f"{part[i].stem}_explain.png", image, drawn))
+            written.append(overlay_figure(out / names[s + i], image, drawn))
     if not written:
         raise ReIDError(f"none of the {len(files)} image files under {images} could be read")
     log.info("%d pictures of what %s looks at written to %s (%s)", len(written), cfg.model.name, out,

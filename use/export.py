@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from errors import ReIDError
+from data.files import check_file_output, check_free_space, write_atomically
 
 log = logging.getLogger("reid.use")
 OPSET = 17
@@ -23,7 +24,8 @@ TOLERANCE = 1e-4
 
 
 def export_onnx(model: torch.nn.Module, height: int, width: int, path: str | Path) -> float:
-    """Export, then run both on a batch of another size than the traced one; returns the max abs difference."""
+    """Export, then run both on a batch of another size than the traced one; returns the max abs difference.
+    The file is kept only when they agree within TOLERANCE (written to a temporary file, then renamed)."""
     try:
         import onnx
         import onnxruntime
@@ -31,34 +33,38 @@ def export_onnx(model: torch.nn.Module, height: int, width: int, path: str | Pat
         raise ReIDError(f"--mode export needs onnx and onnxruntime ({e.name} is not installed): "
                         f"pip install -r requirements-extras.txt (or: pip install onnx onnxruntime)") from None
     net = getattr(model, "inference_model", lambda: model)().cpu().float().eval()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")                # the TorchScript exporter's deprecation notice
-        torch.onnx.export(net, (torch.randn(2, 3, height, width, generator=g),), str(path), input_names=["images"],
-                          output_names=["features"], opset_version=OPSET, dynamo=False,
-                          dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
-    onnx.checker.check_model(str(path))
-    x = torch.randn(5, 3, height, width, generator=g)
-    with torch.no_grad():
-        expected = net(x).numpy()
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(["features"], {"images": x.numpy()})[0]
-    if got.shape != expected.shape:
-        raise ReIDError(f"the exported model gives {got.shape} for a batch of 5, PyTorch {expected.shape}")
-    return float(np.abs(got - expected).max())
+    diffs = []
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")                # the TorchScript exporter's deprecation notice
+            torch.onnx.export(net, (torch.randn(2, 3, height, width, generator=g),), str(tmp), input_names=["images"],
+                              output_names=["features"], opset_version=OPSET, dynamo=False,
+                              dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
+        onnx.checker.check_model(str(tmp))
+        x = torch.randn(5, 3, height, width, generator=g)
+        with torch.no_grad():
+            expected = net(x).numpy()
+        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        got = session.run(["features"], {"images": x.numpy()})[0]
+        if got.shape != expected.shape:
+            raise ReIDError(f"the exported model gives {got.shape} for a batch of 5, PyTorch {expected.shape}")
+        diffs.append(float(np.abs(got - expected).max()))
+        if diffs[0] > TOLERANCE:
+            raise ReIDError(f"the ONNX export differs from PyTorch by {diffs[0]:.2e} (> {TOLERANCE}); it was not kept")
+
+    check_free_space(Path(path).parent, 4 * sum(p.numel() for p in net.parameters()), "the ONNX model")
+    write_atomically(path, write, "the ONNX model")
+    return diffs[0]
 
 
 def run_export(model, cfg, ckpt, device, fmt: str, output: str | None) -> Path:
     if fmt != "onnx":
         raise ReIDError(f"--format {fmt}: only onnx is supported")
-    path = Path(output or Path(ckpt["path"]).with_suffix(".onnx"))
+    path = Path(output) if output else check_file_output(Path(ckpt["path"]).with_suffix(".onnx"), "the ONNX model",
+                                                         [".onnx"], "model.onnx")
     diff = export_onnx(model, cfg.data.height, cfg.data.width, path)
-    if diff > TOLERANCE:
-        path.unlink(missing_ok=True)
-        raise ReIDError(f"the ONNX export of {ckpt['path']} differs from PyTorch by {diff:.2e} (> {TOLERANCE}); "
-                        f"it was not kept")
     log.info("exported %s to %s (opset %d, dynamic batch, input 3 x %d x %d); onnxruntime matches PyTorch within "
              "%.1e", ckpt["path"], path, OPSET, cfg.data.height, cfg.data.width, diff)
     return path

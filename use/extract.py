@@ -2,7 +2,8 @@
 
 The file holds ``features`` (N x D float32, L2-normalised: the model's eval feature, as the evaluation
 computes it), ``paths`` (relative to the folder), ``height``/``width`` (the checkpoint's input size),
-``dim``, ``checkpoint`` and ``flip``. Images are decoded and resized exactly as the evaluation's image
+``dim``, ``checkpoint``, ``flip`` and ``model_digest`` (of the weights: a search with another model's
+checkpoint refuses the file). Images are decoded and resized exactly as the evaluation's image
 store does and run in batches on the device; unreadable files are listed and skipped, never fatal.
 """
 from __future__ import annotations
@@ -19,6 +20,8 @@ from data.datasets import IMAGE_EXTENSIONS
 from data.images import decode_image
 from errors import DatasetError, ReIDError
 from evaluation import extract_features
+from runs.checkpoint import state_digest
+from data.files import check_free_space, write_atomically
 
 log = logging.getLogger("reid.use")
 EXTENSIONS = IMAGE_EXTENSIONS | {".tif", ".tiff", ".webp"}
@@ -81,15 +84,15 @@ def extract_folder(model, cfg, device, where: str | Path, chunk: int = 2048):
     return torch.cat(feats), names, bad, base
 
 
-def save_features(path: str | Path, feats: torch.Tensor, names: list[str], cfg, checkpoint: str, base: Path) -> Path:
-    path = Path(path)
-    if path.suffix != ".npz":
-        raise ReIDError(f"--output {path}: the features file is a .npz (e.g. --output gallery.npz)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, features=feats.numpy().astype(np.float32), paths=np.array(names), base=str(base.resolve()),
-             height=cfg.data.height, width=cfg.data.width, dim=feats.shape[1], checkpoint=str(checkpoint),
-             flip=cfg.test.flip)
-    return path
+def save_features(path: str | Path, feats: torch.Tensor, names: list[str], cfg, checkpoint: str, base: Path,
+                  digest: str = "") -> Path:
+    """The ``.npz`` (checked to be one by runs.files.check_file_output), written atomically; ``digest``: the
+    model's weights (runs.checkpoint.state_digest), which a search compares with its own model's."""
+    def write(tmp: Path) -> None:
+        np.savez(tmp, features=feats.numpy().astype(np.float32), paths=np.array(names), base=str(base.resolve()),
+                 height=cfg.data.height, width=cfg.data.width, dim=feats.shape[1], checkpoint=str(checkpoint),
+                 flip=cfg.test.flip, model_digest=digest)
+    return write_atomically(path, write, "the features file")
 
 
 def load_features(path: str | Path) -> dict:
@@ -97,6 +100,9 @@ def load_features(path: str | Path) -> dict:
     try:
         with np.load(path, allow_pickle=False) as z:
             out = {k: z[k] for k in z.files}
+    except ValueError:                   # numpy's "allow_pickle" hint for text and foreign files misleads
+        raise ReIDError(f"{path} is not a features file of --mode extract (not a .npz archive of arrays: "
+                        f"{_what(path)}); make one with --mode extract --output FILE.npz") from None
     except Exception as e:
         raise ReIDError(f"{path} is not a features file of --mode extract ({type(e).__name__}: {e})") from None
     missing = {"features", "paths", "height", "width"} - set(out)
@@ -105,9 +111,22 @@ def load_features(path: str | Path) -> dict:
     return out
 
 
+def _what(path) -> str:
+    try:
+        head = Path(path).open("rb").read(256)
+    except OSError as e:
+        return e.strerror
+    if not head:
+        return "it is empty"
+    return "it is a text file" if b"\0" not in head and head.isascii() else "it is a binary file of another kind"
+
+
 def run_extract(model, cfg, ckpt, device, images: str, output: str) -> Path:
+    _, files = image_files(images)
+    size = len(files) * (4 * sum(model.feature_splits) + 4 * max(len(str(f)) for f in files))
+    check_free_space(Path(output).parent, size, f"the features of {len(files)} images")
     feats, names, bad, base = extract_folder(model, cfg, device, images)
-    path = save_features(output, feats, names, cfg, ckpt["path"], base)
+    path = save_features(output, feats, names, cfg, ckpt["path"], base, state_digest(model.state_dict()))
     log.info("%d features of dimension %d (input %d x %d) written to %s; %d unreadable files skipped",
              len(names), feats.shape[1], cfg.data.height, cfg.data.width, path, len(bad))
     return path

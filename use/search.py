@@ -15,6 +15,8 @@ from data.datasets import MARKET_PATTERN
 from data.images import decode_image
 from errors import ReIDError
 from evaluation.visualize import draw_rank_list
+from runs.checkpoint import state_digest
+from data.files import write_atomically
 from runs.progress import console
 
 from .extract import extract_folder, load_features
@@ -39,6 +41,14 @@ def gallery_features(model, cfg, device, gallery: str, checkpoint: str):
             raise ReIDError(f"{gallery} holds {z['features'].shape[1]}-d features of {size[0]} x {size[1]} images "
                             f"(from {z.get('checkpoint', '?')}); {checkpoint} reads {want[0]} x {want[1]} and gives "
                             f"{sum(model.feature_splits)}-d features: extract the gallery again with this checkpoint")
+        theirs, mine = str(z.get("model_digest", "")), state_digest(model.state_dict())
+        if theirs and theirs != mine:
+            raise ReIDError(f"{gallery} holds features of another model (weights {theirs}, from "
+                            f"{z.get('checkpoint', '?')}), not of {checkpoint} (weights {mine}); distances between "
+                            f"two models' features mean nothing: extract the gallery again with this checkpoint")
+        if not theirs:
+            log.warning("%s does not record which model made it (an earlier version's file); it is used as given, "
+                        "with %s", gallery, checkpoint)
         return torch.from_numpy(z["features"]), [str(p) for p in z["paths"]], Path(str(z.get("base", ".")))
     feats, names, _, base = extract_folder(model, cfg, device, gallery)
     return feats, names, base
@@ -69,7 +79,8 @@ def run_search(model, cfg, ckpt, device, query: str, gallery: str, topk: int, ou
         rows.append([(picture(g_base, g_names[gi]), float(dist[qi, gi]),
                       None if qid is None or identity(g_names[gi]) is None else identity(g_names[gi]) == qid)
                      for gi in order[qi]])
-    path = draw_rank_list(output, [picture(q_base, q_names[qi]) for qi in drawn], rows,
-                          [Path(q_names[qi]).name[:18] for qi in drawn])
+    path = write_atomically(output, lambda tmp: draw_rank_list(tmp, [picture(q_base, q_names[qi]) for qi in drawn],
+                                                               rows, [Path(q_names[qi]).name[:18] for qi in drawn]),
+                            "the rank-list picture")
     log.info("rank lists of %d queries written to %s", len(rows), path)
     return path

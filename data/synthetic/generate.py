@@ -39,9 +39,9 @@ import numpy as np
 from PIL import Image
 from rich.progress import track
 
-from errors import DatasetError
+from errors import DatasetError, ReIDError
 
-from ..files import locked
+from ..files import check_names, locked
 from . import render as pr
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,14 @@ def ensure_synthetic(root: str | os.PathLike, size: str = "small", occluded: boo
     if _is_complete(out, params):
         return out
     root = Path(root)
+    try:
+        check_names(root, "the data root")
+    except ReIDError as e:
+        raise DatasetError(f"{e} (--data-root, or env REID_DATA)") from None
+    existing = next(q for q in (root, *root.absolute().parents) if os.path.lexists(q))
+    if not existing.is_dir():
+        raise DatasetError(f"the synthetic benchmark must be generated under {root}, but {existing} is a file, not a "
+                           f"folder; give a folder with --data-root (or env REID_DATA)")
     try:
         root.mkdir(parents=True, exist_ok=True)
         lock = root / f".{out.name}.lock"
