@@ -112,7 +112,9 @@ class ClusterConfig:
 
 @dataclass
 class MemoryConfig:
-    temp: float = key(0.05, gt=0)
+    # ClusterNCE temperature: logits are similarities / temp in fp32; near 0 they become inf and the loss NaN
+    # (measured at 2e-49), so at least 1e-3 (logits of +-1000); the papers use 0.05
+    temp: float = key(0.05, ge=1e-3)
     momentum: float = key(0.1, ge=0, le=1)
     update: str = key("momentum", choices=("momentum", "hard"))
     init: str = key("mean", choices=("mean", "random"))
@@ -244,6 +246,12 @@ def validate(cfg: Config) -> Config:
     if not DEVICE.match(cfg.device):
         raise ConfigError(f"device={cfg.device!r} is not a device: give auto, cpu, cuda or cuda:N")
     t = cfg.train
+    if t.num_ids * t.num_instances < 2:
+        raise ConfigError(f"train.num_ids x train.num_instances = {t.num_ids} x {t.num_instances} is a batch of one "
+                          f"image: BatchNorm in training needs at least 2; give more ids or instances")
+    if t.bn_images == 1:
+        raise ConfigError("train.bn_images=1 is not allowed: a BatchNorm over one image has no batch statistics; "
+                          "give 0 (the whole batch) or a multiple of train.num_instances of at least 2")
     if t.bn_images:
         batch = t.num_ids * t.num_instances
         if t.sync_bn:
