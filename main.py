@@ -181,9 +181,10 @@ def train(args) -> int:
     from runs.checkpoint import load_resumable
     from runs.config import build_config
     from runs.loop import check_run_inputs
-    from runs.run import make_run_dir, mark_failed, open_run_dir, release_run_dir, setup_logging
+    from runs.run import MetricsLog, make_run_dir, mark_failed, open_run_dir, release_run_dir, setup_logging
     if args.resume:
         ckpt = load_resumable(args.resume)
+        MetricsLog(Path(ckpt["path"]).parent / "metrics.jsonl").read()     # damaged: said before the folder opens
         cfg = build_config(args.config, overrides(args), base=ckpt["config"])
     else:                                    # --mode, else the recipe's own mode
         recipe = args.config or DEFAULT_RECIPE[args.mode or "unsup"]

@@ -1,11 +1,16 @@
 """Probes a user's mistakes: every bad input must stop with exit 2 and a one-paragraph message (no
-traceback), before any minute is spent; every legal one exits 0.
+traceback), before any minute is spent, and change no existing run folder; every legal one exits 0.
 
     python -m benchmarks.bad_inputs            # prints one row per probe, then the count
+    python -m benchmarks.bad_inputs --only resume   # the probes whose class or words contain "resume"
 
 Each probe runs ``python main.py ...`` in a fresh process, with its own output folder and data root in
-a temporary folder (nothing is written elsewhere).
+a temporary folder (nothing is written elsewhere). Before the probes, two tiny runs are trained there
+(unsupervised and supervised) and copies of them are damaged in the ways the probes need; every file
+under the temporary folder's ``runs/`` is hashed before and after each probe, and a probe that changes
+one fails, as does a bad input that makes a new run folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def probes(tmp: Path) -> list[tuple[str, list[str], int]]:
-    """(what, arguments, expected exit code)."""
+    """The first round's probes: (what, arguments, expected exit code)."""
     (tmp / "afile").write_text("x\n")
     (tmp / "text.pt").write_text("not a checkpoint\n")
     (tmp / "empty.pt").write_bytes(b"")
@@ -88,48 +93,496 @@ def probes(tmp: Path) -> list[tuple[str, list[str], int]]:
         ("an attention block on a ViT", ["--set", "model.name=vit", "--set", "model.attention=mla"]),
         ("a ViT size that does not exist", ["--set", "model.name=vit", "--set", "model.args.size=huge"]),
         ("a negative memory budget", ["--set", "data.memory_budget=-1"]),
-        ("extract without --output", ["--mode", "extract", "--checkpoint", str(tmp / "text.pt"),
-                                      "--images", str(tmp)]),
-        ("search with a non-checkpoint", ["--mode", "search", "--checkpoint", str(tmp / "text.pt"),
-                                          "--query", str(tmp / "afile"), "--gallery", str(tmp)]),
-        ("export to an unknown format", ["--mode", "export", "--checkpoint", str(tmp / "empty.pt"),
-                                         "--format", "tflite"]),
+        ("extract without --output", ["--mode", "extract", "--checkpoint", str(tmp / "text.pt"), "--images", str(tmp)]),
+        (
+            "search with a non-checkpoint",
+            [
+                "--mode",
+                "search",
+                "--checkpoint",
+                str(tmp / "text.pt"),
+                "--query",
+                str(tmp / "afile"),
+                "--gallery",
+                str(tmp),
+            ],
+        ),
+        (
+            "export to an unknown format",
+            ["--mode", "export", "--checkpoint", str(tmp / "empty.pt"), "--format", "tflite"],
+        ),
         ("teachers: a split that does not exist", ["--mode", "teachers", "--set", "teacher.splits=[test]"]),
-        ("teachers: a weights file missing", ["--mode", "teachers", "--dataset", "synthetic",
-                                              "--set", "data.synthetic_size=tiny",
-                                              "--set", "teacher.pose_weights=/nonexistent/kp.pth"]),
+        (
+            "teachers: a weights file missing",
+            [
+                "--mode",
+                "teachers",
+                "--dataset",
+                "synthetic",
+                "--set",
+                "data.synthetic_size=tiny",
+                "--set",
+                "teacher.pose_weights=/nonexistent/kp.pth",
+            ],
+        ),
     ]
     legal = [
         ("--help", ["--help"]),
         ("--list", ["--list"]),
         ("--print-config of the demo", ["--config", "demo", "--print-config"]),
         ("--print-config of a supervised recipe", ["--config", "daaf_bot_market1501", "--print-config"]),
-        ("check-data on the tiny synthetic benchmark",
-         ["--mode", "check-data", "--dataset", "synthetic", "--set", "data.synthetic_size=tiny",
-          "--data-root", str(tmp / "data")]),
+        (
+            "check-data on the tiny synthetic benchmark",
+            [
+                "--mode",
+                "check-data",
+                "--dataset",
+                "synthetic",
+                "--set",
+                "data.synthetic_size=tiny",
+                "--data-root",
+                str(tmp / "data"),
+            ],
+        ),
     ]
     return [(w, base + a, 2) for w, a in bad] + [(w, a, 0) for w, a in legal]
 
 
+TINY = [
+    "--set",
+    "data.synthetic_size=tiny",
+    "--set",
+    "data.height=32",
+    "--set",
+    "data.width=16",
+    "--set",
+    "train.iters=1",
+    "--set",
+    "train.num_ids=4",
+    "--set",
+    "train.num_instances=4",
+    "--set",
+    "cluster.k1=10",
+    "--set",
+    "cluster.eps=0.6",
+    "--set",
+    "test.batch_size=64",
+    "--device",
+    "cpu",
+]
+TINY_SUP = [
+    *TINY,
+    "--config",
+    "bot_market1501",
+    "--dataset",
+    "synthetic",
+    "--set",
+    "model.name=resnet18",
+    "--set",
+    "model.pretrained=none",
+    "--set",
+    "train.warmup_epochs=1",
+]
+
+
+def main_py(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    if check and p.returncode:
+        raise RuntimeError(f"setup: main.py {' '.join(args)} failed:\n{p.stderr[-3000:]}")
+    return p
+
+
+def setup(tmp: Path) -> dict[str, Path]:
+    """Two tiny trained runs under ``tmp/runs``, copies of them damaged as the probes need, and odd files."""
+    import shutil
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    runs, data = tmp / "runs", tmp / "data"
+    main_py(
+        "--config", "demo", *TINY, "--epochs", "1", "--data-root", str(data), "--output", str(runs), "--name", "unsup"
+    )
+    main_py(*TINY_SUP, "--epochs", "1", "--data-root", str(data), "--output", str(runs), "--name", "sup")
+    unsup, sup = runs / "unsup", runs / "sup"
+    shutil.copytree(unsup, runs / "mixed")  # another run's last.pt in this run's folder
+    shutil.copy(sup / "last.pt", runs / "mixed" / "last.pt")
+    shutil.copytree(unsup, runs / "damaged")  # a damaged line before the last
+    lines = (unsup / "metrics.jsonl").read_text().splitlines()
+    (runs / "damaged" / "metrics.jsonl").write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
+    shutil.copytree(unsup, runs / "badconfig")  # config.yaml that is not YAML, no last.pt
+    (runs / "badconfig" / "last.pt").unlink()
+    (runs / "badconfig" / "config.yaml").write_text("mode: [unclosed\n")
+    f = tmp / "files"
+    f.mkdir()
+    (f / "afile").write_text("x\n")
+    (f / "adir").mkdir()
+    os.symlink(f / "loop", f / "loop")
+    os.symlink(f / "nowhere-target", f / "dangling")
+    torch.save({"model": {}, "config": "x"}, f / "keys_only.pt")
+    torch.save({"model": {"w": 1}, "config": {}}, f / "not_tensors.pt")
+    torch.save({"w": torch.zeros(2)}, f / "state_dict.pt")
+    torch.save([1, 2, 3], f / "a_list.pt")
+    (f / "truncated.pt").write_bytes((unsup / "best.pt").read_bytes()[:5000])
+    other = torch.load(unsup / "best.pt", weights_only=True)
+    other["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in other["model"].items()}
+    torch.save(other, f / "other_model.pt")
+    query = data / "synthetic-tiny" / "query"
+    main_py(
+        "--mode",
+        "extract",
+        "--checkpoint",
+        str(f / "other_model.pt"),
+        "--images",
+        str(query),
+        "--output",
+        str(f / "other_gallery.npz"),
+    )
+    (f / "text.npz").write_text("features,paths\n1,2\n")
+    np.savez(f / "no_features.npz", paths=np.array(["a.jpg"]))
+    (f / "notes.txt").write_text("not an image")
+    (f / "imgs").mkdir()
+    Image.new("RGB", (16, 32)).save(f / "imgs" / "one.png")
+    (f / "empty_dir").mkdir()
+    recipes = {
+        "cycle_a.yaml": "_base_: cycle_b.yaml\n",
+        "cycle_b.yaml": "_base_: cycle_a.yaml\n",
+        "self.yaml": "_base_: self.yaml\n",
+        "base_list.yaml": "_base_: [demo, bot_market1501]\n",
+        "base_number.yaml": "_base_: 3\n",
+        "base_missing.yaml": "_base_: nowhere.yaml\n",
+        "dup.yaml": "train:\n  lr: 0.1\ntrain:\n  epochs: 3\n",
+        "unknown_key.yaml": "trian:\n  lr: 0.1\n",
+        "wrong_type.yaml": "train: 3\n",
+        "nan.yaml": "train:\n  lr: .nan\n",
+    }
+    for name, text in recipes.items():
+        (f / name).write_text(text)
+    (f / "latin1.yaml").write_bytes("# Réglages\ntrain:\n  lr: 0.1\n".encode("latin-1"))
+    (f / "recipe_dir.yaml").mkdir()
+    bomb = tmp / "bombdata"  # the tiny benchmark with one decompression bomb
+    shutil.copytree(data / "synthetic-tiny", bomb / "synthetic-tiny")
+    victim = next(
+        q for q in sorted((bomb / "synthetic-tiny" / "bounding_box_test").glob("*.jpg")) if not q.name.startswith("-1")
+    )
+    Image.MAX_IMAGE_PIXELS = None
+    Image.new("1", (16000, 16000)).save(victim.with_suffix(".png"))
+    victim.unlink()
+    Image.MAX_IMAGE_PIXELS = 89_478_485
+    half = tmp / "halfdata" / "market1501"  # Market names that half-match
+    for split in ("bounding_box_train", "bounding_box_test", "query"):
+        (half / split).mkdir(parents=True)
+        for name in (
+            "0002_c1s1_000451_03.jpg",
+            "2020-01-05_c1_cam.jpg",
+            "0003_c0s1_01.jpg",
+            "x0004_c2.jpg",
+            "0005_c2s1_000001_00.jpg",
+        ):
+            Image.new("RGB", (8, 16), (len(name) * 9 % 255, 40, 90)).save(half / split / name)
+    return {"unsup": unsup, "sup": sup, "files": f, "data": data}
+
+
+def probes_round_two(tmp: Path, p: dict[str, Path]) -> list[tuple[str, str, list[str], int]]:
+    """(class, what, arguments, expected exit code) of the second round (benchmarks docstring)."""
+    f, data, unsup, sup, runs = p["files"], str(p["data"]), str(p["unsup"]), str(p["sup"]), tmp / "runs"
+    train = ["--config", "demo", *TINY, "--epochs", "1", "--data-root", data, "--output", str(tmp / "out")]
+    query = str(p["data"] / "synthetic-tiny" / "query")
+    one = str(f / "imgs" / "one.png")
+    extract = ["--mode", "extract", "--checkpoint", unsup, "--images", query, "--output"]
+    search = ["--mode", "search", "--checkpoint", unsup, "--query", one, "--gallery", query, "--output"]
+    explain = ["--mode", "explain", "--checkpoint", unsup, "--images", one, "--output"]
+    export = ["--mode", "export", "--checkpoint", unsup, "--output"]
+    config = [
+        ("lr NaN", ["--set", "train.lr=nan"]),
+        ("lr inf", ["--set", "train.lr=inf"]),
+        ("lr that overflows to inf", ["--set", "train.lr=1e400"]),
+        ("memory temperature inf", ["--set", "memory.temp=inf"]),
+        ("memory temperature 0", ["--set", "memory.temp=0"]),
+        ("memory temperature 1e-9", ["--set", "memory.temp=1e-9"]),
+        ("eps 1", ["--set", "cluster.eps=1"]),
+        ("eps 0", ["--set", "cluster.eps=0"]),
+        ("eps NaN", ["--set", "cluster.eps=nan"]),
+        ("seed 2**32", ["--seed", "4294967296"]),
+        ("seed 1e20", ["--set", "seed=1e20"]),
+        ("seed 1.5", ["--set", "seed=1.5"]),
+        ("device mps", ["--device", "mps"]),
+        ("device cuda:-1", ["--device", "cuda:-1"]),
+        ("device empty", ["--device", ""]),
+        ("flip probability 1.5", ["--set", "aug.flip=1.5"]),
+        ("erasing -0.1", ["--set", "aug.erasing=-0.1"]),
+        ("negative margin", ["--set", "loss.margin=-1"]),
+        ("label smoothing 1", ["--set", "loss.label_smoothing=1"]),
+        ("warm-up factor 0", ["--set", "train.warmup_factor=0"]),
+        ("gamma 0", ["--set", "train.gamma=0"]),
+        ("a batch of one image", ["--set", "train.num_ids=1", "--set", "train.num_instances=1"]),
+        ("BatchNorm over 1 image", ["--set", "train.num_instances=1", "--set", "train.bn_images=1"]),
+        ("BatchNorm slices that do not divide", ["--set", "train.bn_images=3"]),
+        ("image width 4", ["--set", "data.width=4"]),
+        ("re-ranking lambda 2", ["--set", "test.rerank_lambda=2"]),
+        ("teacher drop 2", ["--set", "teacher.drop=2"]),
+        ("threads -1", ["--set", "train.threads=-1"]),
+        ("memory budget NaN", ["--set", "data.memory_budget=nan"]),
+        ("epochs 1.5", ["--set", "train.epochs=1.5"]),
+        ("a step at NaN", ["--set", "train.steps=[.nan]"]),
+        ("fp16 on the CPU", ["--set", "train.amp=fp16"]),
+        ("channels_last maybe", ["--set", "train.channels_last=maybe"]),
+        ("a run name of 230 bytes", ["--name", "n" * 230]),
+    ]
+    recipes = [
+        (f"recipe: {w}", ["--config", str(f / n)])
+        for w, n in (
+            ("a _base_ cycle", "cycle_a.yaml"),
+            ("its own base", "self.yaml"),
+            ("_base_ a list", "base_list.yaml"),
+            ("_base_ a number", "base_number.yaml"),
+            ("_base_ missing", "base_missing.yaml"),
+            ("a key twice", "dup.yaml"),
+            ("an unknown key", "unknown_key.yaml"),
+            ("a section that is a number", "wrong_type.yaml"),
+            ("NaN in YAML", "nan.yaml"),
+            ("saved in latin-1", "latin1.yaml"),
+            ("a folder", "recipe_dir.yaml"),
+        )
+    ]
+    outputs = [
+        ("extract to a folder", [*extract, str(f / "adir")]),
+        ("extract to .txt", [*extract, str(f / "q.txt")]),
+        ("extract into a read-only file system", [*extract, "/proc/q.npz"]),
+        ("extract under a file", [*extract, str(f / "afile" / "q.npz")]),
+        ("extract to a name of 300 bytes", [*extract, str(f / ("x" * 296 + ".npz"))]),
+        ("extract through a link loop", [*extract, str(f / "loop" / "q.npz")]),
+        ("extract to a device", [*extract, "/dev/null"]),
+        ("search to a folder", [*search, str(f / "adir")]),
+        ("search to a name without suffix", [*search, str(f / "pic")]),
+        ("search to .xyz", [*search, str(f / "pic.xyz")]),
+        ("search into /proc", [*search, "/proc/x.png"]),
+        ("search through a dangling link", [*search, str(f / "dangling" / "x.png")]),
+        ("explain to a file", [*explain, str(f / "afile")]),
+        ("explain into /proc", [*explain, "/proc/pics"]),
+        ("explain to a name of 300 bytes", [*explain, str(f / ("d" * 300))]),
+        ("export to .pt", [*export, str(f / "m.pt")]),
+        ("export to a folder", [*export, str(f / "adir")]),
+        ("export into /proc", [*export, "/proc/m.onnx"]),
+        ("train into a link loop", [*train[:-1], str(f / "loop")]),
+        ("train under a file", [*train[:-1], str(f / "afile" / "runs")]),
+        ("train into /proc", [*train[:-1], "/proc/runs"]),
+        ("train with a data root under a file", [*train, "--data-root", str(f / "afile" / "d")]),
+        ("train with a data root that is a link loop", [*train, "--data-root", str(f / "loop")]),
+    ]
+    resume = [
+        ("resume a folder with another run's last.pt", ["--resume", str(runs / "mixed"), "--epochs", "2"]),
+        (
+            "resume with a model the checkpoint does not fit",
+            ["--resume", unsup, "--epochs", "2", "--set", "model.name=resnet50"],
+        ),
+        ("resume a supervised run as another model", ["--resume", sup, "--epochs", "2", "--set", "model.name=vit"]),
+        ("resume with a damaged metrics line", ["--resume", str(runs / "damaged"), "--epochs", "2"]),
+        ("resume from best.pt", ["--resume", str(p["unsup"] / "best.pt")]),
+        ("resume a folder whose config.yaml is not YAML", ["--resume", str(runs / "badconfig")]),
+        ("resume with an eps of 1", ["--resume", unsup, "--epochs", "2", "--set", "cluster.eps=1"]),
+        ("resume with a misspelt key", ["--resume", unsup, "--epochs", "2", "--set", "train.lrr=1"]),
+        ("resume a text file", ["--resume", str(f / "afile")]),
+        ("resume with fp16 on the CPU", ["--resume", unsup, "--epochs", "2", "--set", "train.amp=fp16"]),
+    ]
+    files = [
+        (
+            "evaluate a .pt with the keys and not the contents",
+            ["--mode", "evaluate", "--checkpoint", str(f / "keys_only.pt")],
+        ),
+        (
+            "evaluate a .pt whose model is not tensors",
+            ["--mode", "evaluate", "--checkpoint", str(f / "not_tensors.pt")],
+        ),
+        ("evaluate a bare state dict", ["--mode", "evaluate", "--checkpoint", str(f / "state_dict.pt")]),
+        ("evaluate a .pt holding a list", ["--mode", "evaluate", "--checkpoint", str(f / "a_list.pt")]),
+        ("evaluate a truncated checkpoint", ["--mode", "evaluate", "--checkpoint", str(f / "truncated.pt")]),
+        (
+            "evaluate with a decompression bomb in the gallery",
+            ["--mode", "evaluate", "--checkpoint", unsup, "--data-root", str(tmp / "bombdata")],
+        ),
+        (
+            "search a gallery of another model",
+            [
+                "--mode",
+                "search",
+                "--checkpoint",
+                unsup,
+                "--query",
+                one,
+                "--gallery",
+                str(f / "other_gallery.npz"),
+                "--output",
+                str(tmp / "out" / "s.png"),
+            ],
+        ),
+        (
+            "search a text .npz",
+            [
+                "--mode",
+                "search",
+                "--checkpoint",
+                unsup,
+                "--query",
+                one,
+                "--gallery",
+                str(f / "text.npz"),
+                "--output",
+                str(tmp / "out" / "s.png"),
+            ],
+        ),
+        (
+            "search a .npz without features",
+            [
+                "--mode",
+                "search",
+                "--checkpoint",
+                unsup,
+                "--query",
+                one,
+                "--gallery",
+                str(f / "no_features.npz"),
+                "--output",
+                str(tmp / "out" / "s.png"),
+            ],
+        ),
+        (
+            "search a query that is a text file",
+            ["--mode", "search", "--checkpoint", unsup, "--query", str(f / "notes.txt"), "--gallery", query],
+        ),
+        (
+            "extract from an empty folder",
+            [
+                "--mode",
+                "extract",
+                "--checkpoint",
+                unsup,
+                "--images",
+                str(f / "empty_dir"),
+                "--output",
+                str(tmp / "out" / "e.npz"),
+            ],
+        ),
+        (
+            "extract from a missing folder",
+            [
+                "--mode",
+                "extract",
+                "--checkpoint",
+                unsup,
+                "--images",
+                str(f / "missing"),
+                "--output",
+                str(tmp / "out" / "e.npz"),
+            ],
+        ),
+        (
+            "search with topk 0",
+            ["--mode", "search", "--checkpoint", unsup, "--query", one, "--gallery", query, "--topk", "0"],
+        ),
+        ("a checkpoint through a dangling link", ["--mode", "evaluate", "--checkpoint", str(f / "dangling")]),
+        ("a checkpoint that is a folder without best.pt", ["--mode", "evaluate", "--checkpoint", str(f / "adir")]),
+    ]
+    legal = [
+        ("resume a run that has all its epochs (says so, exit 0)", ["--resume", unsup]),
+        (
+            "check-data on Market names that half-match (skipped, listed; counts differ: exit 1)",
+            ["--mode", "check-data", "--dataset", "market1501", "--data-root", str(tmp / "halfdata")],
+        ),
+        ("--print-config of a resumed run", ["--resume", unsup, "--print-config"]),
+        (
+            "search with the picture's name given",
+            [
+                "--mode",
+                "search",
+                "--checkpoint",
+                unsup,
+                "--query",
+                one,
+                "--gallery",
+                query,
+                "--topk",
+                "2",
+                "--output",
+                str(tmp / "out" / "ranks.jpg"),
+            ],
+        ),
+    ]
+    rows = [("config", w, [*train, *a], 2) for w, a in config]
+    rows += [("recipe", w, [*train, *a], 2) for w, a in recipes]
+    rows += [("output", w, a, 2) for w, a in outputs]
+    rows += [("resume", w, a, 2) for w, a in resume]
+    rows += [("data and checkpoints", w, a, 2) for w, a in files]
+    rows += [("legal", w, a, 1 if "exit 1" in w else 0) for w, a in legal]
+    return rows
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        str(q.relative_to(folder)): hashlib.sha256(q.read_bytes()).hexdigest()
+        for q in sorted(folder.rglob("*"))
+        if q.is_file()
+    }
+
+
 def main(argv=None) -> int:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help="run the probes whose class or description contains this")
+    a = ap.parse_args(argv)
     rows, good = [], 0
     with tempfile.TemporaryDirectory(prefix="bad_inputs_") as d:
         tmp = Path(d)
-        for what, args, expected in probes(tmp):
+        print("setting up: two tiny runs and the files the probes need", flush=True)
+        prepared = setup(tmp)
+        all_probes = [("round one", w, args, e) for w, args, e in probes(tmp)] + probes_round_two(tmp, prepared)
+        if a.only:
+            all_probes = [pr for pr in all_probes if a.only in pr[0] or a.only in pr[1]]
+        for kind, what, args, expected in all_probes:
+            before = tree_digest(tmp / "runs")
+            out_before = sorted(q.name for q in (tmp / "out").iterdir()) if (tmp / "out").is_dir() else []
             start = time.perf_counter()
-            p = subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, capture_output=True,
-                               text=True, timeout=600)
+            p = subprocess.run(
+                [sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+            )
             text = (p.stderr if p.returncode else p.stdout).strip().splitlines()
             first = next((line for line in text if line.startswith("error:")), text[0] if text else "")
-            ok = p.returncode == expected and "Traceback" not in p.stderr
+            changed = tree_digest(tmp / "runs") != before
+            out_after = sorted(q.name for q in (tmp / "out").iterdir()) if (tmp / "out").is_dir() else []
+            new_run = expected == 2 and out_after != out_before
+            ok = p.returncode == expected and "Traceback" not in p.stderr and not changed and not new_run
             good += ok
-            shown = " ".join(a.replace(d, "$TMP") for a in args)
-            rows.append({"probe": what, "command": f"main.py {shown}", "exit": p.returncode, "expected": expected,
-                         "ok": ok, "seconds": round(time.perf_counter() - start, 1),
-                         "first_line": first.replace(d, "$TMP")[:200]})
+            shown = " ".join(x.replace(d, "$TMP") for x in args)
+            rows.append(
+                {
+                    "class": kind,
+                    "probe": what,
+                    "command": f"main.py {shown}",
+                    "exit": p.returncode,
+                    "expected": expected,
+                    "ok": ok,
+                    "runs_unchanged": not changed,
+                    "no_new_run_folder": not new_run,
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "first_line": first.replace(d, "$TMP")[:200],
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
-    print(f"{good} of {len(rows)} probes as expected (bad input: exit 2 without a traceback; legal input: exit 0)")
+    by_class: dict[str, list[int]] = {}
+    for r in rows:
+        by_class.setdefault(r["class"], [0, 0])
+        by_class[r["class"]][0] += r["ok"]
+        by_class[r["class"]][1] += 1
+    for kind, (ok, n) in by_class.items():
+        print(f"  {kind}: {ok} of {n}")
+    print(
+        f"{good} of {len(rows)} probes as expected (bad input: exit 2 without a traceback, no run folder changed "
+        f"and none made; legal input: its exit code)"
+    )
     return 0 if good == len(rows) else 1
 
 

@@ -32,7 +32,7 @@ from data.augment import augment_with_teacher
 from data.datasets import ReIDDataset, require_training_split
 from data.images import load_dataset_images
 from data.store import prefetch
-from errors import ConfigError
+from errors import ConfigError, ReIDError
 from evaluation import evaluate_run
 from evaluation.local_rerank import require_local_parts
 from models import model_from_config
@@ -115,17 +115,38 @@ def teacher_noise(cfg: Config) -> TeacherNoise | None:
     return TeacherNoise(t.jitter, t.drop, t.morph, t.holes, seed=cfg.seed) if t.noisy else None
 
 
+def check_model_builds(cfg: Config) -> None:
+    """The model the config names is built once, without weights, on the meta device (no memory, no time):
+    a value its constructor refuses (a ViT size, a stride, an input size its patches do not tile) stops
+    the run before its folder exists. A constructor that reads tensor values (timm's position-embedding
+    resampling) cannot run on meta: it is built on the CPU (about a second for ViT-B)."""
+    from models.factory import model_kwargs
+    from models.registry import MODELS
+    kwargs = {**model_kwargs(cfg.model, 0, (cfg.data.height, cfg.data.width)), "pretrained": "none"}
+    ctor = MODELS.get(cfg.model.name)
+    try:
+        try:
+            with torch.device("meta"):
+                ctor(**kwargs)
+        except NotImplementedError:
+            ctor(**kwargs)
+    except ReIDError:
+        raise
+    except (ValueError, TypeError, AssertionError, RuntimeError, KeyError) as e:
+        raise ConfigError(f"model {cfg.model.name!r} cannot be built from this config ({type(e).__name__}: {e}); "
+                          f"check model.args and data.height / data.width") from None
+
+
 def check_run_inputs(cfg: Config, new_run: bool = True, explicit_name: bool = False) -> ReIDDataset:
     """What a training run needs, checked before its folder is made (a mistake then costs no folder and no
     minutes): the device, the output folder and a run name the user gave (``new_run``), the model's name
     and arguments, the attention block, a weights file, and the dataset (built here, generated first
     when it is the synthetic benchmark; returned for ``start``)."""
     from models.attention import resolve_block
-    from models.factory import model_kwargs
     check_amp(cfg.train.amp, resolve_device(cfg.device))
     if new_run:
         check_run_dir(cfg, explicit_name)
-    model_kwargs(cfg.model, 0, (cfg.data.height, cfg.data.width))
+    check_model_builds(cfg)
     if cfg.model.attention:
         resolve_block(cfg.model.attention)
     weights = cfg.model.pretrained

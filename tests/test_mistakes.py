@@ -142,6 +142,16 @@ def test_a_resume_that_cannot_go_on_leaves_the_run_as_it_was(tmp_path, tiny_root
     (run_a / "last.pt").unlink()
     (tmp_path / "a_last.pt").rename(run_a / "last.pt")
     assert tree_digest(tmp_path) == before and not (run_a / "FAILED.txt").exists()
+    # a damaged line before the last in metrics.jsonl: said before the folder is opened (no lock, no FAILED.txt)
+    metrics = run_b / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
+    damaged = tree_digest(tmp_path)
+    refused(["--resume", str(run_b), "--epochs", "2"], capsys, "line 2", "restore it")
+    assert tree_digest(tmp_path) == damaged
+    # a ViT size that does not exist: refused before a run folder is made
+    refused([*args, "--name", "v", "--set", "model.name=vit", "--set", "model.args.size=huge"], capsys, "huge")
+    assert not (tmp_path / "v").exists()
 
 
 def test_best_pt_weighs_the_model_before_training(tmp_path, tiny_root):
