@@ -141,13 +141,15 @@ def test_channels_last_gives_the_default_layouts_losses(name):
 
 
 def test_both_loops_train_as_on_a_gpu_on_the_cpu(tmp_path, tiny_root):
-    """One epoch of each loop with the GPU path's settings: bf16 autocast, channels-last and torch.compile
-    (inductor, which on the CPU compiles C++: it needs g++, which CI's machine has; without one, torch's
-    error says so and this test fails, it is not skipped)."""
+    """One epoch of each loop with the GPU path's settings: bf16 autocast and channels-last in both, and
+    torch.compile in the unsupervised loop (inductor, which on the CPU compiles C++: it needs g++, which
+    CI's machine has; without one, torch's error says so and this test fails, it is not skipped). The
+    supervised loop reaches compile through the same ``runs.loop.training_module`` and ``fit``; compiling
+    its graph too costs another 27 s of cold inductor C++ on 2 cores (the unsupervised one: 39 s)."""
     supervised = [*TINY_SUP, "--config", "bot_market1501", "--set", "model.name=resnet18", "--epochs", "1"]
-    for name, args in (("u", [*TINY, "--epochs", "1"]), ("s", supervised)):
+    for name, args, compiled in (("u", [*TINY, "--epochs", "1"], "true"), ("s", supervised, "false")):
         assert main.main([*args, "--set", "train.amp=bf16", "--set", "train.channels_last=on",
-                          "--set", "train.compile=true", "--data-root", str(tiny_root),
+                          "--set", f"train.compile={compiled}", "--data-root", str(tiny_root),
                           "--output", str(tmp_path), "--name", name]) == 0
         last = json.loads((tmp_path / name / "metrics.jsonl").read_text().splitlines()[-1])
         assert last["epoch"] == 1 and torch.isfinite(torch.tensor(last["loss"])) and 0 <= last["mAP"] <= 1

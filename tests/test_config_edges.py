@@ -231,7 +231,7 @@ KEYS = sorted(numeric_keys())
 SMALL = {"data.height": 96, "data.width": 48, "teacher.min_size": 512, "test.batch_size": 512}   # the step stays tiny
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_drawn_values_are_refused_at_build_time_or_run(data):
     """One to three keys at a time (values interact: num_ids x num_instances, bn_images, warm-up and steps)."""
