@@ -91,13 +91,40 @@ def register_dataset(name: str, info: DatasetInfo | None = None):
     return DATASETS.register(name, info or DatasetInfo())
 
 
+MARKET_AT = "market:"                # market:PATH, a Market-format tree at any path, under any name
+
+
+def dataset_label(name: str) -> str:
+    """A dataset's name as a file name can hold it: ``market:/data/cams/site_a`` -> ``site_a``."""
+    parts = []
+    for part in name.split("+"):
+        if part.startswith(MARKET_AT):
+            part = Path(part[len(MARKET_AT):]).expanduser().resolve().name or "market"
+        parts.append(re.sub(r"[^\w.-]+", "_", part))
+    return "+".join(parts)
+
+
+def market_at(path: str) -> ReIDDataset:
+    """``market:PATH``: the Market-format tree at ``PATH`` (or its inner release folder), named by its folder;
+    its counts are the tree's own (``check-data`` compares them with no published benchmark)."""
+    if not path:
+        raise DatasetError("market:PATH needs the folder, e.g. --dataset market:/data/my_cameras")
+    base = Path(path).expanduser()
+    root = find_market_root(base, fix=f"Give the folder that holds these three with --dataset {MARKET_AT}PATH.")
+    return market_format(dataset_label(MARKET_AT + path), root)
+
+
 def build_dataset(name: str, root: str | os.PathLike, **options) -> ReIDDataset:
-    """Build a registered dataset from ``<root>/<its folder>``; ``a+b`` trains on both (data.combine)."""
+    """Build a registered dataset from ``<root>/<its folder>``; ``a+b`` trains on both (data.combine);
+    ``market:PATH`` is a Market-format tree at PATH (the data root does not apply)."""
     if "+" in name:
         from .combine import combine
         parts = [build_dataset(n, root, **options) for n in name.split("+")]
         return combine(parts)
-    ds = DATASETS.get(name)(Path(root), **options)
+    if name.startswith(MARKET_AT):
+        ds = market_at(name[len(MARKET_AT):])
+    else:
+        ds = DATASETS.get(name)(Path(root), **options)
     log.info(ds.summary())
     warn_skipped(ds)
     return ds
@@ -153,8 +180,12 @@ def parse_market_folder(folder: Path, skipped: Skipped, relabel: bool = False,
     return [Sample(*it) for it in items]
 
 
+DATA_ROOT_FIX = "Put the dataset there, or point --data-root (or env REID_DATA) at its parent."
+
+
 def find_market_root(base: Path, inner: str = "Market-1501-v15.09.15", aliases: tuple[str, ...] = (),
-                     folders: tuple[str, ...] = ("bounding_box_train", "bounding_box_test", "query")) -> Path:
+                     folders: tuple[str, ...] = ("bounding_box_train", "bounding_box_test", "query"),
+                     fix: str = DATA_ROOT_FIX) -> Path:
     """``base`` (or a sibling named as one of ``aliases``), or the inner release folder in it, whichever
     holds ``folders``."""
     for b in (base, *(base.parent / a for a in aliases)):
@@ -164,8 +195,7 @@ def find_market_root(base: Path, inner: str = "Market-1501-v15.09.15", aliases: 
     hint = "" if base.parent.is_dir() else f" (and {base.parent} does not exist either)"
     also = f" (or {', '.join(str(base.parent / a) for a in aliases)})" if aliases else ""
     raise DatasetError(f"dataset folder not found or incomplete: {base}{also}{hint}\n"
-                       + MARKET_LAYOUT.format(root=base, inner=inner)
-                       + "\nPut the dataset there, or point --data-root (or env REID_DATA) at its parent.")
+                       + MARKET_LAYOUT.format(root=base, inner=inner) + "\n" + fix)
 
 
 def market_format(name: str, root: Path) -> ReIDDataset:

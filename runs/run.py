@@ -15,6 +15,7 @@ import torch
 import yaml
 from rich.logging import RichHandler
 
+from data.datasets import dataset_label
 from data.files import TMP_PREFIX, check_names, disk_error, write_atomic
 from errors import ConfigError, ReIDError
 
@@ -189,7 +190,8 @@ def make_run_dir(cfg: Config, explicit_name: bool = False) -> Path:
     first free ``<name>-2``, ``<name>-3``, ..."""
     out = Path(cfg.output)
     _writable_output(out, create=True)
-    base = cfg.name or f"{cfg.mode}-{cfg.data.dataset}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dataset = dataset_label(cfg.data.dataset)
+    base = cfg.name or f"{cfg.mode}-{dataset}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     for i in range(1, 10_000):
         name = base if i == 1 else f"{base}-{i}"
         target = out / name

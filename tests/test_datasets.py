@@ -101,3 +101,23 @@ def test_market_size_plan_has_market_counts():
     assert len({j.ident for j in jobs if j.folder == "bounding_box_train"}) == 751
     assert len({j.ident for j in jobs if j.folder == "query"}) == 750
     assert len({j.name for j in jobs}) == len(jobs)
+
+
+def test_a_market_tree_at_any_path_trains_and_evaluates(tmp_path, tiny_root, capsys):
+    """``--dataset market:PATH``: a Market-format tree under any name (a space in it, nested anywhere) is
+    checked without published counts, trains, names its run folder by its own folder, and evaluates."""
+    import shutil
+
+    import main
+    from data.datasets import build_dataset
+    from tests.test_unsup import TINY
+    tree = tmp_path / "site A" / "cams 2024"
+    shutil.copytree(tiny_root / "synthetic-tiny", tree)
+    ds = build_dataset(f"market:{tree}", tmp_path / "unused")
+    assert ds.name == "cams_2024" and len(ds.train) == 200
+    assert main.main(["--mode", "check-data", "--dataset", f"market:{tree}"]) == 0
+    assert "not compared with" in " ".join(capsys.readouterr().out.split())
+    assert main.main([*TINY, "--dataset", f"market:{tree}", "--epochs", "1", "--output", str(tmp_path / "runs")]) == 0
+    assert main.main(["--mode", "evaluate", "--checkpoint", str(tmp_path / "runs" / "demo")]) == 0
+    assert main.main(["--config", "demo", "--dataset", f"market:{tmp_path / 'nowhere'}", "--device", "cpu"]) == 2
+    assert "--dataset market:PATH" in capsys.readouterr().err
