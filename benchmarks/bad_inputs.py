@@ -486,6 +486,25 @@ def probes_round_two(tmp: Path, p: dict[str, Path]) -> list[tuple[str, str, list
         ("a checkpoint through a dangling link", ["--mode", "evaluate", "--checkpoint", str(f / "dangling")]),
         ("a checkpoint that is a folder without best.pt", ["--mode", "evaluate", "--checkpoint", str(f / "adir")]),
     ]
+    own = [
+        ("folder: a folder that does not exist", ["--dataset", f"folder:{f / 'missing'}"]),
+        ("folder: a folder without images", ["--dataset", f"folder:{f / 'empty_dir'}"]),
+        (
+            "folder: a camera pattern without a group",
+            ["--dataset", f"folder:{f / 'imgs'}", "--set", "data.camera_pattern=cam\\d"],
+        ),
+        (
+            "folder: a camera pattern that is not a regex",
+            ["--dataset", f"folder:{f / 'imgs'}", "--set", "data.camera_pattern=cam(\\d"],
+        ),
+        (
+            "folder: a labels CSV that does not exist",
+            ["--dataset", f"folder:{f / 'imgs'}", "--set", f"data.labels_csv={f / 'missing.csv'}"],
+        ),
+        ("folder: supervised training without labels", ["--dataset", f"folder:{f / 'imgs'}", "--mode", "supervised"]),
+        ("market: a tree that does not exist", ["--dataset", f"market:{f / 'missing'}"]),
+        ("market: a path that is a file", ["--dataset", f"market:{f / 'afile'}"]),
+    ]
     legal = [
         ("resume a run that has all its epochs (says so, exit 0)", ["--resume", unsup]),
         (
@@ -516,6 +535,7 @@ def probes_round_two(tmp: Path, p: dict[str, Path]) -> list[tuple[str, str, list
     rows += [("output", w, a, 2) for w, a in outputs]
     rows += [("resume", w, a, 2) for w, a in resume]
     rows += [("data and checkpoints", w, a, 2) for w, a in files]
+    rows += [("your own data", w, [*train, *a], 2) for w, a in own]
     rows += [("legal", w, a, 1 if "exit 1" in w else 0) for w, a in legal]
     return rows
 

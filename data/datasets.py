@@ -55,6 +55,7 @@ class ReIDDataset:
     skipped: Skipped = field(default_factory=Skipped)
     annotations: Path | None = None      # folder of teacher annotations (see data.annotations), if any
     parts: list["ReIDDataset"] = field(default_factory=list)   # the datasets a combined one was made of
+    labelled: bool = True                # False: a folder of crops without identity labels (data.folder_dataset)
 
     @property
     def num_train_pids(self) -> int:
@@ -67,8 +68,13 @@ class ReIDDataset:
     def summary(self) -> str:
         def one(split):
             return f"{len({s.pid for s in split})} ids / {len(split)} images / {len({s.camid for s in split})} cams"
-        text = (f"{self.name} at {self.root}: train {one(self.train)}; query {one(self.query)}; "
-                f"gallery {one(self.gallery)}")
+        if not self.labelled:
+            text = (f"{self.name} at {self.root}: train {len(self.train)} images without identity labels / "
+                    f"{len({s.camid for s in self.train})} cams")
+        else:
+            text = f"{self.name} at {self.root}: train {one(self.train)}"
+        text += f"; query {one(self.query)}; gallery {one(self.gallery)}" if self.query or self.gallery else \
+            "; no query or gallery"
         if self.skipped:
             text += "; skipped " + ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
         return text
@@ -98,8 +104,9 @@ def dataset_label(name: str) -> str:
     """A dataset's name as a file name can hold it: ``market:/data/cams/site_a`` -> ``site_a``."""
     parts = []
     for part in name.split("+"):
-        if part.startswith(MARKET_AT):
-            part = Path(part[len(MARKET_AT):]).expanduser().resolve().name or "market"
+        for prefix in (MARKET_AT, "folder:"):
+            if part.startswith(prefix):
+                part = Path(part[len(prefix):]).expanduser().resolve().name or prefix[:-1]
         parts.append(re.sub(r"[^\w.-]+", "_", part))
     return "+".join(parts)
 
@@ -123,6 +130,10 @@ def build_dataset(name: str, root: str | os.PathLike, **options) -> ReIDDataset:
         return combine(parts)
     if name.startswith(MARKET_AT):
         ds = market_at(name[len(MARKET_AT):])
+    elif name.startswith("folder:"):
+        from .folder_dataset import folder_dataset
+        ds = folder_dataset(name[len("folder:"):], options.get("camera_from", "auto"),
+                            options.get("camera_pattern", ""), options.get("labels_csv", ""))
     else:
         ds = DATASETS.get(name)(Path(root), **options)
     log.info(ds.summary())
@@ -238,7 +249,9 @@ def dataset_from_config(cfg, name: str | None = None) -> ReIDDataset:
     """``cfg.data.dataset`` (or ``name``) under the run's data root, with the synthetic options of ``cfg.data``.
 
     With ``cfg.data.test_dataset`` the query and gallery come from that dataset instead (cross-domain)."""
-    opts = dict(synthetic_size=cfg.data.synthetic_size, seed=cfg.data.synthetic_seed)
+    d = cfg.data
+    opts = dict(synthetic_size=d.synthetic_size, seed=d.synthetic_seed, camera_from=getattr(d, "camera_from", "auto"),
+                camera_pattern=getattr(d, "camera_pattern", ""), labels_csv=getattr(d, "labels_csv", ""))
     ds = build_dataset(name or cfg.data.dataset, cfg.data_root, **opts)
     test = getattr(cfg.data, "test_dataset", "")
     if test and name is None and test != cfg.data.dataset:

@@ -33,6 +33,10 @@ def print_catalogue() -> None:
     for name in DATASETS.names():
         info = DATASETS.info(name)
         datasets.add_row(name + (" (test only)" if info.test_only else ""), info.layout)
+    datasets.add_row("market:PATH", "a Market-format tree at PATH, any name: PATH/{bounding_box_train,"
+                     "bounding_box_test,query}/ (the data root does not apply)")
+    datasets.add_row("folder:PATH", "your own unlabelled crops, any names and nesting (unsupervised; cameras: "
+                     "data.camera_from / camera_pattern / labels_csv)")
     models = Table("model (model.name)", "its own arguments (model.args.*)", "common keys it takes (model.*)",
                    title="models")
     for name in MODELS.names():

@@ -62,6 +62,11 @@ class DataConfig:
     workers: int = key(4, ge=1)          # image decoding threads
     resize: str = key("bilinear", choices=("bilinear", "bicubic"))   # PIL filter to height x width (data.images)
     memory_budget: float = key(0.0, ge=0)   # GB for in-memory image stores; beyond it, disk (data.store); 0: auto
+    # cameras of a folder:PATH dataset (data/folder_dataset.py): auto | none | folder (first folder level) |
+    # pattern (camera_pattern's first group over the relative path) | csv (labels_csv: path,camera[,pid])
+    camera_from: str = key("auto", choices=("auto", "none", "folder", "pattern", "csv"))
+    camera_pattern: str = ""             # e.g. _c(\d+)_ ; a regular expression with one group
+    labels_csv: str = ""                 # a CSV of path,camera (and pid where known), paths relative to the folder
 
 
 @dataclass
@@ -262,6 +267,21 @@ def validate(cfg: Config) -> Config:
                               f"identities of the {t.num_ids} x {t.num_instances} batch, so give a multiple of "
                               f"train.num_instances={t.num_instances} that divides {batch} (or 0, or {batch} and "
                               f"more: the whole batch)")
+    d = cfg.data
+    if d.camera_pattern:
+        try:
+            groups = re.compile(d.camera_pattern).groups
+        except re.error as e:
+            raise ConfigError(f"data.camera_pattern={d.camera_pattern!r} is not a regular expression ({e})") from None
+        if groups < 1:
+            raise ConfigError(f"data.camera_pattern={d.camera_pattern!r} has no group: put the camera id in "
+                              f"parentheses, e.g. _c(\\d+)_")
+    if d.camera_from == "pattern" and not d.camera_pattern:
+        raise ConfigError("data.camera_from=pattern needs data.camera_pattern (a regular expression with one group)")
+    if d.camera_from == "csv" and not d.labels_csv:
+        raise ConfigError("data.camera_from=csv needs data.labels_csv (a CSV of path,camera and optionally pid)")
+    if d.labels_csv and not Path(d.labels_csv).expanduser().is_file():
+        raise ConfigError(f"data.labels_csv: no file {d.labels_csv}")
     if "/" in cfg.name or cfg.name in (".", ".."):
         raise ConfigError(f"name={cfg.name!r} is not allowed: a run folder name without '/' (it goes under output)")
     if len(cfg.name.encode()) > 200:

@@ -154,6 +154,9 @@ def check_run_inputs(cfg: Config, new_run: bool = True, explicit_name: bool = Fa
         raise ConfigError(f"model.pretrained: no file {weights} (use imagenet, none, or the path of a state dict)")
     ds = dataset_from_config(cfg)
     require_training_split(ds)
+    if cfg.mode == "supervised" and not ds.labelled:
+        raise ConfigError(f"{ds.name} has no identity labels: supervised training needs them; train it with "
+                          f"--mode unsup, or give data.labels_csv with a pid column")
     return ds
 
 
@@ -168,6 +171,9 @@ def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] 
     if ds is None:
         ds = dataset_from_config(cfg)
         require_training_split(ds)
+    if len({x.camid for x in ds.train}) == 1:
+        log.info("%s: one camera in the training images, so the sampler's other-camera rule has nothing to "
+                 "prefer (camera ids: data.camera_from)", ds.name)
     train, query, gallery = load_dataset_images(ds, cfg.data.height, cfg.data.width, cfg.data.workers, device,
                                                 cfg.data.memory_budget, cfg.data.resize)
     model = model_from_config(cfg, device, num_classes=num_classes(ds) if num_classes else 0)
@@ -300,8 +306,13 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
                             rank_lists=s.run_dir / "ranklist.png" if last and main else None,
                             shard=dist.shard_spec(), teacher=s.test_teacher)
 
+    can_evaluate = bool(len(s.ds.query) and len(s.ds.gallery))
+    if not can_evaluate:
+        log.info("%s has no query and gallery: no evaluation, so no best.pt (last.pt only); each epoch records "
+                 "what is known without labels. To evaluate, give a labelled set with --test-dataset "
+                 "(e.g. market:PATH)", s.ds.name)
     done_initial = dist.broadcast_object(any(r["epoch"] == 0 for r in metrics.read()) if main else None)
-    if begin == 0 and cfg.test.eval_initial and not done_initial:
+    if can_evaluate and begin == 0 and cfg.test.eval_initial and not done_initial:
         record = {"epoch": 0, **evaluate()}
         if main:
             metrics.append(record)
@@ -313,6 +324,7 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
         plan = prepare_epoch(epoch)
         record = {"epoch": epoch, "lr": lr, **plan.record, "loss": None}
         t1 = time.perf_counter()
+        losses = {}
         if plan.batches is not None:
             gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
             losses = train_epoch(s, net, plan, gen, optimizer, scaler, extra, f"epoch {epoch}/{cfg.train.epochs}")
@@ -323,12 +335,12 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
             warnings.filterwarnings("ignore", message="Detected call of")
             scheduler.step()
         record["train_s"] = round(time.perf_counter() - t1, 2)
-        if epoch % cfg.test.eval_every == 0 or epoch == cfg.train.epochs:
+        if can_evaluate and (epoch % cfg.test.eval_every == 0 or epoch == cfg.train.epochs):
             record.update(evaluate(last=epoch == cfg.train.epochs))
         if main:
             metrics.append(record)
             state.save(epoch, record)
-        log.info(epoch_line(record, plan.summary))
+        log.info(epoch_line(record, plan.summary, [k for k in losses if k != "loss"]))
     if not main:
         return []
     records = metrics.read()
@@ -341,10 +353,10 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
     return records
 
 
-def epoch_line(record: dict, summary: str = "") -> str:
-    """``epoch 3: <trainer's words>; lr 3.50e-04, loss 1.234 (id 0.9, triplet 0.3); extract 1.2s, ...``."""
-    parts = [k for k in record if k not in ("epoch", "lr", "loss") and isinstance(record[k], float)
-             and not k.endswith("_s") and k not in ("mAP", "rank1", "rank5", "rank10", "mINP")]
+def epoch_line(record: dict, summary: str = "", parts: list[str] | None = None) -> str:
+    """``epoch 3: <trainer's words>; lr 3.50e-04, loss 1.234 (id 0.9, triplet 0.3); extract 1.2s, ...``;
+    ``parts``: the record's loss parts."""
+    parts = parts or []
     loss = "no training" if record["loss"] is None else f"loss {record['loss']:.3f}"
     if parts and record["loss"] is not None:
         loss += " (" + ", ".join(f"{k} {record[k]:.3f}" for k in parts) + ")"

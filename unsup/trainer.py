@@ -38,6 +38,8 @@ from runs import dist
 from runs.config import Config
 from runs.loop import EpochPlan, fit, start
 
+from .label_free import label_free_metrics
+
 log = logging.getLogger("reid.unsup")
 
 
@@ -81,6 +83,8 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
     camids = np.array([x.camid for x in s.ds.train])
     c = cfg.cluster
 
+    previous: dict = {}                       # the last epoch's pseudo-labels (label_free_metrics)
+
     def prepare_epoch(epoch: int) -> EpochPlan:
         t0 = time.perf_counter()
         feats = extract_features(s.model, s.train_images, s.device, cfg.test.batch_size,
@@ -90,7 +94,9 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
         labels, info = dist.broadcast_object(pseudo_labels(feats, c.k1, c.k2, c.eps, c.min_samples, c.knn)
                                              if dist.is_main() else None)
         record = {"num_clusters": info["num_clusters"], "num_outliers": info["num_outliers"],
-                  "extract_s": round(t1 - t0, 2), "cluster_s": round(time.perf_counter() - t1, 2)}
+                  "extract_s": round(t1 - t0, 2), "cluster_s": round(time.perf_counter() - t1, 2),
+                  **label_free_metrics(feats, labels, previous.get("labels"))}
+        previous["labels"] = labels
         summary = f"{info['num_clusters']} clusters, {info['num_outliers']} outliers"
         if info["num_clusters"] == 0:
             log.warning("epoch %d: DBSCAN found no cluster (eps %.2f, min_samples %d); skipping its training",

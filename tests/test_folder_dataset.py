@@ -1,0 +1,105 @@
+"""``--dataset folder:PATH``: a user's own crops (scrambled names, nested folders, mixed formats and sizes, no
+labels) train the unsupervised loop, with cameras from each source or none, and record what is known
+without labels; a labelled set given with --test-dataset evaluates it."""
+import csv
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import main
+from data.datasets import build_dataset
+from errors import ConfigError, DatasetError
+from runs.config import build_config
+from tests.test_unsup import TINY
+from unsup.label_free import changed_labels, intra_cluster_similarity, label_free_metrics
+
+
+@pytest.fixture(scope="module")
+def crops(tiny_root, tmp_path_factory):
+    """The tiny benchmark's training images as a detector would leave them: cam<k>/day<d>/frame_<random>_det<j>
+    in .jpg and .png of several sizes, a stray text file, and a CSV of path,camera missing five images."""
+    out = tmp_path_factory.mktemp("crops") / "my crops"
+    rnd, rows = random.Random(0), []
+    for i, f in enumerate(sorted((tiny_root / "synthetic-tiny" / "bounding_box_train").glob("*.jpg"))):
+        cam = f.name.split("_c")[1][0]
+        rel = f"cam{cam}/day{i % 3}/frame_{rnd.randrange(10**6):06d}_det{i % 5}{'.png' if i % 2 else '.jpg'}"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(f) as im:
+            im.resize((im.width + i % 7, im.height + i % 5)).save(out / rel)
+        rows.append((rel, f"c{cam}"))
+    (out / "notes.txt").write_text("not an image")
+    with open(out.parent / "cams.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "camera"])
+        w.writerows(rows[:-5])
+    return out
+
+
+def test_cameras_from_each_source_and_none(crops):
+    csv_path = str(crops.parent / "cams.csv")
+    for opts, images, cams in (({"camera_from": "folder"}, 200, 4), ({"camera_pattern": r"^cam(\d)/"}, 200, 4),
+                               ({"labels_csv": csv_path}, 195, 4), ({}, 200, 1)):
+        ds = build_dataset(f"folder:{crops}", "unused", **opts)
+        assert (len(ds.train), len({s.camid for s in ds.train}), ds.labelled) == (images, cams, False), opts
+        assert not ds.query and not ds.gallery and ds.skipped["non-image files"] == 1
+    ds = build_dataset(f"folder:{crops}", "unused", camera_pattern=r"det(\d)")     # the pattern searches the path
+    assert len({s.camid for s in ds.train}) == 5
+
+
+def test_mistakes_in_a_folder_dataset(crops, tmp_path):
+    with pytest.raises(DatasetError, match="not a folder"):
+        build_dataset(f"folder:{tmp_path / 'nowhere'}", "unused")
+    with pytest.raises(DatasetError, match="no image files"):
+        build_dataset(f"folder:{tmp_path}", "unused")
+    with pytest.raises(DatasetError, match="none of the"):
+        build_dataset(f"folder:{crops}", "unused", camera_pattern=r"^zzz(\d)")
+    (tmp_path / "bad.csv").write_text("file,cam\na.jpg,1\n")
+    with pytest.raises(DatasetError, match="path,camera"):
+        build_dataset(f"folder:{crops}", "unused", labels_csv=str(tmp_path / "bad.csv"))
+    for sets, words in (({"camera_pattern": "cam(\\d"}, "not a regular expression"),
+                        ({"camera_pattern": "cam\\d"}, "no group"), ({"camera_from": "csv"}, "needs data.labels_csv"),
+                        ({"labels_csv": str(tmp_path / "missing.csv")}, "no file")):
+        with pytest.raises(ConfigError, match=words):
+            build_config("demo", [{"data": sets}])
+
+
+def test_a_folder_trains_without_labels_and_evaluates_on_a_labelled_set(crops, tiny_root, tmp_path):
+    base = [*TINY, "--dataset", f"folder:{crops}", "--data-root", str(tiny_root), "--output", str(tmp_path)]
+    assert main.main([*base, "--epochs", "2", "--set", r"data.camera_pattern=^cam(\d)/", "--name", "own"]) == 0
+    records = [json.loads(x) for x in (tmp_path / "own" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2] and not any("mAP" in r for r in records)
+    for key in ("num_clusters", "cluster_size_median", "largest_cluster_share", "cluster_size_hist",
+                "intra_sim_mean", "intra_sim_std"):
+        assert key in records[0] and key in records[1]
+    assert "labels_changed" in records[1] and "labels_changed" not in records[0]
+    assert (tmp_path / "own" / "last.pt").is_file() and not (tmp_path / "own" / "best.pt").exists()
+    tree = f"market:{tiny_root / 'synthetic-tiny'}"
+    assert main.main([*base, "--epochs", "1", "--test-dataset", tree, "--name", "eval"]) == 0
+    last = json.loads((tmp_path / "eval" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0 <= last["mAP"] <= 1 and (tmp_path / "eval" / "best.pt").is_file()
+    assert main.main([*base, "--mode", "supervised", "--config", "bot_market1501", "--set", "model.name=resnet18",
+                      "--set", "model.pretrained=none", "--name", "sup"]) == 2
+
+
+def test_label_free_numbers_against_loops():
+    g = torch.Generator().manual_seed(0)
+    feats = torch.nn.functional.normalize(torch.randn(30, 8, generator=g), dim=1)
+    labels = np.array([0] * 10 + [1] * 5 + [2] * 2 + [-1] * 13)
+    mean, spread = intra_cluster_similarity(feats, labels)
+    per = []
+    for c in range(3):
+        f = feats[labels == c]
+        s = f @ f.T
+        n = len(f)
+        per.append(float((s.sum() - n) / (n * (n - 1))))
+    assert mean == pytest.approx(np.mean(per), abs=1e-5) and spread == pytest.approx(np.std(per), abs=1e-5)
+    moved = labels.copy()
+    moved[[0, 1, 20]] = [1, 2, 0]                     # two members left cluster 0, one outlier joined it
+    assert changed_labels(labels, moved) == 3 and changed_labels(labels, labels) == 0
+    m = label_free_metrics(feats, moved, labels)
+    assert m["labels_changed"] == 3 and m["largest_cluster_share"] == pytest.approx(9 / 30, abs=1e-4)
+    assert sum(m["cluster_size_hist"]) == 3
