@@ -106,7 +106,7 @@ def tiny_step(cfg) -> None:
     budget_bytes(cfg.data.memory_budget, cpu)
     load_images(image_files(), H, W, cfg.data.workers, resize=cfg.data.resize)
 
-    n, ids = 32, 8
+    n, ids = 16, 4
     labels, camids = np.arange(n) % ids, np.arange(n) // ids % 4
     rng = np.random.default_rng([cfg.seed, 1])
     iters = t.iters or 1

@@ -212,7 +212,7 @@ def unwritable(tmp_path) -> Path:
     return d
 
 
-def test_8_output_and_data_root_problems(tmp_path, tiny_root):
+def test_8_output_and_data_root_problems(tmp_path, tiny_root, main_in_process):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "taken").write_text("x")
@@ -221,9 +221,10 @@ def test_8_output_and_data_root_problems(tmp_path, tiny_root):
             (["--output", str(unwritable(tmp_path))], "output"),
             (["--output", str(tmp_path / "afile")], "is a file"),
             (["--output", str(tmp_path / "out"), "--name", "taken"], "is a file, not a run folder")):
-        code, _, err = cli(*base, *extra)
+        code, _, err = main_in_process(*base, *extra)
         assert code == 2 and words in err and "Traceback" not in err, err
-    code, _, err = cli(*QUICK, "--data-root", str(unwritable(tmp_path) / "data"), "--output", str(tmp_path / "o"))
+    code, _, err = main_in_process(*QUICK, "--data-root", str(unwritable(tmp_path) / "data"),
+                                   "--output", str(tmp_path / "o"))
     assert code == 2 and "--data-root" in err and "Traceback" not in err, err
 
 

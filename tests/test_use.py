@@ -137,7 +137,7 @@ def test_export_without_onnx_says_what_to_install(trained, monkeypatch):
         export_onnx(torch.nn.Identity(), 32, 16, "/tmp/never.onnx")
 
 
-def test_bad_inputs_stop_with_a_clear_message(trained, tiny_root, tmp_path):
+def test_bad_inputs_stop_with_a_clear_message(trained, tiny_root, tmp_path, main_in_process):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("not an image")
     cases = [
@@ -147,12 +147,12 @@ def test_bad_inputs_stop_with_a_clear_message(trained, tiny_root, tmp_path):
         (["--mode", "extract", "--images", str(tiny_root / "synthetic-tiny" / "query")], "--output"),
     ]
     for args, words in cases:
-        code, _, err = cli(*args, "--checkpoint", str(trained))
+        code, _, err = main_in_process(*args, "--checkpoint", str(trained))
         assert code == 2 and words in err and "Traceback" not in err, err
     # a gallery extracted by a checkpoint of another input size
     np.savez(tmp_path / "other.npz", features=np.zeros((3, 512), np.float32), paths=np.array(["a.jpg"] * 3),
              height=256, width=128, dim=512, checkpoint="other/best.pt")
     query = sorted((tiny_root / "synthetic-tiny" / "query").glob("*.jpg"))[0]
-    code, _, err = cli("--mode", "search", "--checkpoint", str(trained), "--query", str(query),
+    code, _, err = main_in_process("--mode", "search", "--checkpoint", str(trained), "--query", str(query),
                        "--gallery", str(tmp_path / "other.npz"))
     assert code == 2 and "256 x 128" in err and "extract the gallery again" in err, err
