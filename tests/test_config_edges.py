@@ -57,19 +57,20 @@ def nested(key: str, value) -> dict:
     return d
 
 
-IMAGES: list[str] = []
+IMAGES: list[str] = []                     # two small image files for the decoding consumers
+
+
+@pytest.fixture(scope="module", autouse=True)
+def image_files_for_decoding(tmp_path_factory):
+    from PIL import Image
+    folder = tmp_path_factory.mktemp("config_edges")
+    for i in range(2):
+        Image.new("RGB", (20 + i, 40), (i * 90, 50, 200)).save(folder / f"{i}.png")
+    IMAGES[:] = [str(folder / f"{i}.png") for i in range(2)]
 
 
 def image_files() -> list[str]:
-    """Two small image files for the decoding consumers (made once)."""
-    if not IMAGES:
-        import tempfile
-
-        from PIL import Image
-        folder = tempfile.mkdtemp(prefix="config_edges_")
-        for i in range(2):
-            Image.new("RGB", (20 + i, 40), (i * 90, 50, 200)).save(f"{folder}/{i}.png")
-            IMAGES.append(f"{folder}/{i}.png")
+    assert IMAGES, "the module's fixture writes them"
     return IMAGES
 
 
