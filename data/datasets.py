@@ -98,13 +98,14 @@ def register_dataset(name: str, info: DatasetInfo | None = None):
 
 
 MARKET_AT = "market:"                # market:PATH, a Market-format tree at any path, under any name
+FOLDER_AT = "folder:"                # folder:PATH, unlabelled crops (data.folder_dataset)
 
 
 def dataset_label(name: str) -> str:
     """A dataset's name as a file name can hold it: ``market:/data/cams/site_a`` -> ``site_a``."""
     parts = []
     for part in name.split("+"):
-        for prefix in (MARKET_AT, "folder:"):
+        for prefix in (MARKET_AT, FOLDER_AT):
             if part.startswith(prefix):
                 part = Path(part[len(prefix):]).expanduser().resolve().name or prefix[:-1]
         parts.append(re.sub(r"[^\w.-]+", "_", part))
@@ -130,9 +131,9 @@ def build_dataset(name: str, root: str | os.PathLike, **options) -> ReIDDataset:
         return combine(parts)
     if name.startswith(MARKET_AT):
         ds = market_at(name[len(MARKET_AT):])
-    elif name.startswith("folder:"):
+    elif name.startswith(FOLDER_AT):
         from .folder_dataset import folder_dataset
-        ds = folder_dataset(name[len("folder:"):], options.get("camera_from", "auto"),
+        ds = folder_dataset(name[len(FOLDER_AT):], options.get("camera_from", "auto"),
                             options.get("camera_pattern", ""), options.get("labels_csv", ""))
     else:
         ds = DATASETS.get(name)(Path(root), **options)

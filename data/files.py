@@ -45,7 +45,8 @@ NAME_MAX = 255                  # bytes of one path component on Linux, macOS an
 HEADROOM = 24                   # room for a suffix; temporary files have short names of their own
 
 
-def _nearest_existing(p: Path) -> Path:
+def nearest_existing(p: Path) -> Path:
+    """``p`` or its nearest ancestor that exists (a dangling link counts: it exists as a link)."""
     return next(q for q in (p, *p.absolute().parents) if os.path.lexists(q))
 
 
@@ -67,7 +68,7 @@ def check_writable_folder(folder: Path, flag: str = "--output") -> None:
     file can really be created (a permission check alone says yes to root on a read-only file system)."""
     folder = Path(folder)
     check_names(folder, flag)
-    existing = _nearest_existing(folder)
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         raise ReIDError(f"{flag} {folder}: {existing} is a file, not a folder, so nothing can be written "
                         f"there; give another path")
@@ -81,7 +82,7 @@ def check_writable_folder(folder: Path, flag: str = "--output") -> None:
 
 def check_free_space(folder: Path, needed: int, what: str, flag: str = "--output") -> None:
     """At least ``needed`` bytes (and 10% more) free where ``folder`` is or will be."""
-    free = shutil.disk_usage(_nearest_existing(Path(folder))).free
+    free = shutil.disk_usage(nearest_existing(Path(folder))).free
     if free < needed * 1.1:
         raise ReIDError(f"{flag} {folder}: {what} needs about {mb(needed)} and only {mb(free)} is free there; free "
                         f"some space or give another place")

@@ -25,9 +25,8 @@ from pathlib import Path
 
 from errors import DatasetError
 
-from .datasets import ReIDDataset, Sample, Skipped
+from .datasets import FOLDER_AT, ReIDDataset, Sample, Skipped, dataset_label
 
-FOLDER_AT = "folder:"
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 CAMERA_SOURCES = ("auto", "none", "folder", "pattern", "csv")   # auto: pattern / csv when given, else none
 
@@ -109,5 +108,4 @@ def folder_dataset(path: str, camera_from: str = "auto", camera_pattern: str = "
         train = [Sample(p, ids[pid], cameras[c]) for p, c, pid in found]
     else:
         train = [Sample(p, 0, cameras[c]) for p, c, _ in found]
-    name = re.sub(r"[^\w.-]+", "_", base.resolve().name or "folder")
-    return ReIDDataset(name, base, train, [], [], skipped, labelled=labelled)
+    return ReIDDataset(dataset_label(FOLDER_AT + path), base, train, [], [], skipped, labelled=labelled)

@@ -27,8 +27,8 @@ def find_checkpoint(path: str | os.PathLike, name: str = "last.pt") -> Path:
     return p
 
 
-def _what_file(p: Path) -> str:
-    """A few words on what a file that is not a readable checkpoint is."""
+def describe_file(p: Path) -> str:
+    """A few words on what a file is that is not what was asked for (a checkpoint, a features .npz)."""
     size = p.stat().st_size
     if size == 0:
         return "it is empty (0 bytes), e.g. a save that never finished"
@@ -50,7 +50,7 @@ def load_checkpoint(path: str | os.PathLike, name: str = "last.pt") -> dict:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception:
-        raise CheckpointError(f"{p} is not a checkpoint: {_what_file(p)}; {expected}") from None
+        raise CheckpointError(f"{p} is not a checkpoint: {describe_file(p)}; {expected}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"{p} is a PyTorch file but not a checkpoint of this project (no model state and "
                               f"config; a bare state dict goes to --set model.pretrained=PATH); {expected}")

@@ -20,7 +20,7 @@ from data.datasets import IMAGE_EXTENSIONS
 from data.images import decode_image
 from errors import DatasetError, ReIDError
 from evaluation import extract_features
-from runs.checkpoint import state_digest
+from runs.checkpoint import describe_file, state_digest
 from data.files import check_free_space, write_atomically
 
 log = logging.getLogger("reid.use")
@@ -102,23 +102,13 @@ def load_features(path: str | Path) -> dict:
             out = {k: z[k] for k in z.files}
     except ValueError:                   # numpy's "allow_pickle" hint for text and foreign files misleads
         raise ReIDError(f"{path} is not a features file of --mode extract (not a .npz archive of arrays: "
-                        f"{_what(path)}); make one with --mode extract --output FILE.npz") from None
+                        f"{describe_file(Path(path))}); make one with --mode extract --output FILE.npz") from None
     except Exception as e:
         raise ReIDError(f"{path} is not a features file of --mode extract ({type(e).__name__}: {e})") from None
     missing = {"features", "paths", "height", "width"} - set(out)
     if missing:
         raise ReIDError(f"{path} is not a features file of --mode extract (no {', '.join(sorted(missing))})")
     return out
-
-
-def _what(path) -> str:
-    try:
-        head = Path(path).open("rb").read(256)
-    except OSError as e:
-        return e.strerror
-    if not head:
-        return "it is empty"
-    return "it is a text file" if b"\0" not in head and head.isascii() else "it is a binary file of another kind"
 
 
 def run_extract(model, cfg, ckpt, device, images: str, output: str) -> Path:

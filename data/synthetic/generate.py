@@ -41,7 +41,7 @@ from rich.progress import track
 
 from errors import DatasetError, ReIDError
 
-from ..files import check_names, locked
+from ..files import check_names, locked, nearest_existing
 from . import render as pr
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def ensure_synthetic(root: str | os.PathLike, size: str = "small", occluded: boo
         check_names(root, "the data root")
     except ReIDError as e:
         raise DatasetError(f"{e} (--data-root, or env REID_DATA)") from None
-    existing = next(q for q in (root, *root.absolute().parents) if os.path.lexists(q))
+    existing = nearest_existing(root)
     if not existing.is_dir():
         raise DatasetError(f"the synthetic benchmark must be generated under {root}, but {existing} is a file, not a "
                            f"folder; give a folder with --data-root (or env REID_DATA)")
