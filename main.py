@@ -13,6 +13,7 @@
   python main.py --mode search --checkpoint outputs/RUN --query IMG_OR_DIR --gallery DIR_OR_NPZ --topk 10
   python main.py --mode explain --checkpoint outputs/RUN --images DIR --output pictures/
   python main.py --mode export --checkpoint outputs/RUN --format onnx
+  python main.py --mode cluster-sweep --checkpoint outputs/RUN --eps 0.3:0.6:0.05 --k1 20,30
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ import runs  # noqa: F401  (first: OpenMP's wait policy, before torch loads; run
 from errors import ReIDError
 
 DEFAULT_RECIPE = {"unsup": "cluster_contrast_resnet50.yaml", "supervised": "bot_market1501.yaml"}
-MODES = ["unsup", "supervised", "evaluate", "check-data", "teachers", "extract", "search", "explain", "export"]
-USE_MODES = ("extract", "search", "explain", "export")
+MODES = ["unsup", "supervised", "evaluate", "check-data", "teachers", "extract", "search", "explain", "export",
+         "cluster-sweep"]
+USE_MODES = ("extract", "search", "explain", "export", "cluster-sweep")
 log = logging.getLogger("reid")
 
 
@@ -45,7 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                        "else ./datasets)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--output", help="folder for run folders (default outputs); with extract: the .npz, search: "
-                                    "the rank-list PNG, explain: the pictures' folder, export: the .onnx file")
+                                    "the rank-list PNG, explain: the pictures' folder, export: the .onnx file, "
+                                    "cluster-sweep: the plot (and its .json beside it)")
     p.add_argument("--epochs", type=int, help="train.epochs")
     p.add_argument("--seed", type=int)
     p.add_argument("--name", help="run folder name (an existing run's name is an error: use --resume)")
@@ -57,6 +60,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gallery", help="search: a gallery folder, or a .npz of --mode extract")
     p.add_argument("--topk", type=int, default=10, help="search: how many gallery images per query")
     p.add_argument("--format", default="onnx", help="export: the format (onnx)")
+    p.add_argument("--eps", help="cluster-sweep: the eps to try, a comma list or start:stop:step "
+                                 "(default 0.2:0.7:0.05)")
+    p.add_argument("--k1", help="cluster-sweep: the k1 to try, a comma list (default the config's cluster.k1)")
+    p.add_argument("--min-samples", help="cluster-sweep: the min_samples to try (default the config's)")
     p.add_argument("--list", action="store_true", help="list recipes, datasets, models and attention blocks")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p.parse_args(argv)
@@ -88,8 +95,10 @@ def check_data(args) -> int:
     cfg = build_config(args.config, overrides(args))
     if args.print_config:
         return print_config(cfg)
-    reports = run_check(cfg.data.dataset, cfg.data_root, cfg.data.workers, console,
-                        synthetic_size=cfg.data.synthetic_size, seed=cfg.data.synthetic_seed)
+    d = cfg.data
+    reports = run_check(d.dataset, cfg.data_root, d.workers, console, synthetic_size=d.synthetic_size,
+                        seed=d.synthetic_seed, camera_from=d.camera_from, camera_pattern=d.camera_pattern,
+                        labels_csv=d.labels_csv)
     return 0 if all(r.ok for r in reports) else 1
 
 
@@ -130,6 +139,11 @@ def check_use_output(args) -> None:
         check_file_output(args.output or "search.png", "the rank-list picture", figure_suffixes(), "search.png")
     elif args.mode == "explain":
         check_folder_output(args.output, "the pictures")
+    elif args.mode == "cluster-sweep":
+        plot = args.output or "cluster_sweep.png"
+        check_file_output(plot, "the sweep's plot", figure_suffixes(), "cluster_sweep.png")
+        check_file_output(Path(plot).with_suffix(".json"), "the sweep's table (beside the plot)", [".json"],
+                          "cluster_sweep.json")
     elif args.output:
         check_file_output(args.output, "the ONNX model", [".onnx"], "model.onnx")
 
@@ -137,12 +151,16 @@ def check_use_output(args) -> None:
 def use(args) -> int:
     """The modes that use a trained model: extract, search, explain, export."""
     need = {"extract": ("images", "output"), "search": ("query", "gallery"), "explain": ("images", "output"),
-            "export": ()}[args.mode]
+            "export": (), "cluster-sweep": ()}[args.mode]
     missing = [f"--{n}" for n in ("checkpoint", *need) if not getattr(args, n)]
     if missing:
         raise ReIDError(f"--mode {args.mode} needs {' and '.join(missing)} (python main.py --help)")
     if args.topk < 1:
         raise ReIDError(f"--topk {args.topk}: give at least 1")
+    if args.mode == "cluster-sweep":
+        from use.cluster_sweep import DEFAULT_EPS, parse_grid
+        grid = (parse_grid(args.eps or DEFAULT_EPS, "--eps", float, 1e-6, 1.0),
+                parse_grid(args.k1, "--k1", int, 1), parse_grid(args.min_samples, "--min-samples", int, 1))
     check_use_output(args)
     from use.trained import load_trained
     model, cfg, ckpt, device = load_trained(args.checkpoint, overrides(args), images_only=args.mode != "explain")
@@ -157,6 +175,12 @@ def use(args) -> int:
     elif args.mode == "explain":
         from use.explain import run_explain
         run_explain(model, cfg, ckpt, device, args.images, args.output)
+    elif args.mode == "cluster-sweep":
+        from runs.progress import console
+        from use.cluster_sweep import run_cluster_sweep
+        c = cfg.cluster
+        run_cluster_sweep(model, cfg, ckpt, device, grid[0], grid[1] or [c.k1], grid[2] or [c.min_samples],
+                          args.output or "cluster_sweep.png", console)
     else:
         from use.export import run_export
         run_export(model, cfg, ckpt, device, args.format, args.output)

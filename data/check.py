@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from .datasets import DATASETS, MARKET_AT, ReIDDataset, build_dataset
+from .datasets import DATASETS, FOLDER_AT, MARKET_AT, ReIDDataset, build_dataset
 
 SPLITS = ("train", "query", "gallery")
 
@@ -44,7 +44,8 @@ class CheckReport:
                     or any("parse" in why for why in self.unparsed))
 
     def table(self) -> Table:
-        t = Table(title=f"{self.name}: found / published (identities, images, cameras)")
+        t = Table(title=f"{self.name}: " + ("found" if self.published is None else "found / published")
+                  + " (identities, images, cameras)")
         for col in ("split", "identities", "images", "cameras"):
             t.add_column(col, justify="right")
         for split, found in self.counts.items():
@@ -56,7 +57,7 @@ class CheckReport:
 
 
 def published_counts(name: str, options: dict) -> dict[str, tuple] | None:
-    if name.startswith(MARKET_AT):                   # a user's own tree: its counts are what they are
+    if name.startswith((MARKET_AT, FOLDER_AT)):      # a user's own tree: its counts are what they are
         return None
     if name in ("synthetic", "synthetic-occluded"):
         from .synthetic import SIZES
@@ -120,7 +121,8 @@ def check_annotations(ds: ReIDDataset, splits: dict, sizes: dict[str, tuple[int,
 
 def check_dataset(ds: ReIDDataset, published: dict | None, workers: int = 4) -> CheckReport:
     splits = {k: getattr(ds, k) for k in SPLITS if getattr(ds, k)}
-    counts = {k: (len({s.pid for s in v}), len(v), len({s.camid for s in v})) for k, v in splits.items()}
+    counts = {k: ("unlabelled" if k == "train" and not ds.labelled else len({s.pid for s in v}), len(v),
+                  len({s.camid for s in v})) for k, v in splits.items()}
     report = CheckReport(ds.name, counts, published, unparsed=dict(ds.skipped))
     for split, pub in (published or {}).items():
         found = counts.get(split, (0, 0, 0))
@@ -175,8 +177,9 @@ def run_check(name: str, root, workers: int = 4, console: Console | None = None,
         for path, what in r.annotation_problems[:20]:
             console.print(f"[red]annotation does not fit[/red] {path}: {what}")
         info = DATASETS.info(part) if part in DATASETS else None
-        if part.startswith(MARKET_AT):
-            console.print(f"{ds.name}: a tree of your own (market:PATH): counts as found, not compared with a "
+        if part.startswith((MARKET_AT, FOLDER_AT)):
+            kind = "market:PATH" if part.startswith(MARKET_AT) else "folder:PATH, no identity labels"
+            console.print(f"{ds.name}: a tree of your own ({kind}): counts as found, not compared with a "
                           f"published benchmark")
         if info and info.test_only:
             console.print(f"{part} is test-only: evaluate on it with --test-dataset {part}")

@@ -3,14 +3,13 @@ labels) train the unsupervised loop, with cameras from each source or none, and 
 without labels; a labelled set given with --test-dataset evaluates it."""
 import csv
 import json
-import random
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import main
+from benchmarks.own_data import scrambled_copy
 from data.datasets import build_dataset
 from errors import ConfigError, DatasetError
 from runs.config import build_config
@@ -20,22 +19,16 @@ from unsup.label_free import changed_labels, intra_cluster_similarity, label_fre
 
 @pytest.fixture(scope="module")
 def crops(tiny_root, tmp_path_factory):
-    """The tiny benchmark's training images as a detector would leave them: cam<k>/day<d>/frame_<random>_det<j>
-    in .jpg and .png of several sizes, a stray text file, and a CSV of path,camera missing five images."""
+    """The tiny benchmark's training images as a detector would leave them (benchmarks.own_data's scrambled
+    copy: cam<k>/day<d>/frame_<random>_det<j> in .jpg and .png, each resized by a few pixels), a stray text
+    file, and a CSV of path,camera missing five images."""
     out = tmp_path_factory.mktemp("crops") / "my crops"
-    rnd, rows = random.Random(0), []
-    for i, f in enumerate(sorted((tiny_root / "synthetic-tiny" / "bounding_box_train").glob("*.jpg"))):
-        cam = f.name.split("_c")[1][0]
-        rel = f"cam{cam}/day{i % 3}/frame_{rnd.randrange(10**6):06d}_det{i % 5}{'.png' if i % 2 else '.jpg'}"
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(f) as im:
-            im.resize((im.width + i % 7, im.height + i % 5)).save(out / rel)
-        rows.append((rel, f"c{cam}"))
+    rows = scrambled_copy(tiny_root / "synthetic-tiny" / "bounding_box_train", out, vary_sizes=True)
     (out / "notes.txt").write_text("not an image")
     with open(out.parent / "cams.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "camera"])
-        w.writerows(rows[:-5])
+        w.writerows((rel, cam) for rel, cam, _ in rows[:-5])
     return out
 
 
@@ -103,3 +96,11 @@ def test_label_free_numbers_against_loops():
     m = label_free_metrics(feats, moved, labels)
     assert m["labels_changed"] == 3 and m["largest_cluster_share"] == pytest.approx(9 / 30, abs=1e-4)
     assert sum(m["cluster_size_hist"]) == 3
+
+
+def test_check_data_counts_a_folder_without_a_published_benchmark(crops, main_in_process):
+    code, out, err = main_in_process("--mode", "check-data", "--dataset", f"folder:{crops}",
+                                     "--set", "data.camera_from=folder")
+    assert code == 0, err
+    assert "unlabelled" in out and "not compared with a published benchmark" in out and "published (" not in out
+    assert "│ train │ unlabelled │    200 │       4 │" in out

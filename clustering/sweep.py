@@ -1,0 +1,62 @@
+"""A grid of clustering settings over one set of features (``--mode cluster-sweep``): for each k1 the kNN
+search and the Jaccard graph are computed once, and DBSCAN runs on that graph at every min_samples and eps.
+Each setting's labels are the ones the unsupervised loop's :func:`clustering.pseudo_labels` gives at that
+setting, computed by the same three functions (kNN, Jaccard graph, DBSCAN) on the same inputs."""
+from __future__ import annotations
+
+import time
+import numpy as np
+import torch
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from .dbscan import dbscan
+from .jaccard import jaccard_graph
+from .knn import knn
+
+
+def with_singletons(labels: np.ndarray) -> np.ndarray:
+    """Labels with each outlier (-1) in a cluster of its own: how a partition's agreement with the truth is
+    scored here (outliers as one big cluster would reward marking everything an outlier)."""
+    out = labels.copy()
+    noise = out < 0
+    out[noise] = out.max(initial=-1) + 1 + np.arange(int(noise.sum()))
+    return out
+
+
+def describe(labels: np.ndarray, truth: np.ndarray | None = None) -> dict:
+    """What one setting's labels look like: clusters, outliers, the largest cluster's share, the median
+    cluster size; with ``truth`` (identities), the adjusted Rand index and NMI against it."""
+    sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=int)
+    row = {"clusters": int(len(sizes)), "outliers": int((labels < 0).sum()),
+           "outlier_share": round(float((labels < 0).mean()), 4),
+           "largest_cluster_share": round(float(sizes.max() / len(labels)), 4) if len(sizes) else 0.0,
+           "cluster_size_median": float(np.median(sizes)) if len(sizes) else 0.0}
+    if truth is not None:
+        scored = with_singletons(labels)
+        row["ari"] = round(float(adjusted_rand_score(truth, scored)), 4)
+        row["nmi"] = round(float(normalized_mutual_info_score(truth, scored)), 4)
+    return row
+
+
+def sweep(features: torch.Tensor, eps: list[float], k1: list[int], min_samples: list[int], k2: int = 6,
+          knn_backend: str = "auto", truth: np.ndarray | None = None, progress=None):
+    """(rows, labels): one row per (k1, min_samples, eps), in that nesting order, with :func:`describe`'s
+    keys and the seconds each stage took; ``labels`` maps each (k1, min_samples, eps) to its labels. ``progress``:
+    a callable given a message before each graph (None: silent)."""
+    features = torch.as_tensor(features, dtype=torch.float32)
+    rows, labels = [], {}
+    for k in k1:
+        if progress:
+            progress(f"k1 {k}: kNN and Jaccard graph of {features.shape[0]} features")
+        t0 = time.perf_counter()
+        ranking, sims = knn(features, k, knn_backend, return_sims=True)
+        i, j, d = jaccard_graph(features, k1=k, k2=k2, ranking=ranking, ranking_sims=sims)
+        graph_s = time.perf_counter() - t0
+        for m in min_samples:
+            for e in eps:
+                t1 = time.perf_counter()
+                got = dbscan((i, j, d, features.shape[0]), eps=e, min_samples=m)
+                labels[(k, m, e)] = got
+                rows.append({"k1": k, "k2": k2, "min_samples": m, "eps": e, **describe(got, truth),
+                             "graph_s": round(graph_s, 2), "dbscan_s": round(time.perf_counter() - t1, 3)})
+    return rows, labels
