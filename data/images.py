@@ -32,16 +32,21 @@ def resize_filter(name: str):
         raise ValueError(f"unknown resize filter {name!r}; choose {', '.join(RESIZE_FILTERS)}") from None
 
 
+def fit_image(im: Image.Image, height: int, width: int, resize: str = "bilinear") -> np.ndarray:
+    """A PIL image as H x W x 3 uint8 RGB, resized with PIL's ``resize`` filter when its size differs."""
+    im = im.convert("RGB")
+    if im.size != (width, height):
+        im = im.resize((width, height), resize_filter(resize))
+    return np.array(im)  # a writable copy
+
+
 def decode_image(path: str, height: int, width: int, resize: str = "bilinear") -> np.ndarray:
     """One image file as H x W x 3 uint8, resized with PIL's ``resize`` filter (bilinear or bicubic) as the
     image stores hold it; a clear error if it cannot be read."""
-    resample = resize_filter(resize)
+    resize_filter(resize)
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (width, height):
-                im = im.resize((width, height), resample)
-            return np.array(im)  # a writable copy
+            return fit_image(im, height, width, resize)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DatasetError(f"cannot read image {path}: {e}. Replace or remove the file.") from None
 

@@ -13,20 +13,22 @@ from .local_rerank import local_rerank, require_local_parts
 @torch.no_grad()
 def extract_features(model: torch.nn.Module, images, device: torch.device, batch_size: int = 256,
                      flip: bool = False, description: str = "extracting features", shard=None,
-                     teacher: dict | None = None) -> torch.Tensor:
+                     teacher: dict | None = None, progress: bool = True) -> torch.Tensor:
     """L2-normalised eval-mode features (N x D, float32, on ``device``) of a uint8 N x 3 x H x W store (a
     tensor, or a disk store of data.store).
 
     With ``flip`` the features of the image and its mirror are summed before normalising. With ``shard``
     = (rank, world, gather) this process extracts its contiguous share and ``gather`` joins the shares.
     ``teacher``: targets a model needs at test time too (``model.test_teacher_targets``), aligned with
-    ``images``; flipped with the image when ``flip``."""
+    ``images``; flipped with the image when ``flip``. ``progress``: show a progress bar (the library API
+    passes False)."""
     was_training = model.training
     model.eval()
     out = []
     n = images.shape[0]
     lo, hi = (n * shard[0] // shard[1], n * (shard[0] + 1) // shard[1]) if shard else (0, n)
-    for s in track(range(lo, hi, batch_size), description=description, disable=bool(shard) and shard[0] > 0):
+    quiet = not progress or (bool(shard) and shard[0] > 0)
+    for s in track(range(lo, hi, batch_size), description=description, disable=quiet):
         x = normalise(images[s:min(s + batch_size, hi)].to(device, non_blocking=True))
         t = {k: v[s:min(s + batch_size, hi)].to(device) for k, v in (teacher or {}).items()}
         with torch.autocast(device.type, enabled=device.type == "cuda"):

@@ -19,8 +19,14 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def find_checkpoint(path: str | os.PathLike, name: str = "last.pt") -> Path:
+    """``path`` itself, or a run folder's ``name``; a run folder without ``best.pt`` (a run that never
+    evaluated: no query and gallery) gives its ``last.pt``, and says so."""
     p = Path(path)
     if p.is_dir():
+        if name == "best.pt" and not (p / name).exists() and (p / "last.pt").is_file():
+            logging.getLogger("reid").info("%s has no best.pt (it never evaluated: no query and gallery); using "
+                                           "its last.pt", p)
+            return p / "last.pt"
         p = p / name
     if not p.is_file():
         raise CheckpointError(f"no checkpoint at {p} (give a .pt file or a run folder holding {name})")

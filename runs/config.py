@@ -200,6 +200,10 @@ class TestConfig:
     rerank_k2: int = key(6, ge=1)
     rerank_lambda: float = key(0.3, ge=0, le=1)
     visualize: int = key(0, ge=0)        # rank lists of this many queries at the last evaluation (ranklist.png)
+    # unsupervised runs: rank lists of this many fixed training images against the training pool, for the models
+    # after 0, every, 2 x every, ... epochs (pool_ranklists/epoch_E.png; a run without labels has no other picture)
+    pool_ranklists: int = key(8, ge=0, le=64)
+    pool_ranklists_every: int = key(5, ge=1)
     local_rerank: bool = False           # global ranking, then the top N re-ranked with part features (Pirt)
     local_topn: int = key(100, ge=1)
     local_confidence: str = key("qg", choices=("qg", "q", "g", "none"))   # Pirt's Table 5

@@ -33,7 +33,7 @@ CONSUMED = {
     "train.weight_decay", "train.step_size", "train.steps", "train.gamma", "train.warmup_epochs",
     "train.warmup_factor", "train.cosine_start", "train.bn_images", "train.threads", "aug.flip", "aug.pad",
     "aug.erasing", "test.eval_every", "test.batch_size", "test.rerank_k1", "test.rerank_k2", "test.rerank_lambda",
-    "test.visualize", "test.local_topn"}
+    "test.visualize", "test.local_topn", "test.pool_ranklists", "test.pool_ranklists_every"}
 
 
 def numeric_keys() -> dict[str, dataclasses.Field]:
@@ -93,6 +93,7 @@ def tiny_step(cfg) -> None:
     from runs.run import seed_everything
     from supervised.losses import CenterLoss
     from supervised.trainer import reid_loss
+    from unsup.label_free import draw_pool_now, pool_queries
     from unsup.trainer import cluster_contrast_loss, cluster_memories
     t, cpu = cfg.train, torch.device("cpu")
     threads = torch.get_num_threads()
@@ -152,6 +153,8 @@ def tiny_step(cfg) -> None:
     d = (1 - points @ points.T).clamp(min=0).numpy()
     re_ranking(d[:8, 8:], d[:8, :8], d[8:, 8:], cfg.test.rerank_k1, cfg.test.rerank_k2, cfg.test.rerank_lambda)
     min(cfg.test.visualize, 8)
+    queries = pool_queries(len(points), cfg.test.pool_ranklists)
+    [draw_pool_now(e, cfg.test.pool_ranklists_every, len(queries)) for e in range(1, 4)]
     torch.topk(torch.rand(4, 56), min(cfg.test.local_topn, 56), dim=1)         # local re-ranking's top-n
 
     tc = cfg.teacher

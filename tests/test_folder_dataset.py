@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import main
 from benchmarks.own_data import scrambled_copy
+from evaluation.visualize import rank_list_size
 from data.datasets import build_dataset
 from errors import ConfigError, DatasetError
 from runs.config import build_config
@@ -62,7 +64,8 @@ def test_mistakes_in_a_folder_dataset(crops, tmp_path):
 
 def test_a_folder_trains_without_labels_and_evaluates_on_a_labelled_set(crops, tiny_root, tmp_path):
     base = [*TINY, "--dataset", f"folder:{crops}", "--data-root", str(tiny_root), "--output", str(tmp_path)]
-    assert main.main([*base, "--epochs", "2", "--set", r"data.camera_pattern=^cam(\d)/", "--name", "own"]) == 0
+    assert main.main([*base, "--epochs", "2", "--set", r"data.camera_pattern=^cam(\d)/", "--name", "own",
+                      "--set", "test.pool_ranklists=4", "--set", "test.pool_ranklists_every=1"]) == 0
     records = [json.loads(x) for x in (tmp_path / "own" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2] and not any("mAP" in r for r in records)
     for key in ("num_clusters", "cluster_size_median", "largest_cluster_share", "cluster_size_hist",
@@ -70,6 +73,10 @@ def test_a_folder_trains_without_labels_and_evaluates_on_a_labelled_set(crops, t
         assert key in records[0] and key in records[1]
     assert "labels_changed" in records[1] and "labels_changed" not in records[0]
     assert (tmp_path / "own" / "last.pt").is_file() and not (tmp_path / "own" / "best.pt").exists()
+    pictures = sorted(p.name for p in (tmp_path / "own" / "pool_ranklists").iterdir())
+    assert pictures == ["epoch_000.png", "epoch_001.png"]           # the models after 0 and 1 epochs
+    with Image.open(tmp_path / "own" / "pool_ranklists" / "epoch_001.png") as im:
+        assert im.size == rank_list_size(4, 8)
     tree = f"market:{tiny_root / 'synthetic-tiny'}"
     assert main.main([*base, "--epochs", "1", "--test-dataset", tree, "--name", "eval"]) == 0
     last = json.loads((tmp_path / "eval" / "metrics.jsonl").read_text().splitlines()[-1])
@@ -104,3 +111,19 @@ def test_check_data_counts_a_folder_without_a_published_benchmark(crops, main_in
     assert code == 0, err
     assert "unlabelled" in out and "not compared with a published benchmark" in out and "published (" not in out
     assert "│ train │ unlabelled │    200 │       4 │" in out
+
+
+def test_pool_rank_lists_read_a_disk_store_as_a_tensor(crops, tmp_path):
+    from data.images import load_images
+    from data.store import build_disk_store
+    from unsup.label_free import pool_queries, pool_rank_lists
+    paths = [str(p) for p in sorted(crops.rglob("*")) if p.suffix in (".jpg", ".png")][:40]
+    memory = load_images(paths, 32, 16)
+    disk = build_disk_store(paths, 32, 16, tmp_path / "store", "train", 1)
+    feats = torch.nn.functional.normalize(torch.randn(40, 8, generator=torch.Generator().manual_seed(1)), dim=1)
+    labels, queries = np.arange(40) % 5 - 1, pool_queries(40, 3)
+    assert queries.tolist() == [0, 20, 39]
+    pictures = [pool_rank_lists(tmp_path / f"{n}.png", feats, labels, images, queries, topk=4)
+                for n, images in (("memory", memory), ("disk", disk))]
+    a, b = (np.array(Image.open(p)) for p in pictures)
+    assert a.shape[:2] == rank_list_size(3, 4)[::-1] and np.array_equal(a, b)

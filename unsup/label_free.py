@@ -53,3 +53,41 @@ def label_free_metrics(feats: torch.Tensor, labels: np.ndarray, previous: np.nda
         out["labels_changed"] = changed_labels(previous, labels)
         out["labels_ari_prev"] = round(float(adjusted_rand_score(previous, labels)), 4)
     return out
+
+
+def pool_queries(n: int, count: int) -> np.ndarray:
+    """``count`` fixed query rows spread evenly over a training pool of ``n`` images (the same every epoch)."""
+    if count < 1 or n < 2:
+        return np.zeros(0, dtype=int)
+    return np.unique(np.linspace(0, n - 1, min(count, n)).round().astype(int))
+
+
+def draw_pool_now(epoch: int, every: int, count: int) -> bool:
+    """Epoch ``epoch`` clusters the model after ``epoch - 1`` epochs: drawn for the models after 0, every,
+    2 x every, ... epochs."""
+    return count > 0 and (epoch - 1) % every == 0
+
+
+def pool_rank_lists(path, feats: torch.Tensor, labels: np.ndarray, images, queries: np.ndarray,
+                    truth: np.ndarray | None = None, topk: int = 8):
+    """Rank lists of the fixed ``queries`` against the rest of the training pool, by the cosine distance of
+    the features the epoch clusters: each query titled with its pseudo-label, its nearest ``topk`` framed
+    green / red by the true identity when the pool has one (grey when not: a folder of a user's own crops).
+    The user sees the model improve without any label (test.pool_ranklists)."""
+    from data.files import write_atomically
+    from evaluation.visualize import draw_rank_list, to_numpy_image
+    f = torch.nn.functional.normalize(feats.float(), dim=1)
+    q = torch.as_tensor(queries, device=f.device)
+    dist = (1 - f[q] @ f.T).clamp(min=0)
+    dist[torch.arange(len(q), device=f.device), q] = float("inf")          # not itself
+    k = min(topk, f.shape[0] - 1)
+    d, order = torch.topk(dist, k, dim=1, largest=False)
+    d, order = d.cpu().numpy(), order.cpu().numpy()
+    rows_needed = np.unique(np.concatenate([queries, order.ravel()]))
+    fetched = images[torch.as_tensor(rows_needed)]           # one read (a tensor, or a disk store: data/store.py)
+    picture = {int(r): to_numpy_image(fetched[i]) for i, r in enumerate(rows_needed)}
+    rows = [[(picture[int(j)], float(d[r, c]), None if truth is None else bool(truth[int(j)] == truth[int(qi)]))
+             for c, j in enumerate(order[r])] for r, qi in enumerate(queries)]
+    titles = [f"cluster {labels[qi]}" if labels[qi] >= 0 else "outlier" for qi in queries]
+    return write_atomically(path, lambda tmp: draw_rank_list(tmp, [picture[int(i)] for i in queries], rows, titles),
+                            "the rank-list picture")

@@ -38,7 +38,7 @@ from runs import dist
 from runs.config import Config
 from runs.loop import EpochPlan, fit, start
 
-from .label_free import label_free_metrics
+from .label_free import draw_pool_now, label_free_metrics, pool_queries, pool_rank_lists
 
 log = logging.getLogger("reid.unsup")
 
@@ -84,6 +84,9 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
     c = cfg.cluster
 
     previous: dict = {}                       # the last epoch's pseudo-labels (label_free_metrics)
+    shown = cfg.test
+    queries = pool_queries(len(s.ds.train), shown.pool_ranklists)
+    truth = np.array([x.pid for x in s.ds.train]) if s.ds.labelled else None
 
     def prepare_epoch(epoch: int) -> EpochPlan:
         t0 = time.perf_counter()
@@ -97,6 +100,11 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
                   "extract_s": round(t1 - t0, 2), "cluster_s": round(time.perf_counter() - t1, 2),
                   **label_free_metrics(feats, labels, previous.get("labels"))}
         previous["labels"] = labels
+        if dist.is_main() and len(queries) and draw_pool_now(epoch, shown.pool_ranklists_every, shown.pool_ranklists):
+            picture = pool_rank_lists(run_dir / "pool_ranklists" / f"epoch_{epoch - 1:03d}.png", feats, labels,
+                                      s.train_images, queries, truth)
+            log.info("rank lists of %d training images in the training pool, model after %d epochs: %s",
+                     len(queries), epoch - 1, picture)
         summary = f"{info['num_clusters']} clusters, {info['num_outliers']} outliers"
         if info["num_clusters"] == 0:
             log.warning("epoch %d: DBSCAN found no cluster (eps %.2f, min_samples %d); skipping its training",

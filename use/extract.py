@@ -62,18 +62,21 @@ def decode_all(files: list[Path], height: int, width: int, workers: int = 2, res
     return stack, keep, bad
 
 
-def extract_folder(model, cfg, device, where: str | Path, chunk: int = 2048):
-    """(features N x D on the CPU, relative paths, unreadable (path, error)) of the images under ``where``."""
+def extract_folder(model, cfg, device, where: str | Path, chunk: int = 2048, progress: bool = True):
+    """(features N x D on the CPU, relative paths, unreadable (path, error), base folder) of the images under
+    ``where``; ``progress``: one progress bar (per chunk of images when there are several chunks)."""
     base, files = image_files(where)
     feats, names, bad = [], [], []
-    for s in track(range(0, len(files), chunk), description=f"features of {len(files)} images"):
+    chunks = range(0, len(files), chunk)
+    for s in track(chunks, description=f"features of {len(files)} images", disable=not progress or len(chunks) < 2):
         part = files[s:s + chunk]
         images, keep, unreadable = decode_all(part, cfg.data.height, cfg.data.width, cfg.data.workers,
                                                    cfg.data.resize)
         bad += unreadable
         if len(keep):
             feats.append(extract_features(model, images, device, cfg.test.batch_size, cfg.test.flip,
-                                          description="extracting").cpu())
+                                          description=f"features of {len(files)} images",
+                                          progress=progress and len(chunks) < 2).cpu())
             names += [part[i].relative_to(base).as_posix() for i in keep]
     for path, err in bad[:20]:
         log.warning("skipped unreadable %s (%s)", path, err)
@@ -84,14 +87,15 @@ def extract_folder(model, cfg, device, where: str | Path, chunk: int = 2048):
     return torch.cat(feats), names, bad, base
 
 
-def save_features(path: str | Path, feats: torch.Tensor, names: list[str], cfg, checkpoint: str, base: Path,
-                  digest: str = "") -> Path:
-    """The ``.npz`` (checked to be one by runs.files.check_file_output), written atomically; ``digest``: the
-    model's weights (runs.checkpoint.state_digest), which a search compares with its own model's."""
+def save_features(path: str | Path, feats: torch.Tensor, names: list[str], size: tuple[int, int], flip: bool,
+                  checkpoint: str, base: Path, digest: str = "") -> Path:
+    """The ``.npz`` (checked to be one by runs.files.check_file_output), written atomically; ``size``: the
+    model's input (height, width); ``digest``: the model's weights (runs.checkpoint.state_digest), which a
+    search compares with its own model's."""
     def write(tmp: Path) -> None:
         np.savez(tmp, features=feats.numpy().astype(np.float32), paths=np.array(names), base=str(base.resolve()),
-                 height=cfg.data.height, width=cfg.data.width, dim=feats.shape[1], checkpoint=str(checkpoint),
-                 flip=cfg.test.flip, model_digest=digest)
+                 height=size[0], width=size[1], dim=feats.shape[1], checkpoint=str(checkpoint), flip=flip,
+                 model_digest=digest)
     return write_atomically(path, write, "the features file")
 
 
@@ -116,7 +120,8 @@ def run_extract(model, cfg, ckpt, device, images: str, output: str) -> Path:
     size = len(files) * (4 * sum(model.feature_splits) + 4 * max(len(str(f)) for f in files))
     check_free_space(Path(output).parent, size, f"the features of {len(files)} images")
     feats, names, bad, base = extract_folder(model, cfg, device, images)
-    path = save_features(output, feats, names, cfg, ckpt["path"], base, state_digest(model.state_dict()))
+    path = save_features(output, feats, names, (cfg.data.height, cfg.data.width), cfg.test.flip, ckpt["path"], base,
+                         state_digest(model.state_dict()))
     log.info("%d features of dimension %d (input %d x %d) written to %s; %d unreadable files skipped",
              len(names), feats.shape[1], cfg.data.height, cfg.data.width, path, len(bad))
     return path
