@@ -9,22 +9,23 @@ EXTRAS := $(VENV)/.extras
 
 setup: $(STAMP)
 
-# Re-installs only when requirements.txt changes; quick when already done.
-$(STAMP): requirements.txt
+# The project itself (editable: `import reid` and the `reid` command from any folder) with its dependencies
+# and test tools, all declared in pyproject.toml; re-installs only when that file changes.
+$(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
 # The optional extras (ONNX export); the test suite checks the export with them.
 extras: $(EXTRAS)
 
-$(EXTRAS): requirements-extras.txt $(STAMP)
-	$(PY) -m pip install --quiet -r requirements-extras.txt
+$(EXTRAS): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,onnx]"
 	touch $(EXTRAS)
 
 demo: setup
-	$(PY) main.py --mode unsup --config runs/recipes/demo.yaml
+	$(PY) main.py --mode unsup --config demo
 
 test: setup extras
 	$(VENV)/bin/ruff check .

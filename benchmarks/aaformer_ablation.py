@@ -28,7 +28,7 @@ import json
 
 from benchmarks.common import (common_sets, output_folder, print_table, result_row, save_rows, synthetic_arguments,
                                train_run)
-from runs.run import setup_logging
+from reid.runs.run import setup_logging
 
 SUPERVISED = {"ViT baseline": ("vit", None), "stripes as [PART]s": ("aaformer", "stripes"),
               "AAformer (OT)": ("aaformer", "ot"), "AAformer (NN)": ("aaformer", "nn")}

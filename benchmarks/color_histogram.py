@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from data import build_dataset
-from data.images import load_images
-from evaluation import evaluate
+from reid.data import build_dataset
+from reid.data.images import load_images
+from reid.evaluation import evaluate
 
 
 def histograms(images: torch.Tensor, stripes: int, bins: int = 8) -> torch.Tensor:

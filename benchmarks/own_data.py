@@ -69,8 +69,8 @@ def scrambled_copy(train_folder: str | Path, out: str | Path, seed: int = 0,
 
 def make_folder(out: str | Path, data_root: str | None = None, size: str = "small") -> Path:
     """The scrambled folder of the synthetic benchmark's training images (generated first if missing)."""
-    from data import dataset_from_config
-    from runs.config import build_config
+    from reid.data import dataset_from_config
+    from reid.runs.config import build_config
     sets = [{"data": {"dataset": "synthetic", "synthetic_size": size, **({"root": data_root} if data_root else {})}}]
     cfg = build_config("demo", sets)
     ds = dataset_from_config(cfg)
@@ -115,7 +115,7 @@ def main(argv=None) -> None:
     if a.make_folder:
         make_folder(a.make_folder, a.data_root)
         return
-    from runs.run import setup_logging
+    from reid.runs.run import setup_logging
     setup_logging()
     out = output_folder(a.output, "own_data_")
     crops = Path(out, "crops")

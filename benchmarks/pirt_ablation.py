@@ -32,7 +32,7 @@ from pathlib import Path
 
 from benchmarks.common import (common_sets, output_folder, print_table, result_row, save_rows, synthetic_arguments,
                                train_run)
-from runs.run import setup_logging
+from reid.runs.run import setup_logging
 
 VARIANTS = {"baseline": dict(pose=False, intra=False, inter=False), "+P": dict(pose=True, intra=False, inter=False),
             "+P +Intra": dict(pose=True, intra=True, inter=False), "+P +Intra +Inter": dict()}
@@ -67,9 +67,9 @@ def main(argv=None) -> None:
                                    seed, PAPER_TABLE3[variant]))
             print(json.dumps(rows[-1]), flush=True)
             if full and not a.no_table5:
-                from runs.checkpoint import load_checkpoint
-                from runs.config import build_config
-                from use.evaluate import evaluate_checkpoint
+                from reid.runs.checkpoint import load_checkpoint
+                from reid.runs.config import build_config
+                from reid.use.evaluate import evaluate_checkpoint
                 ckpt = load_checkpoint(Path(out) / tag, "best.pt")
                 for mode, paper in [*PAPER_TABLE5.items(), ("global only", "-")]:
                     test = {"local_rerank": False} if mode == "global only" else {"local_confidence": mode}

@@ -23,7 +23,7 @@ import json
 
 from benchmarks.common import (common_sets, output_folder, print_table, result_row, save_rows, synthetic_arguments,
                                train_run)
-from runs.run import setup_logging
+from reid.runs.run import setup_logging
 
 VARIANTS = {
     "Base.": dict(semi_patch=False, semi_proxy=False),

@@ -1,7 +1,7 @@
-import runs  # noqa: F401  (first: OpenMP's wait policy, before torch loads; runs/__init__.py)
+import reid  # noqa: F401  (first: OpenMP's wait policy, before torch loads; reid/__init__.py)
 import pytest
 
-from data.synthetic import ensure_synthetic
+from reid.data.synthetic import ensure_synthetic
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from models import build_model
-from models.aaformer import assign_patches, sinkhorn, stripe_of_patch
-from models.vit import resize_position_embedding
+from reid.models import build_model
+from reid.models.aaformer import assign_patches, sinkhorn, stripe_of_patch
+from reid.models.vit import resize_position_embedding
 
 
 def test_sinkhorn_meets_the_polytope_constraints():
@@ -95,7 +95,7 @@ def test_timm_vit_small_state_dict_loads_and_the_log_lists_skipped_keys(tmp_path
 def test_imagenet_vit_offline_is_a_clear_error(monkeypatch):
     import timm
 
-    from errors import ReIDError
+    from reid.errors import ReIDError
 
     def offline(*a, **k):
         raise OSError("no network")

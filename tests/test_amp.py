@@ -13,17 +13,17 @@ import pytest
 import torch
 
 import main
-from evaluation.extract import extract_features
-from memory import ClusterMemory
-from models import MODELS, build_model
-from runs.config import build_config
-from runs.loop import amp_dtype, check_amp
-from supervised.losses import batch_hard_triplet
-from supervised.trainer import reid_loss
+from reid.evaluation.extract import extract_features
+from reid.memory import ClusterMemory
+from reid.models import MODELS, build_model
+from reid.runs.config import build_config
+from reid.runs.loop import amp_dtype, check_amp
+from reid.supervised.losses import batch_hard_triplet
+from reid.supervised.trainer import reid_loss
 from tests.test_model_contract import SMALL, teacher
 from tests.test_supervised import TINY_SUP
 from tests.test_unsup import TINY
-from unsup.trainer import cluster_contrast_loss
+from reid.unsup.trainer import cluster_contrast_loss
 
 H, W, B = 64, 32, 8
 CONVOLUTIONAL = {n for n in MODELS.names()

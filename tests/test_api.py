@@ -12,9 +12,9 @@ from PIL import Image
 
 import main
 from benchmarks.own_data import scrambled_copy
-from errors import ReIDError
+from reid.errors import ReIDError
 from tests.test_unsup import TINY
-from use.api import Features, TrainedModel
+from reid.use.api import Features, TrainedModel
 
 DOC = Path(__file__).parent.parent / "docs" / "api.md"
 

@@ -17,8 +17,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from errors import ConfigError
-from runs.config import Config, build_config
+from reid.errors import ConfigError
+from reid.runs.config import Config, build_config
 
 BASE = [{"data": {"synthetic_size": "tiny", "height": 32, "width": 16}, "train": {"num_ids": 4, "num_instances": 4,
                                                                                   "iters": 1, "epochs": 2},
@@ -76,25 +76,25 @@ def image_files() -> list[str]:
 
 def tiny_step(cfg) -> None:
     """Each consumer of a numeric key, run with ``cfg``'s values on tiny data (on the CPU)."""
-    from clustering import pseudo_labels
-    from data.annotations import TeacherNoise, degrade
-    from data.augment import augment_with_teacher
-    from data.images import load_images
-    from data.samplers import PKSampler, PseudoLabelSampler
-    from data.store import budget_bytes
-    from data.synthetic.generate import SIZES, _plan
-    from data.teachers import pick_person
-    from evaluation import extract_features
-    from evaluation.rerank import re_ranking
-    from models.factory import model_from_config
-    from models.sliced_bn import slice_batchnorms
-    from runs import determinism
-    from runs.optim import build_optimizer
-    from runs.run import seed_everything
-    from supervised.losses import CenterLoss
-    from supervised.trainer import reid_loss
-    from unsup.label_free import draw_pool_now, pool_queries
-    from unsup.trainer import cluster_contrast_loss, cluster_memories
+    from reid.clustering import pseudo_labels
+    from reid.data.annotations import TeacherNoise, degrade
+    from reid.data.augment import augment_with_teacher
+    from reid.data.images import load_images
+    from reid.data.samplers import PKSampler, PseudoLabelSampler
+    from reid.data.store import budget_bytes
+    from reid.data.synthetic.generate import SIZES, _plan
+    from reid.data.teachers import pick_person
+    from reid.evaluation import extract_features
+    from reid.evaluation.rerank import re_ranking
+    from reid.models.factory import model_from_config
+    from reid.models.sliced_bn import slice_batchnorms
+    from reid.runs import determinism
+    from reid.runs.optim import build_optimizer
+    from reid.runs.run import seed_everything
+    from reid.supervised.losses import CenterLoss
+    from reid.supervised.trainer import reid_loss
+    from reid.unsup.label_free import draw_pool_now, pool_queries
+    from reid.unsup.trainer import cluster_contrast_loss, cluster_memories
     t, cpu = cfg.train, torch.device("cpu")
     threads = torch.get_num_threads()
     try:

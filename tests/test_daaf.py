@@ -2,13 +2,13 @@
 import pytest
 import torch
 
-from data import build_dataset
-from data.annotations import FLIP_PERMUTATION, TeacherNoise, degrade, load_teacher
-from data.augment import augment_with_teacher
-from errors import DatasetError
-from models import build_model
-from models.daaf import GROUPINGS, gaussian_heatmaps
-from models.resnet import ReIDResNet
+from reid.data import build_dataset
+from reid.data.annotations import FLIP_PERMUTATION, TeacherNoise, degrade, load_teacher
+from reid.data.augment import augment_with_teacher
+from reid.errors import DatasetError
+from reid.models import build_model
+from reid.models.daaf import GROUPINGS, gaussian_heatmaps
+from reid.models.resnet import ReIDResNet
 
 
 def dotted_batch(B=6, H=32, W=16, seed=0):
@@ -166,6 +166,6 @@ def test_authors_loss_form_is_mse_with_their_weights_and_linear_decoder():
     assert z.shape == (4, 1, 64, 32)
     mse = torch.nn.functional.mse_loss(z, t["mask"].float()).item()
     assert out.aux_losses["hab"].item() == pytest.approx(10.0 * mse, rel=1e-4)
-    from errors import ConfigError
+    from reid.errors import ConfigError
     with pytest.raises(ConfigError, match="loss_form"):
         build_model("daaf", base="resnet18", pretrained="none", loss_form="mine")

@@ -11,12 +11,12 @@ from PIL import Image
 
 import main
 from benchmarks.own_data import scrambled_copy
-from evaluation.visualize import rank_list_size
-from data.datasets import build_dataset
-from errors import ConfigError, DatasetError
-from runs.config import build_config
+from reid.evaluation.visualize import rank_list_size
+from reid.data.datasets import build_dataset
+from reid.errors import ConfigError, DatasetError
+from reid.runs.config import build_config
 from tests.test_unsup import TINY
-from unsup.label_free import changed_labels, intra_cluster_similarity, label_free_metrics
+from reid.unsup.label_free import changed_labels, intra_cluster_similarity, label_free_metrics
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +114,9 @@ def test_check_data_counts_a_folder_without_a_published_benchmark(crops, main_in
 
 
 def test_pool_rank_lists_read_a_disk_store_as_a_tensor(crops, tmp_path):
-    from data.images import load_images
-    from data.store import build_disk_store
-    from unsup.label_free import pool_queries, pool_rank_lists
+    from reid.data.images import load_images
+    from reid.data.store import build_disk_store
+    from reid.unsup.label_free import pool_queries, pool_rank_lists
     paths = [str(p) for p in sorted(crops.rglob("*")) if p.suffix in (".jpg", ".png")][:40]
     memory = load_images(paths, 32, 16)
     disk = build_disk_store(paths, 32, 16, tmp_path / "store", "train", 1)

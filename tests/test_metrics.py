@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation import evaluate
+from reid.evaluation import evaluate
 from tests.reference import ap_loop
 
 
@@ -44,7 +44,7 @@ def test_random_cases_match_per_query_loop():
 
 
 def test_no_valid_query_is_an_error():
-    from errors import DatasetError
+    from reid.errors import DatasetError
     with pytest.raises(DatasetError):
         evaluate(np.zeros((1, 1)), [1], [1], [0], [0])
 
@@ -65,7 +65,7 @@ def test_ties_are_ordered_by_gallery_index_as_a_stable_sort():
 
 def test_features_path_equals_the_distance_matrix_path():
     import torch
-    from evaluation import evaluate_features, pairwise_distance
+    from reid.evaluation import evaluate_features, pairwise_distance
     g = torch.Generator().manual_seed(0)
     qf = torch.nn.functional.normalize(torch.randn(150, 16, generator=g), dim=1)
     gf = torch.nn.functional.normalize(torch.randn(900, 16, generator=g), dim=1)
@@ -82,7 +82,7 @@ def test_peak_memory_is_bounded_by_the_chunks(tmp_path):
     import sys
     script = (
         "import resource, numpy as np, torch\n"
-        "from evaluation import evaluate_features\n"
+        "from reid.evaluation import evaluate_features\n"
         "torch.manual_seed(0); Q, G = 2000, 30000\n"
         "qf = torch.nn.functional.normalize(torch.randn(Q, 8), dim=1)\n"
         "gf = torch.nn.functional.normalize(torch.randn(G, 8), dim=1)\n"

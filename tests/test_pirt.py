@@ -4,10 +4,10 @@ import pytest
 import torch
 import torchvision
 
-from evaluation.local_rerank import local_rerank
-from models import build_model
-from models.ibn import IBN
-from models.pirt import GROUPS, expanded_heatmaps, human_mask, pose_features
+from reid.evaluation.local_rerank import local_rerank
+from reid.models import build_model
+from reid.models.ibn import IBN
+from reid.models.pirt import GROUPS, expanded_heatmaps, human_mask, pose_features
 
 
 def test_heatmap_expansion_and_mask_on_a_hand_made_case():
@@ -107,9 +107,9 @@ def test_one_supervised_epoch_of_pirt_with_local_rerank(tmp_path, tiny_root):
     last = records[-1]
     assert last["id"] > 0 and last["triplet"] > 0 and 0 <= last["mAP"] <= 1
     import main
-    from runs.config import build_config
-    from runs.checkpoint import load_checkpoint
-    from use.evaluate import evaluate_checkpoint
+    from reid.runs.config import build_config
+    from reid.runs.checkpoint import load_checkpoint
+    from reid.use.evaluate import evaluate_checkpoint
     ckpt = load_checkpoint(tmp_path / "p", "best.pt")                 # evaluate mode loads the test keypoints
     r = evaluate_checkpoint(build_config(base=ckpt["config"], overrides=[{"data": {"root": str(tiny_root)}}]), ckpt)
     assert r["mAP"] == pytest.approx(last["mAP"], abs=1e-5)

@@ -1,11 +1,11 @@
 """One registry class for models, attention blocks and datasets: unknown names name the closest one."""
 import pytest
 
-from data import DATASETS
-from errors import ConfigError, DatasetError
-from models import MODELS
-from models.attention import ATTENTION_BLOCKS, resolve_block
-from registry import Registry
+from reid.data import DATASETS
+from reid.errors import ConfigError, DatasetError
+from reid.models import MODELS
+from reid.models.attention import ATTENTION_BLOCKS, resolve_block
+from reid.registry import Registry
 
 
 @pytest.mark.parametrize("registry,typo,right,error", [

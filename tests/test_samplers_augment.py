@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from data.augment import normalise, train_augment
-from data.samplers import PKSampler, PseudoLabelSampler
+from reid.data.augment import normalise, train_augment
+from reid.data.samplers import PKSampler, PseudoLabelSampler
 
 
 def test_pseudo_label_sampler_prefers_other_cameras():

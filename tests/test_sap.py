@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from models import build_model
-from models.sap import distillation, part_frequencies, patch_labels, patch_target, signal_dropout
+from reid.models import build_model
+from reid.models.sap import distillation, part_frequencies, patch_labels, patch_target, signal_dropout
 
 
 def test_targets_of_eqs_2_and_4_on_a_hand_made_parsing_map():

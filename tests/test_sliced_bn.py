@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from errors import ConfigError
-from models.sliced_bn import SlicedBatchNorm, slice_batchnorms
-from runs.config import build_config
+from reid.errors import ConfigError
+from reid.models.sliced_bn import SlicedBatchNorm, slice_batchnorms
+from reid.runs.config import build_config
 from tests.test_distributed import SUP, TINY, launch
 
 
@@ -63,7 +63,7 @@ def test_mean_of_the_slices_running_stats():
 
 def test_every_batchnorm_of_every_model_is_sliced_and_nothing_else():
     """The same Parameter objects and state-dict keys after the conversion; LayerNorm and InstanceNorm kept."""
-    from models import build_model
+    from reid.models import build_model
     for name, kwargs in (("resnet18", {}), ("resnet50_ibn_a", {}), ("vit", {"size": "tiny"})):
         model = build_model(name, pretrained="none", input_size=(64, 32), **kwargs)
         before = {k: v for k, v in model.state_dict().items()}

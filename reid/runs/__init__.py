@@ -1,0 +1,1 @@
+"""One run's lifecycle: recipes and typed config, output folder, logging, checkpoints, seeding."""

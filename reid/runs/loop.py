@@ -1,0 +1,370 @@
+"""The skeleton both trainers share, written once: set a run up, evaluate the untrained model, then for
+each epoch let the trainer prepare it, train its batches, step the schedule, evaluate, checkpoint, log.
+
+A trainer (``unsup.trainer``, ``supervised.trainer``) keeps only what is its own:
+  - ``prepare_epoch(epoch) -> EpochPlan``: the epoch's batches and its loss (clustering and a memory in
+    the unsupervised loop; a P x K sampler of true identities in the supervised one);
+  - the loss itself, as ``plan.loss(model_output, batch_indices) -> (total, {name: part})``.
+
+Everything else is here, read top to bottom in :func:`fit`. This module is the one part of ``runs/``
+that sits above ``data/``, ``models/`` and ``evaluation/``: it is the trainers' common code.
+
+Mixed precision (``train.amp``, default ``auto``): bf16 autocast on a CUDA device that supports it (no loss
+scaling needed), fp16 with the gradient scaler on older GPUs, fp32 on the CPU; ``bf16`` runs bf16 autocast
+on the CPU too (the GPU path's numerics, tested in tests/test_amp.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from reid.data import dataset_from_config
+from reid.data.annotations import TeacherNoise, load_teacher
+from reid.data.augment import augment_with_teacher
+from reid.data.datasets import ReIDDataset, require_training_split
+from reid.data.images import load_dataset_images
+from reid.data.store import prefetch
+from reid.errors import ConfigError, ReIDError
+from reid.evaluation import evaluate_run
+from reid.evaluation.local_rerank import require_local_parts
+from reid.models import model_from_config
+from reid.models.sliced_bn import slice_batchnorms
+
+from . import determinism, dist
+from .checkpoint import TrainingState
+from .config import Config
+from .curves import plot_curves
+from .optim import build_optimizer
+from reid.progress import metrics_table, progress_bar, show
+from .run import MetricsLog, check_run_dir, resolve_device, seed_everything
+
+log = logging.getLogger("reid.loop")
+
+LossFn = Callable[[object, torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
+
+
+@dataclass
+class Session:
+    """A run's device, data and model, built by :func:`start`."""
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    ds: ReIDDataset
+    train_images: torch.Tensor          # uint8 N x 3 x H x W on the device
+    query_images: torch.Tensor          # uint8, on the CPU
+    gallery_images: torch.Tensor
+    model: torch.nn.Module
+    teacher: dict[str, torch.Tensor]    # the teacher targets the model asks for (model.teacher_targets)
+    test_teacher: tuple | None = None   # (query, gallery) targets of a model that needs them at test time
+
+
+@dataclass
+class EpochPlan:
+    """What a trainer's preparation gives the loop for one epoch."""
+    batches: Iterable[list[int]] | None     # index lists into the training images; None: no training
+    iters: int = 0
+    loss: LossFn | None = None
+    record: dict = field(default_factory=dict)     # the trainer's own fields of the epoch's metrics record
+    summary: str = ""                              # the trainer's own words in the epoch's log line
+    finish: Callable[[], dict] | None = None       # after the epoch's training: more fields of the record
+
+
+@dataclass
+class ExtraParameters:
+    """Parameters a loss owns (Bag of Tricks' centres) with their own optimiser; their gradients are
+    multiplied by ``grad_scale`` before the step (BoT divides by the centre-loss weight)."""
+    module: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    grad_scale: float = 1.0
+
+
+def amp_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` on ``device`` (None: fp32). ``auto``: bf16 where the GPU supports
+    it, else fp16, and fp32 on the CPU; ``bf16`` on any device (CPU autocast runs the convolutions and
+    matrix products in bf16, as a GPU would: a way to test the GPU path's numerics on the CPU); ``fp16``;
+    ``off``."""
+    if amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def check_amp(amp: str, device: torch.device) -> None:
+    """fp16 autocast is for CUDA; bf16 on a GPU that lacks it: refused before the run starts."""
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError(f"train.amp=fp16 needs a CUDA device (the device is {device}); on the CPU give bf16 or off")
+    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("train.amp=bf16: this GPU does not support bf16; give auto (fp16 with a loss scaler) or off")
+
+
+def teacher_noise(cfg: Config) -> TeacherNoise | None:
+    t = cfg.teacher
+    return TeacherNoise(t.jitter, t.drop, t.morph, t.holes, seed=cfg.seed) if t.noisy else None
+
+
+def check_model_builds(cfg: Config) -> None:
+    """The model the config names is built once, without weights, on the meta device (no memory, no time):
+    a value its constructor refuses (a ViT size, a stride, an input size its patches do not tile) stops
+    the run before its folder exists. A constructor that reads tensor values (timm's position-embedding
+    resampling) cannot run on meta: it is built on the CPU (about a second for ViT-B)."""
+    from reid.models.factory import model_kwargs
+    from reid.models.registry import MODELS
+    kwargs = {**model_kwargs(cfg.model, 0, (cfg.data.height, cfg.data.width)), "pretrained": "none"}
+    ctor = MODELS.get(cfg.model.name)
+    try:
+        try:
+            with torch.device("meta"):
+                ctor(**kwargs)
+        except NotImplementedError:
+            ctor(**kwargs)
+    except ReIDError:
+        raise
+    except (ValueError, TypeError, AssertionError, RuntimeError, KeyError) as e:
+        raise ConfigError(f"model {cfg.model.name!r} cannot be built from this config ({type(e).__name__}: {e}); "
+                          f"check model.args and data.height / data.width") from None
+
+
+def check_run_inputs(cfg: Config, new_run: bool = True, explicit_name: bool = False) -> ReIDDataset:
+    """What a training run needs, checked before its folder is made (a mistake then costs no folder and no
+    minutes): the device, the output folder and a run name the user gave (``new_run``), the model's name
+    and arguments, the attention block, a weights file, and the dataset (built here, generated first
+    when it is the synthetic benchmark; returned for ``start``)."""
+    from reid.models.attention import resolve_block
+    check_amp(cfg.train.amp, resolve_device(cfg.device))
+    if new_run:
+        check_run_dir(cfg, explicit_name)
+    check_model_builds(cfg)
+    if cfg.model.attention:
+        resolve_block(cfg.model.attention)
+    weights = cfg.model.pretrained
+    if weights not in ("imagenet", "none", "") and not Path(weights).is_file():
+        raise ConfigError(f"model.pretrained: no file {weights} (use imagenet, none, or the path of a state dict)")
+    ds = dataset_from_config(cfg)
+    require_training_split(ds)
+    if cfg.mode == "supervised" and not ds.labelled:
+        raise ConfigError(f"{ds.name} has no identity labels: supervised training needs them; train it with "
+                          f"--mode unsup, or give data.labels_csv with a pid column")
+    return ds
+
+
+def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] | None = None,
+          ds: ReIDDataset | None = None) -> Session:
+    """Device, seed, dataset (``ds`` when already built), image stores, model (with ``num_classes(ds)``
+    identity classes) and the teacher targets the model learns from."""
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    determinism.configure(cfg, device)
+    log.info("run folder %s, device %s", run_dir, device)
+    if ds is None:
+        ds = dataset_from_config(cfg)
+        require_training_split(ds)
+    else:                                    # built (and said on the console) before log.txt existed
+        log.info("%s", ds.summary(), extra={"file_only": True})
+    if len({x.camid for x in ds.train}) == 1:
+        log.info("%s: one camera in the training images, so the sampler's other-camera rule has nothing to "
+                 "prefer (camera ids: data.camera_from)", ds.name)
+    train, query, gallery = load_dataset_images(ds, cfg.data.height, cfg.data.width, cfg.data.workers, device,
+                                                cfg.data.memory_budget, cfg.data.resize)
+    model = model_from_config(cfg, device, num_classes=num_classes(ds) if num_classes else 0)
+    needs = tuple(getattr(model, "teacher_targets", ()))
+    teacher = {}
+    if needs:
+        teacher = load_teacher(ds, ds.train, cfg.data.height, cfg.data.width, needs, teacher_noise(cfg),
+                               cfg.data.workers)
+        teacher = {k: v.to(device) for k, v in teacher.items()}
+    if cfg.test.local_rerank:
+        require_local_parts(model, cfg.model.name)
+    test_needs = tuple(getattr(model, "test_teacher_targets", ()))
+    test_teacher = None
+    if test_needs:
+        test_teacher = tuple(load_teacher(ds, split, cfg.data.height, cfg.data.width, test_needs, teacher_noise(cfg),
+                                          cfg.data.workers) for split in (ds.query, ds.gallery))
+    return Session(cfg, run_dir, device, ds, train, query, gallery, model, teacher, test_teacher)
+
+
+def gather_output(out):
+    """A model's training output with every rank's rows (runs.dist.gather); the identity in one process."""
+    if not dist.active():
+        return out
+    g = dist.gather
+    return dataclasses.replace(
+        out, embedding=g(out.embedding), features=g(out.features),
+        logits=None if out.logits is None else g(out.logits),
+        part_embeddings=[g(x) for x in out.part_embeddings], part_features=[g(x) for x in out.part_features],
+        part_logits=[g(x) for x in out.part_logits],
+        loss_terms=None if out.loss_terms is None else [
+            dataclasses.replace(t, features=None if t.features is None else g(t.features),
+                                logits=None if t.logits is None else g(t.logits)) for t in out.loss_terms])
+
+
+def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: torch.Generator, optimizer, scaler,
+                extra: ExtraParameters | None, title: str) -> dict[str, float]:
+    """One epoch of ``plan.batches``: augment on the device (teacher targets moved with the images),
+    forward under autocast, the plan's loss, backward, step. Returns the mean of each loss part.
+
+    Under torchrun every rank augments the whole global batch (the same random draws as one process)
+    and trains on its share; the loss is that of the gathered global batch (runs.dist)."""
+    cfg, device = s.cfg, s.device
+    net.train()
+    dtype = amp_dtype(device, cfg.train.amp)
+    layout = torch.channels_last if channels_last(s) else torch.contiguous_format
+    sums: dict[str, float] = {}
+    n = 0
+    with progress_bar() as bar:
+        task = bar.add_task(title, total=plan.iters, info="")
+        for idx, images in prefetch(plan.batches, s.train_images, device):
+            idx_t = torch.as_tensor(idx, device=device)
+            x, t = augment_with_teacher(images, {k: v[idx_t] for k, v in s.teacher.items()}, gen,
+                                        cfg.aug.flip, cfg.aug.pad, cfg.aug.erasing, cfg.aug.erasing_box)
+            if dist.active():
+                mine = torch.as_tensor(dist.share(list(range(len(idx)))), device=device)
+                x, t = x[mine], {k: v[mine] for k, v in t.items()}
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                out = gather_output(net(x.contiguous(memory_format=layout), **t))
+            loss, parts = plan.loss(out, idx_t)
+            optimizer.zero_grad(set_to_none=True)
+            if extra is not None:
+                extra.optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            if extra is not None:
+                scaler.unscale_(extra.optimizer)
+                for p in extra.module.parameters():
+                    if p.grad is not None:
+                        p.grad.mul_(extra.grad_scale)
+                scaler.step(extra.optimizer)
+            scaler.update()
+            n += 1
+            for k, v in {"loss": loss.detach(), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
+            bar.update(task, advance=1, info=" ".join(f"{k} {v / n:.3f}" for k, v in sums.items()))
+    return {k: dist.mean(v / max(n, 1)) for k, v in sums.items()}     # aux losses are per rank
+
+
+def channels_last(s: Session) -> bool:
+    """Whether the training steps run channels-last: ``train.channels_last`` ``on``, or ``auto`` on a GPU (on
+    the CPU it changes the last bits of the CPU path for no gain); convolutional models only."""
+    mode = s.cfg.train.channels_last
+    wanted = mode == "on" or (mode == "auto" and s.device.type == "cuda")
+    return wanted and getattr(s.model, "convolutional", False)
+
+
+def training_module(s: Session) -> torch.nn.Module:
+    """The module the training steps call: the model, in channels-last layout, with its BatchNorms over
+    slices of ``train.bn_images`` images (models.sliced_bn) or SyncBN, wrapped in
+    DistributedDataParallel under torchrun, compiled with ``train.compile``; checkpoints and evaluation use
+    ``s.model`` itself (its parameters are the same)."""
+    cfg, net = s.cfg, s.model
+    if channels_last(s):
+        net = net.to(memory_format=torch.channels_last)
+    if cfg.train.bn_images:
+        net = slice_batchnorms(net, cfg.train.bn_images, cfg.train.bn_running)
+    if dist.active():
+        if cfg.train.sync_bn:
+            net = dist.convert_sync_batchnorm(net, s.device)
+        net = DistributedDataParallel(net, device_ids=[s.device.index] if s.device.type == "cuda" else None)
+    if cfg.train.compile:
+        net = torch.compile(net)
+    return net
+
+
+def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resume: dict | None = None,
+        extra: ExtraParameters | None = None) -> list[dict]:
+    """Train ``s.model`` for ``train.epochs`` epochs; returns the run's metrics records.
+
+    ``last.pt`` is written before the first epoch (so ``--resume`` works from any point after the run
+    folder exists) and after every epoch; ``best.pt`` whenever the evaluated mAP is the best so far, the
+    evaluation before training (epoch 0) included.
+    All randomness of epoch e derives from (seed, e), so a resumed run ends as an uninterrupted one.
+    Under torchrun rank 0 alone writes the run folder."""
+    cfg, model, device = s.cfg, s.model, s.device
+    net = training_module(s)
+    optimizer, scheduler = build_optimizer(model, cfg.train)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device, cfg.train.amp) == torch.float16)
+    metrics = MetricsLog(s.run_dir / "metrics.jsonl")
+    extras = {"extra": extra.module, "extra_optimizer": extra.optimizer} if extra else {}
+    state = TrainingState(s.run_dir, model, optimizer, scheduler, cfg.to_dict(), extras)
+    main = dist.is_main()
+    begin = state.resume(resume, metrics if main else None)
+    if resume is None and main:
+        metrics.truncate_after(-1)          # a fresh start in a folder that was stopped before its first checkpoint
+        state.save(0, {})
+
+    def evaluate(last: bool = False) -> dict:
+        return evaluate_run(model, s.query_images, s.gallery_images, s.ds, cfg, device,
+                            rank_lists=s.run_dir / "ranklist.png" if last and main else None,
+                            shard=dist.shard_spec(), teacher=s.test_teacher)
+
+    can_evaluate = bool(len(s.ds.query) and len(s.ds.gallery))
+    if not can_evaluate:
+        log.info("%s has no query and gallery: no evaluation, so no best.pt (last.pt only); each epoch records "
+                 "what is known without labels. To evaluate, give a labelled set with --test-dataset "
+                 "(e.g. market:PATH)", s.ds.name)
+    done_initial = dist.broadcast_object(any(r["epoch"] == 0 for r in metrics.read()) if main else None)
+    if can_evaluate and begin == 0 and cfg.test.eval_initial and not done_initial:
+        record = {"epoch": 0, **evaluate()}
+        if main:
+            metrics.append(record)
+            state.save(0, record)            # best.pt weighs the model before training too
+        log.info("epoch 0 (before training): mAP %.1f%%, rank-1 %.1f%%", 100 * record["mAP"], 100 * record["rank1"])
+
+    for epoch in range(begin + 1, cfg.train.epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        plan = prepare_epoch(epoch)
+        record = {"epoch": epoch, "lr": lr, **plan.record, "loss": None}
+        t1 = time.perf_counter()
+        losses = {}
+        if plan.batches is not None:
+            gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
+            losses = train_epoch(s, net, plan, gen, optimizer, scaler, extra, f"epoch {epoch}/{cfg.train.epochs}")
+            record.update({k: round(v, 6) for k, v in losses.items()}, iters=plan.iters)
+            if plan.finish is not None:
+                record.update(plan.finish())
+        with warnings.catch_warnings():      # an epoch without training made no optimizer step
+            warnings.filterwarnings("ignore", message="Detected call of")
+            scheduler.step()
+        record["train_s"] = round(time.perf_counter() - t1, 2)
+        if can_evaluate and (epoch % cfg.test.eval_every == 0 or epoch == cfg.train.epochs):
+            record.update(evaluate(last=epoch == cfg.train.epochs))
+        if main:
+            metrics.append(record)
+            state.save(epoch, record)
+        log.info(epoch_line(record, plan.summary, [k for k in losses if k != "loss"]))
+    if not main:
+        return []
+    records = metrics.read()
+    show(metrics_table(records, f"{s.ds.name}: {cfg.model.name}, {title}"))
+    best = max((r for r in records if "mAP" in r), key=lambda r: r["mAP"], default=None)
+    if best is not None:
+        log.info("best.pt holds epoch %d (mAP %.1f%%)%s", best["epoch"], 100 * best["mAP"],
+                 ": the model before training; no trained epoch did better" if best["epoch"] == 0 else "")
+    plot_curves(records, s.run_dir / "curves.png", f"{s.ds.name}: {cfg.model.name}, {title}")
+    return records
+
+
+def epoch_line(record: dict, summary: str = "", parts: list[str] | None = None) -> str:
+    """``epoch 3: <trainer's words>; lr 3.50e-04, loss 1.234 (id 0.9, triplet 0.3); extract 1.2s, ...``;
+    ``parts``: the record's loss parts."""
+    parts = parts or []
+    loss = "no training" if record["loss"] is None else f"loss {record['loss']:.3f}"
+    if parts and record["loss"] is not None:
+        loss += " (" + ", ".join(f"{k} {record[k]:.3f}" for k in parts) + ")"
+    times = ", ".join(f"{k[:-2]} {record[k]}s" for k in record if k.endswith("_s"))
+    line = f"epoch {record['epoch']}: " + (f"{summary}; " if summary else "")
+    line += f"lr {record['lr']:.2e}, {loss}; {times}"
+    if "mAP" in record:
+        line += f"; mAP {100 * record['mAP']:.1f}%, rank-1 {100 * record['rank1']:.1f}%"
+    return line

@@ -1,0 +1,93 @@
+"""What an epoch of the unsupervised loop can say about itself without identity labels (issue: a folder of
+a user's own crops has none): how the clusters look, how tight they are, and how much the pseudo-labels
+moved since the last epoch. Recorded in ``metrics.jsonl`` each epoch, on every dataset."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+SIZE_BINS = (2, 4, 8, 16, 32, 64)            # histogram edges: sizes 1, 2-3, 4-7, ..., 32-63, 64+
+
+
+def cluster_sizes(labels: np.ndarray) -> np.ndarray:
+    return np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=int)
+
+
+def intra_cluster_similarity(feats: torch.Tensor, labels: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation over the clusters of each cluster's mean pairwise cosine similarity of
+    its members (L2-normalised features): (|sum|^2 - n) / (n (n - 1)), without forming the pairs."""
+    keep = labels >= 0
+    if not keep.any():
+        return float("nan"), float("nan")
+    f = torch.nn.functional.normalize(feats[torch.as_tensor(keep)].float(), dim=1)
+    y = torch.as_tensor(labels[keep], dtype=torch.long, device=f.device)
+    sums = torch.zeros(int(y.max()) + 1, f.shape[1], device=f.device).index_add_(0, y, f)
+    n = torch.bincount(y).float()
+    ok = n > 1
+    sims = (sums[ok].pow(2).sum(1) - n[ok]) / (n[ok] * (n[ok] - 1))
+    if not len(sims):
+        return float("nan"), float("nan")
+    return float(sims.mean()), float(sims.std(unbiased=False))
+
+
+def changed_labels(previous: np.ndarray, labels: np.ndarray) -> int:
+    """Images whose pseudo-label moved: each new cluster (outliers as one more) is matched to the previous
+    cluster most of its images came from; the images that came from elsewhere moved."""
+    a = np.where(previous < 0, previous.max() + 1, previous)
+    b = np.where(labels < 0, labels.max() + 1, labels)
+    table = np.zeros((b.max() + 1, a.max() + 1), dtype=np.int64)
+    np.add.at(table, (b, a), 1)
+    return int(len(labels) - table.max(1).sum())
+
+
+def label_free_metrics(feats: torch.Tensor, labels: np.ndarray, previous: np.ndarray | None) -> dict:
+    sizes = cluster_sizes(labels)
+    mean, spread = intra_cluster_similarity(feats, labels)
+    out = {"cluster_size_median": float(np.median(sizes)) if len(sizes) else 0.0,
+           "largest_cluster_share": round(float(sizes.max() / len(labels)), 4) if len(sizes) else 0.0,
+           "cluster_size_hist": np.histogram(sizes, bins=[1, *SIZE_BINS, max(65, int(sizes.max(initial=0)) + 1)]
+                                             )[0].tolist(),
+           "intra_sim_mean": round(mean, 4), "intra_sim_std": round(spread, 4)}
+    if previous is not None and len(previous) == len(labels):
+        out["labels_changed"] = changed_labels(previous, labels)
+        out["labels_ari_prev"] = round(float(adjusted_rand_score(previous, labels)), 4)
+    return out
+
+
+def pool_queries(n: int, count: int) -> np.ndarray:
+    """``count`` fixed query rows spread evenly over a training pool of ``n`` images (the same every epoch)."""
+    if count < 1 or n < 2:
+        return np.zeros(0, dtype=int)
+    return np.unique(np.linspace(0, n - 1, min(count, n)).round().astype(int))
+
+
+def draw_pool_now(epoch: int, every: int, count: int) -> bool:
+    """Epoch ``epoch`` clusters the model after ``epoch - 1`` epochs: drawn for the models after 0, every,
+    2 x every, ... epochs."""
+    return count > 0 and (epoch - 1) % every == 0
+
+
+def pool_rank_lists(path, feats: torch.Tensor, labels: np.ndarray, images, queries: np.ndarray,
+                    truth: np.ndarray | None = None, topk: int = 8):
+    """Rank lists of the fixed ``queries`` against the rest of the training pool, by the cosine distance of
+    the features the epoch clusters: each query titled with its pseudo-label, its nearest ``topk`` framed
+    green / red by the true identity when the pool has one (grey when not: a folder of a user's own crops).
+    The user sees the model improve without any label (test.pool_ranklists)."""
+    from reid.data.files import write_atomically
+    from reid.evaluation.visualize import draw_rank_list, to_numpy_image
+    f = torch.nn.functional.normalize(feats.float(), dim=1)
+    q = torch.as_tensor(queries, device=f.device)
+    dist = (1 - f[q] @ f.T).clamp(min=0)
+    dist[torch.arange(len(q), device=f.device), q] = float("inf")          # not itself
+    k = min(topk, f.shape[0] - 1)
+    d, order = torch.topk(dist, k, dim=1, largest=False)
+    d, order = d.cpu().numpy(), order.cpu().numpy()
+    rows_needed = np.unique(np.concatenate([queries, order.ravel()]))
+    fetched = images[torch.as_tensor(rows_needed)]           # one read (a tensor, or a disk store: data/store.py)
+    picture = {int(r): to_numpy_image(fetched[i]) for i, r in enumerate(rows_needed)}
+    rows = [[(picture[int(j)], float(d[r, c]), None if truth is None else bool(truth[int(j)] == truth[int(qi)]))
+             for c, j in enumerate(order[r])] for r, qi in enumerate(queries)]
+    titles = [f"cluster {labels[qi]}" if labels[qi] >= 0 else "outlier" for qi in queries]
+    return write_atomically(path, lambda tmp: draw_rank_list(tmp, [picture[int(i)] for i in queries], rows, titles),
+                            "the rank-list picture")
