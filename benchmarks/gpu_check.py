@@ -1,4 +1,4 @@
-"""The first minutes on a GPU: one prepared command that measures what the README's GPU goals need, in
+"""The first minutes on a GPU: one prepared command that measures what the project's GPU goals need (docs/scale.md), in
 about 8 minutes on one H100 / H200, into one JSON file and one table.
 
     python -m benchmarks.gpu_check                                  # on the GPU: every part, ~8 minutes
@@ -26,7 +26,7 @@ the table says which part ran out of time. The parts:
 - ``faiss``: whether faiss and a GPU build of it are present, and the kNN time of the path the loop uses
   against the exact torch kNN.
 
-Targets (README, goals): ResNet-50 training >= 3,000 img/s; pseudo-labels < 0.5 s at 12,936 points and
+Targets (docs/scale.md): ResNet-50 training >= 3,000 img/s; pseudo-labels < 0.5 s at 12,936 points and
 < 3 min at 1,000,000; a 50-epoch ``market``-size unsupervised run < 20 minutes. ``--tiny`` runs every part
 at sizes a CPU does in seconds (the targets are then not judged).
 """

@@ -28,7 +28,7 @@ import shutil
 from pathlib import Path
 
 from benchmarks.common import output_folder, train_run
-from benchmarks.parity_ablation import print_summary, summary
+from benchmarks.parity_ablation import print_summary, read_lines, run_arguments, summary
 
 ROWS = {
     "labelled": ["data.dataset=synthetic"],
@@ -103,14 +103,10 @@ def main(argv=None) -> None:
     p.add_argument("--make-folder", metavar="DIR", help="only write the scrambled folder to DIR and stop")
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--output", default=None)
-    p.add_argument("--summary", default=None, metavar="JSONL", help="print the table of the runs in this file and stop")
+    run_arguments(p)
     a = p.parse_args(argv)
     if a.summary:
-        print_summary(summary([json.loads(x) for x in Path(a.summary).read_text().splitlines() if x.strip()],
-                              list(ROWS)))
+        print_summary(summary(read_lines(a.summary), list(ROWS)))
         return
     if a.make_folder:
         make_folder(a.make_folder, a.data_root)
@@ -128,7 +124,7 @@ def main(argv=None) -> None:
             with results.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
-    print_summary(summary([json.loads(x) for x in results.read_text().splitlines() if x.strip()], list(ROWS)))
+    print_summary(summary(read_lines(results), list(ROWS)))
 
 
 if __name__ == "__main__":

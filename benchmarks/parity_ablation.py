@@ -101,6 +101,19 @@ def print_summary(rows: list[dict]) -> None:
               f"{r['mAP_min']}-{r['mAP_max']}{sd} | {r['rank1_mean']} | {r['clusters_mean']} |")
 
 
+def run_arguments(p) -> None:
+    """The options every seeds-by-rows benchmark of the demo recipe shares (this one, benchmarks.own_data)."""
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", default=None)
+    p.add_argument("--summary", default=None, metavar="JSONL", help="print the table of the runs in this file and stop")
+
+
+def read_lines(path) -> list[dict]:
+    """The finished runs of a benchmark's JSON-lines file."""
+    return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
@@ -112,13 +125,10 @@ def main(argv=None) -> None:
     p.add_argument("--bn-images", type=int, default=64,
                    help="train.bn_images of every row (default 64: the whole batch, as the README table)")
     p.add_argument("--threads", type=int, default=1, help="train.threads of every run (default 1, as measured)")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--output", default=None)
-    p.add_argument("--summary", default=None, metavar="JSONL", help="print the table of the runs in this file and stop")
+    run_arguments(p)
     a = p.parse_args(argv)
     if a.summary:
-        print_summary(summary([json.loads(x) for x in Path(a.summary).read_text().splitlines() if x.strip()]))
+        print_summary(summary(read_lines(a.summary)))
         return
     setup_logging()
     out = output_folder(a.output, "parity_ablation_")
@@ -129,7 +139,7 @@ def main(argv=None) -> None:
             with results.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
-    print_summary(summary([json.loads(x) for x in results.read_text().splitlines() if x.strip()]))
+    print_summary(summary(read_lines(results)))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """docs/config.md is the config's own declarations (runs/config_doc.py): it fails when they disagree, when a key
 has no meaning, and --print-config --explain is the config with those meanings, loadable as it is."""
+import re
+
 import yaml
 
 from reid.runs.config import all_keys, build_config
@@ -35,3 +37,15 @@ def test_explain_is_the_config_with_its_meanings(main_in_process):
     assert code == 0 and yaml.safe_load(out) == build_config("demo").to_dict() and "# the base learning rate" in out
     code, _, err = main_in_process("--config", "demo", "--explain")
     assert code == 2 and "--print-config" in err
+
+
+def test_the_readme_is_the_entry_point_and_every_link_resolves():
+    root = PAGE.parents[1]
+    readme = (root / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    pages = sorted(p.name for p in (root / "docs").glob("*.md"))
+    assert all(f"(docs/{name})" in readme for name in pages), "a docs page the README does not link"
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if "://" not in target:
+                assert (doc.parent / target).exists(), f"{doc.name}: link to {target} leads nowhere"

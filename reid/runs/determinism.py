@@ -1,7 +1,7 @@
 """Same seed, same numbers: the thread count (``train.threads``) and the deterministic mode
 (``train.deterministic``) of a run.
 
-What makes two runs with one seed differ, as measured on the CPU (README, "Same seed, same numbers"):
+What makes two runs with one seed differ, as measured on the CPU (docs/results.md, "Same seed, same numbers"):
 
 - **The thread count.** torch splits a reduction (a convolution's weight gradient over the batch, a
   matrix product) into one partial sum per thread, and faiss's kNN (OpenMP, BLAS) does the same; the
