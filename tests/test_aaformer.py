@@ -130,3 +130,68 @@ def test_one_unsupervised_epoch_of_aaformer(tmp_path, tiny_root):
     from tests.test_unsup import run
     records = run(tmp_path, tiny_root, "aau", "--epochs", "1", *AA, "--set", "model.pooling=gem")
     assert records[-1]["num_clusters"] > 0 and records[-1]["loss"] > 0
+
+
+def test_part_queries_see_neither_cls_nor_the_other_granularitys_parts():
+    """MAA (eq. 2): a [PART] query attends to its own patches only, so changing [CLS], or a [PART] of the other
+    granularity, leaves its output as it was; changing a patch does not (the check can fail), and [CLS], which
+    keeps eq. 1 over the whole sequence, does see the [PART]s."""
+    from reid.models.aaformer import AutoAlignAttention
+    torch.manual_seed(0)
+    layer = AutoAlignAttention(32, num_heads=4, granularities=(2, 3), grid=(4, 2)).eval()
+    x = torch.randn(2, 1 + 5 + 8, 32)                     # [CLS], 2 + 3 [PART]s, 4 x 2 patches
+    out = layer(x)
+
+    def changed(position):
+        y = x.clone()
+        y[:, position] += torch.randn(2, 32)
+        return layer(y)
+    first, second = slice(1, 3), slice(3, 6)                # the granularity-2 and granularity-3 [PART]s
+    after = changed(0)                                      # [CLS]
+    assert torch.allclose(after[:, 1:6], out[:, 1:6], atol=1e-6)
+    after = changed(4)                                      # a granularity-3 [PART]
+    assert torch.allclose(after[:, first], out[:, first], atol=1e-6)
+    assert not torch.allclose(after[:, 0], out[:, 0], atol=1e-4)         # [CLS] sees it (eq. 1)
+    after = changed(1)                                      # a granularity-2 [PART]
+    assert torch.allclose(after[:, second], out[:, second], atol=1e-6)
+    after = changed(9)                                      # a patch
+    assert not torch.allclose(after[:, 1:6], out[:, 1:6], atol=1e-4)
+
+
+def _smoothed_ce(logits, y, eps):
+    q = torch.full_like(logits, eps / logits.shape[1])
+    q[torch.arange(len(y)), y] += 1 - eps
+    return -(q * logits.log_softmax(1)).sum(1).mean()
+
+
+def _batch_hard(f, y, margin):
+    losses = []
+    for i in range(len(y)):
+        d = (f - f[i]).norm(dim=1)
+        pos, neg = (y == y[i]) & (torch.arange(len(y)) != i), y != y[i]
+        losses.append(torch.relu(margin + d[pos].max() - d[neg].min()))
+    return torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("w", [1.0, 0.5])
+def test_eqs_6_and_7_composition_numerically(w):
+    """AAformer's ID loss is the mean of the [CLS] and per-[PART] cross-entropies (eq. 6; loss.parts = w weighs
+    the parts), its triplet the mean of the [CLS] triplet and the concatenated-[PART]s triplet (eq. 7), each
+    against a hand-written cross-entropy and batch-hard triplet."""
+    from reid.runs.config import build_config
+    from reid.supervised.trainer import reid_loss
+    torch.manual_seed(0)
+    m = build_model("aaformer", size="tiny", depth=2, pretrained="none", input_size=(64, 32), stride=16,
+                    num_classes=4).train()
+    y = torch.arange(4).repeat_interleave(2)
+    out = m(torch.randn(8, 3, 64, 32))
+    cfg = build_config("aaformer_market1501", [{"loss": {"parts": w, "center": 0.0}}])
+    eps, margin = cfg.loss.label_smoothing, cfg.loss.margin
+    total, parts = reid_loss(out, y, cfg)
+    P = len(out.part_logits)
+    assert P == 5
+    ce = (_smoothed_ce(out.logits, y, eps) + w * sum(_smoothed_ce(g, y, eps) for g in out.part_logits)) / (1 + w * P)
+    tri = (_batch_hard(out.features, y, margin) + w * _batch_hard(torch.cat(out.part_features, 1), y, margin)) / (1 + w)
+    assert parts["id"].item() == pytest.approx(cfg.loss.id * ce.item(), rel=1e-5)
+    assert parts["triplet"].item() == pytest.approx(cfg.loss.triplet * tri.item(), rel=1e-5)
+    assert total.item() == pytest.approx(parts["id"].item() + parts["triplet"].item(), rel=1e-6)

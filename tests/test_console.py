@@ -2,39 +2,32 @@
 --list: unwrapped lines, occasional plain progress lines instead of bars, the tables in log.txt too, whole
 recipe descriptions with each recipe's mode."""
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 from reid import progress
 from reid.runs.catalogue import recipe_description, recipe_mode
 from reid.runs.config import RECIPES
 from tests.test_unsup import TINY
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def piped(*args):
-    return subprocess.run([sys.executable, "main.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-
-
-def test_a_piped_run_writes_whole_lines_and_log_txt_has_what_the_console_had(tiny_root, tmp_path):
-    got = piped(*TINY, "--data-root", tiny_root, "--output", tmp_path, "--name", "p", "--epochs", "1")
-    assert got.returncode == 0, got.stderr
-    out = got.stdout
+def test_a_piped_run_writes_whole_lines_and_log_txt_has_what_the_console_had(tiny_root, tmp_path, main_in_process):
+    """In-process under pytest's capture, stdout is not a terminal, as in a pipe (a fresh process: bad_inputs)."""
+    code, out, err = main_in_process(*TINY, "--data-root", tiny_root, "--output", tmp_path, "--name", "p",
+                                     "--epochs", "1")
+    assert code == 0, err
     assert not re.search(r"━+\s+\d+%", out) and "\x1b[" not in out      # no bars, no colour codes
     epoch = [line for line in out.splitlines() if " epoch 1: " in line]
     assert len(epoch) == 1 and "mAP" in epoch[0] and len(epoch[0]) > 120    # one line, not wrapped at 80
     log = (tmp_path / "p" / "log.txt").read_text()
     assert "train 16 ids / 200 images" in log and "┃ epoch ┃" in log and " epoch 1: " in log
-    quiet = piped(*TINY, "--data-root", tiny_root, "--output", tmp_path, "--name", "q", "--epochs", "1", "--quiet")
-    assert quiet.returncode == 0 and " INFO " not in quiet.stdout and not re.search(r"━+\s+\d+%", quiet.stdout)
+    code, out, _ = main_in_process(*TINY, "--data-root", tiny_root, "--output", tmp_path, "--name", "q",
+                                   "--epochs", "1", "--quiet")
+    assert code == 0 and " INFO " not in out and not re.search(r"━+\s+\d+%", out)
     assert " epoch 1: " in (tmp_path / "q" / "log.txt").read_text()
 
 
 def test_plain_progress_lines(monkeypatch, capsys):
     monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)
+    monkeypatch.setitem(progress.quiet, "progress", False)
     assert list(progress.track(range(3), "counting")) == [0, 1, 2]
     lines = capsys.readouterr().out.splitlines()
     assert [re.sub(r"^\S+ ", "", x).split(", ")[0] for x in lines] == [

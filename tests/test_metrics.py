@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from reid.evaluation import evaluate
@@ -96,3 +97,40 @@ def test_peak_memory_is_bounded_by_the_chunks(tmp_path):
     assert out.returncode == 0, out.stderr
     grown_mb = int(out.stdout.strip().splitlines()[-1]) / 1024
     assert grown_mb < 200, grown_mb          # the dense distances alone would add 240 MB, their keys 480 MB
+
+
+def test_global_only_evaluation_ranks_by_the_global_piece_alone():
+    """test.feature=global: the first piece of a part model's retrieval feature, renormalised. A model whose
+    global feature is its identity and whose three part features are noise: mAP 1 by the global piece, less
+    with the parts (Pirt Table 5's global-only row; AAformer's [CLS]-only check)."""
+    from types import SimpleNamespace
+
+    from reid.data.augment import MEAN, STD
+    from reid.evaluation.extract import evaluate_run
+    from reid.models.registry import retrieval_feature
+    from reid.runs.config import build_config
+
+    class Parts(torch.nn.Module):
+        feature_splits = (8, 8, 8, 8)
+
+        def forward(self, x):
+            ids = ((x[:, 0, 0, 0] * STD[0] + MEAN[0]) * 255).round().long()      # undo the normalisation
+            g = torch.nn.functional.one_hot(ids, 8).float()
+            noise = torch.randn(len(x), 3, 8, generator=torch.Generator().manual_seed(len(x)))
+            return retrieval_feature(g, [noise[:, i] for i in range(3)])
+
+    def images(ids):
+        x = torch.zeros(len(ids), 3, 4, 2, dtype=torch.uint8)
+        x[:, 0, 0, 0] = torch.tensor(ids, dtype=torch.uint8)
+        x[:, 1] = torch.arange(len(ids), dtype=torch.uint8)[:, None, None]      # distinct images
+        return x
+    q_ids, g_ids = [0, 1, 2, 3], [0, 0, 1, 1, 2, 2, 3, 3, 4, 5, 6, 7]
+    ds = SimpleNamespace(query=[SimpleNamespace(pid=i, camid=0) for i in q_ids],
+                         gallery=[SimpleNamespace(pid=i, camid=1) for i in g_ids])
+    got = {}
+    for feature in ("all", "global"):
+        cfg = build_config("demo", [{"test": {"feature": feature}}])
+        got[feature] = evaluate_run(Parts(), images(q_ids), images(g_ids), ds, cfg, torch.device("cpu"))["mAP"]
+    assert got["global"] == pytest.approx(1.0) and got["all"] < 0.95
+    with pytest.raises(Exception, match="test.feature=global"):
+        build_config("demo", [{"test": {"feature": "global", "local_rerank": True}}])

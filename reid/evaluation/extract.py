@@ -64,11 +64,13 @@ def extract_parts(model: torch.nn.Module, images, device: torch.device, batch_si
 def evaluate_model(model: torch.nn.Module, query_images: torch.Tensor, gallery_images: torch.Tensor, query, gallery,
                    device: torch.device, batch_size: int = 256, flip: bool = False, rerank: dict | None = None,
                    visualize: tuple | None = None, shard=None, teacher: tuple | None = None,
-                   local: dict | None = None) -> dict:
+                   local: dict | None = None, width: int | None = None) -> dict:
     """Extract query and gallery features and score them: mAP, rank1/5/10, mINP (fractions).
 
     ``rerank`` (keyword arguments of :func:`evaluation.rerank.re_ranking`) re-ranks the distances first;
-    ``visualize`` = (path, queries) also writes rank lists of that many queries (``evaluation.visualize``)."""
+    ``visualize`` = (path, queries) also writes rank lists of that many queries (``evaluation.visualize``);
+    ``width``: rank by the first ``width`` columns of the feature alone, renormalised (``test.feature=global``:
+    the global piece of a part model's retrieval feature, models.registry.retrieval_feature)."""
     from .metrics import evaluate, evaluate_features, pairwise_distance
     qt, gt = teacher or (None, None)
     labels = ([s.pid for s in query], [s.pid for s in gallery], [s.camid for s in query], [s.camid for s in gallery])
@@ -82,6 +84,8 @@ def evaluate_model(model: torch.nn.Module, query_images: torch.Tensor, gallery_i
                 "rank10": float(r["cmc"][9]), "mINP": r["mINP"]}
     qf = extract_features(model, query_images, device, batch_size, flip, "query features", shard, qt)
     gf = extract_features(model, gallery_images, device, batch_size, flip, "gallery features", shard, gt)
+    if width is not None:
+        qf, gf = F.normalize(qf[:, :width], dim=1), F.normalize(gf[:, :width], dim=1)
     if rerank is None and not visualize:                     # chunked, on the features' device
         r = evaluate_features(qf, gf, *labels)
     else:
@@ -109,7 +113,8 @@ def evaluate_run(model: torch.nn.Module, query_images: torch.Tensor, gallery_ima
     local = dict(top_n=t.local_topn, confidence=t.local_confidence) if t.local_rerank else None
     if local is not None:
         require_local_parts(model, type(model).__name__)
+    width = model.feature_splits[0] if t.feature == "global" else None
     r = evaluate_model(model, query_images, gallery_images, ds.query, ds.gallery, device, t.batch_size, t.flip, rerank,
-                       visualize, shard, teacher, local)
+                       visualize, shard, teacher, local, width)
     r["eval_s"] = round(time.perf_counter() - start, 2)
     return r

@@ -1,7 +1,7 @@
 """Are two runs the same run? Their metrics (every field but the wall-clock seconds) and their weights,
 compared bit for bit (``train.deterministic``, runs.determinism).
 
-    python -m runs.compare outputs/demo outputs/demo-again        # exit 0: identical, 1: they differ
+    python -m reid.runs.compare outputs/demo outputs/demo-again        # exit 0: identical, 1: they differ
 
 Compares each epoch's record of ``metrics.jsonl`` field by field, leaving out the fields ending in
 ``_s`` (seconds, which no two runs share), then the model's tensors in ``last.pt``.

@@ -213,6 +213,9 @@ class TestConfig:
     # after 0, every, 2 x every, ... epochs (pool_ranklists/epoch_E.png; a run without labels has no other picture)
     pool_ranklists: int = key(8, ge=0, le=64)
     pool_ranklists_every: int = key(5, ge=1)   # epochs between two of those pictures
+    # the evaluation's feature: all (the model's retrieval feature: global and part features, each normalised,
+    # concatenated) or global (the global one alone: AAformer's [CLS], Pirt's global; a check of what the parts add)
+    feature: str = key("all", choices=("all", "global"))
     local_rerank: bool = False           # global ranking, then the top N re-ranked with part features (Pirt)
     local_topn: int = key(100, ge=1)     # with local_rerank: how many of the global ranking are re-ranked
     local_confidence: str = key("qg", choices=("qg", "q", "g", "none"))   # Pirt's Table 5
@@ -280,6 +283,9 @@ def validate(cfg: Config) -> Config:
                               f"identities of the {t.num_ids} x {t.num_instances} batch, so give a multiple of "
                               f"train.num_instances={t.num_instances} that divides {batch} (or 0, or {batch} and "
                               f"more: the whole batch)")
+    if cfg.test.feature == "global" and cfg.test.local_rerank:
+        raise ConfigError("test.feature=global ranks by the global feature alone, and test.local_rerank=true re-ranks "
+                          "with the part features: set one of them")
     d = cfg.data
     if d.camera_pattern:
         try:

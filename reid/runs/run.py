@@ -52,6 +52,18 @@ class RunLogHandler(logging.FileHandler):
         log.warning("%s can no longer be written (the disk is full?); the console has the rest", self.baseFilename)
 
 
+class StdoutHandler(logging.StreamHandler):
+    """Plain log lines to whatever ``sys.stdout`` is when a line is written (a pipe, a file, a test's capture)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _console_only(record: logging.LogRecord) -> bool:
     return not getattr(record, "file_only", False)
 
@@ -72,7 +84,7 @@ def setup_logging(run_dir: Path | None = None, level: int = logging.INFO, quiet:
     if rich_console.is_terminal:
         console = RichHandler(show_path=False, log_time_format="%H:%M:%S", console=rich_console)
     else:
-        console = logging.StreamHandler(sys.stdout)
+        console = StdoutHandler()
         console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     console.setLevel(logging.WARNING if quiet_state["progress"] else level)
     console.addFilter(_console_only)
