@@ -71,13 +71,17 @@ def synthetic_arguments(p, height: int = 128, width: int = 64, epochs: int = 8) 
     p.add_argument("--device", default="auto")
     p.add_argument("--output", default=None)
     p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's best.pt / last.pt")
+    p.add_argument("--warmup-by", default="iter", choices=("iter", "epoch"),
+                   help="train.warmup_by of every row: iter (default; a few epochs' budget) or epoch (the papers' "
+                        "unit; the tables in docs/results.md were measured with it, before iter existed)")
 
 
 def common_sets(a, dataset: str, name: str, out: str) -> list[str]:
     """The overrides every synthetic-benchmark row shares: data, budget, seed, output."""
     sets = [f"data.dataset={dataset}", f"data.synthetic_size={a.synthetic_size}", f"data.height={a.height}",
             f"data.width={a.width}", "data.workers=2", f"train.epochs={a.epochs}", f"test.eval_every={a.epochs}",
-            "test.eval_initial=false", f"device={a.device}", f"seed={a.seed}", f"output={out}", f"name={name}"]
+            "test.eval_initial=false", f"device={a.device}", f"seed={a.seed}", f"output={out}", f"name={name}",
+            f"train.warmup_by={getattr(a, 'warmup_by', 'epoch')}"]
     if a.data_root:
         sets.append(f"data.root={a.data_root}")
     if a.height < 128:

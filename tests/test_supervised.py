@@ -111,3 +111,27 @@ def test_identity_sampler_is_bots():
     # batches, and the pass ends once fewer than 4 identities have chunks left (after 2 or 3 batches)
     assert 2 <= len(one) <= 3
     assert len(list(s.batches(7))) == 7
+
+
+def test_warmup_by_iteration(tmp_path, tiny_root, monkeypatch):
+    """train.warmup_by=iter: over the warm-up epochs the learning rate rises at every step, linearly from
+    warmup_factor x lr, then the epoch schedule takes over; warmup_by=epoch keeps one rate per epoch."""
+    base, wf = 1e-3, 0.1
+    f = LRFactor("step", 3, 10, (), 0.1, 2, wf)
+    assert [f.at(t) for t in (0, 0.5, 1.0, 1.5, 2.0)] == pytest.approx([0.1, 0.325, 0.55, 0.775, 1.0])
+    seen = []
+    step = torch.optim.Adam.step
+
+    def recording(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *a, **k)
+    monkeypatch.setattr(torch.optim.Adam, "step", recording)
+    for unit in ("iter", "epoch"):
+        seen.clear()
+        assert main.main([*TINY_SUP, "--data-root", str(tiny_root), "--output", str(tmp_path), "--name", unit,
+                          "--epochs", "2", "--set", "train.iters=2", "--set", f"train.lr={base}", "--set",
+                          "train.warmup_epochs=1", "--set", f"train.warmup_factor={wf}", "--set",
+                          f"train.warmup_by={unit}", "--set", "test.eval_every=3", "--set", "test.eval_initial=false"]) == 0
+        one = LRFactor("step", 2, 10, (), 0.1, 1, wf)
+        want = [base * one.at(x) for x in (0, 0.5)] if unit == "iter" else [base * wf] * 2
+        assert seen == pytest.approx(want + [base] * 2), unit

@@ -165,6 +165,10 @@ class TrainConfig:
     gamma: float = key(0.1, gt=0)        # step: the factor at each step
     warmup_epochs: int = key(0, ge=0)    # linear warm-up from warmup_factor * lr
     warmup_factor: float = key(0.01, gt=0, le=1)   # the warm-up's first learning rate, as a fraction of lr
+    # the warm-up's unit: epoch (the factor changes once per epoch, as the papers' code has it) or iter (linear
+    # over every iteration of the warm-up epochs: for budgets of a few epochs, where a whole epoch at 1% of lr
+    # is a large share)
+    warmup_by: str = key("epoch", choices=("epoch", "iter"))
     cosine_start: int = key(0, ge=0)     # cosine: the epoch its decay starts (0: right after the warm-up)
     # mixed precision (runs.loop.amp_dtype): auto = on CUDA bf16 where supported, else fp16 with a loss scaler,
     # fp32 on the CPU; bf16 = bf16 autocast on any device, the CPU included; fp16 (CUDA); off = fp32.

@@ -211,12 +211,13 @@ def gather_output(out):
 
 
 def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: torch.Generator, optimizer, scaler,
-                extra: ExtraParameters | None, title: str) -> dict[str, float]:
+                extra: ExtraParameters | None, title: str, before_step=None) -> dict[str, float]:
     """One epoch of ``plan.batches``: augment on the device (teacher targets moved with the images),
     forward under autocast, the plan's loss, backward, step. Returns the mean of each loss part.
 
     Under torchrun every rank augments the whole global batch (the same random draws as one process)
-    and trains on its share; the loss is that of the gathered global batch (runs.dist)."""
+    and trains on its share; the loss is that of the gathered global batch (runs.dist). ``before_step(i)``,
+    when given, runs before the i-th step (0-based): the per-iteration warm-up sets the learning rate."""
     cfg, device = s.cfg, s.device
     net.train()
     dtype = amp_dtype(device, cfg.train.amp)
@@ -235,6 +236,8 @@ def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: torch.Ge
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 out = gather_output(net(x.contiguous(memory_format=layout), **t))
             loss, parts = plan.loss(out, idx_t)
+            if before_step is not None:
+                before_step(n)
             optimizer.zero_grad(set_to_none=True)
             if extra is not None:
                 extra.optimizer.zero_grad(set_to_none=True)
@@ -252,6 +255,20 @@ def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: torch.Ge
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
             bar.update(task, advance=1, info=" ".join(f"{k} {v / n:.3f}" for k, v in sums.items()))
     return {k: dist.mean(v / max(n, 1)) for k, v in sums.items()}     # aux losses are per rank
+
+
+def iteration_warmup(train, optimizer, scheduler, epoch: int, iters: int):
+    """With ``train.warmup_by=iter``, in a warm-up epoch: the hook that sets every group's learning rate to its
+    base times ``LRFactor.at(epoch - 1 + i / iters)`` before step i (None otherwise: the epoch's rate stands)."""
+    if train.warmup_by != "iter" or epoch - 1 >= train.warmup_epochs or not iters:
+        return None
+    factor = scheduler.lr_lambdas[0]
+
+    def before_step(i: int) -> None:
+        f = factor.at(epoch - 1 + i / iters)
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base * f
+    return before_step
 
 
 def channels_last(s: Session) -> bool:
@@ -329,7 +346,8 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
         losses = {}
         if plan.batches is not None:
             gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
-            losses = train_epoch(s, net, plan, gen, optimizer, scaler, extra, f"epoch {epoch}/{cfg.train.epochs}")
+            losses = train_epoch(s, net, plan, gen, optimizer, scaler, extra, f"epoch {epoch}/{cfg.train.epochs}",
+                                 iteration_warmup(cfg.train, optimizer, scheduler, epoch, plan.iters))
             record.update({k: round(v, 6) for k, v in losses.items()}, iters=plan.iters)
             if plan.finish is not None:
                 record.update(plan.finish())

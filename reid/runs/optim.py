@@ -1,6 +1,7 @@
 """Optimiser and learning-rate schedule from the ``train`` config, shared by both trainers.
 
-The schedule is per epoch: a linear warm-up from ``warmup_factor * lr`` over ``warmup_epochs`` (Bag of
+The schedule is per epoch (``train.warmup_by=iter``: the warm-up per iteration, ``LRFactor.at``): a linear
+warm-up from ``warmup_factor * lr`` over ``warmup_epochs`` (Bag of
 Tricks: 10 epochs from 3.5e-5 to 3.5e-4), then either steps (x ``gamma`` every ``step_size`` epochs, or
 at each epoch listed in ``steps``) or a cosine decay to zero at the last epoch, starting right after the
 warm-up or at ``cosine_start`` (Pirt: constant to epoch 30, then cosine).
@@ -28,6 +29,13 @@ class LRFactor:
         self.steps, self.gamma = sorted(steps), gamma
         self.warmup_epochs, self.warmup_factor = warmup_epochs, warmup_factor
         self.cosine_start = max(warmup_epochs, cosine_start)
+
+    def at(self, t: float) -> float:
+        """The factor at ``t`` epochs into the run (a fraction within an epoch): the warm-up is linear in ``t``
+        (``train.warmup_by=iter``); after it, the epoch's factor."""
+        if t < self.warmup_epochs:
+            return self.warmup_factor + (1 - self.warmup_factor) * t / self.warmup_epochs
+        return self(int(t))
 
     def __call__(self, epoch: int) -> float:
         if epoch < self.warmup_epochs:
