@@ -76,3 +76,17 @@ def test_the_demo_is_deterministic_at_the_readmes_thread_count():
     demo = build_config("demo")
     assert demo.train.deterministic and demo.train.threads == 2
     assert not build_config("cluster_contrast_resnet50").train.deterministic      # the fast default elsewhere
+
+
+def test_the_vit_baseline_is_aaformers_with_a_plain_vit():
+    """vit_base_market1501 is the ViT-baseline of AAformer's tables: every value of aaformer_market1501 but the
+    model's own (section IV-A and IV-B), non-overlapping 16 x 16 patches, BoT's loss settings."""
+    vit, aa = build_config("vit_base_market1501").to_dict(), build_config("aaformer_market1501").to_dict()
+    vm, am = vit.pop("model"), aa.pop("model")
+    vit["loss"].pop("parts"), aa["loss"].pop("parts")            # the [PART] weight: a ViT has no parts
+    assert vit == aa
+    assert vm["name"] == "vit" and {k: vm["args"][k] for k in ("size", "stride", "depth", "drop_path")} == \
+        {k: am["args"][k] for k in ("size", "stride", "depth", "drop_path")} == \
+        {"size": "base", "stride": 16, "depth": 12, "drop_path": 0.1}
+    assert (vit["loss"]["label_smoothing"], vit["loss"]["margin"], vit["train"]["warmup_epochs"],
+            vit["train"]["warmup_factor"]) == (0.1, 0.3, 10, 0.1)

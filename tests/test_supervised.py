@@ -131,7 +131,8 @@ def test_warmup_by_iteration(tmp_path, tiny_root, monkeypatch):
         assert main.main([*TINY_SUP, "--data-root", str(tiny_root), "--output", str(tmp_path), "--name", unit,
                           "--epochs", "2", "--set", "train.iters=2", "--set", f"train.lr={base}", "--set",
                           "train.warmup_epochs=1", "--set", f"train.warmup_factor={wf}", "--set",
-                          f"train.warmup_by={unit}", "--set", "test.eval_every=3", "--set", "test.eval_initial=false"]) == 0
+                          f"train.warmup_by={unit}", "--set", "test.eval_every=3", "--set",
+                          "test.eval_initial=false"]) == 0
         one = LRFactor("step", 2, 10, (), 0.1, 1, wf)
         want = [base * one.at(x) for x in (0, 0.5)] if unit == "iter" else [base * wf] * 2
         assert seen == pytest.approx(want + [base] * 2), unit
