@@ -43,10 +43,51 @@ def test_ibn_a_is_where_the_paper_puts_it_and_loads_imagenet_layout_weights(tmp_
     assert ibn.IN.num_features == ibn.BN.num_features == 64               # half and half of 128
     assert torch.equal(ibn.BN.weight, tv.layer2[0].bn1.weight[64:])
     assert torch.equal(m.base[7][2].conv3.weight, tv.layer4[2].conv3.weight)
-    # an IBN-a weight file (its own names) loads in full
-    torch.save(m.base.state_dict(), tmp_path / "ibn.pth")
+    # an IBN-a weight file in IBN-Net's release names loads in full, its InstanceNorm halves included
+    torch.save(ibn_net_release(m), tmp_path / "ibn.pth")
     again = build_model("resnet50_ibn_a", pretrained=str(tmp_path / "ibn.pth"), input_size=(64, 32))
     assert torch.equal(again.base[4][0].bn1.IN.weight, m.base[4][0].bn1.IN.weight)
+    assert torch.equal(again.base[6][5].bn1.IN.bias, m.base[6][5].bn1.IN.bias)
+
+
+def ibn_net_release(m) -> dict:
+    """The model's backbone in the names of IBN-Net's resnet50_ibn_a file (conv1, bn1, layer1.0.bn1.IN, ...),
+    with every InstanceNorm given values of its own (their initialisation, 1 and 0, would match any model)."""
+    with torch.no_grad():
+        for name, p in m.base.named_parameters():
+            if ".IN." in name:
+                p.copy_(torch.randn_like(p))
+    names = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+    out = {}
+    for k, v in m.base.state_dict().items():
+        first, _, rest = k.partition(".")
+        out[f"{names[first]}.{rest}"] = v.clone()
+    return out | {"fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)}
+
+
+def test_ibn_a_imagenet_is_ibn_nets_own_file(monkeypatch):
+    """pretrained=imagenet for IBN-a is IBN-Net's release (its InstanceNorms trained), not torchvision's plain
+    ResNet-50; offline, an error that names the file and where it goes."""
+    from reid.errors import ConfigError
+    from reid.models import resnet
+    source = build_model("resnet50_ibn_a", pretrained="none", input_size=(64, 32))
+    release = ibn_net_release(source)
+    asked = []
+
+    def hub(url, **kw):
+        asked.append(url)
+        return release
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", hub)
+    m = build_model("resnet50_ibn_a", pretrained="imagenet", input_size=(64, 32))
+    assert asked == [resnet.IBN_A_URL] and asked[0].endswith("resnet50_ibn_a-d9d0bb7b.pth")
+    assert torch.equal(m.base[5][1].bn1.IN.weight, source.base[5][1].bn1.IN.weight)
+    assert torch.equal(m.base[5][1].bn1.BN.running_mean, source.base[5][1].bn1.BN.running_mean)
+
+    def offline(url, **kw):
+        raise OSError("no network")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(ConfigError, match=r"(?s)resnet50_ibn_a-d9d0bb7b\.pth.*checkpoints.*model\.pretrained=none"):
+        build_model("resnet50_ibn_a", pretrained="imagenet", input_size=(64, 32))
 
 
 def loop_rerank(dist, qp, gp, qc, gc, n, mode):

@@ -42,8 +42,29 @@ def set_last_stride(layer4: nn.Sequential, stride: int) -> None:
         block.downsample[0].stride = (stride, stride)
 
 
+# IBN-Net's own ImageNet weights of ResNet-50-IBN-a (Pan et al., ECCV 2018; the release its code and the re-ID
+# codes built on it load), with the InstanceNorm halves trained; the file name carries its hash's first digits
+IBN_A_URL = "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/resnet50_ibn_a-d9d0bb7b.pth"
+
+
+def ibn_a_state_dict() -> dict:
+    """IBN-Net's ImageNet ResNet-50-IBN-a, from torch's hub cache or the web; offline, an error that names the
+    file and where to put it."""
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(IBN_A_URL).name
+    try:
+        return torch.hub.load_state_dict_from_url(IBN_A_URL, map_location="cpu", progress=True, check_hash=True)
+    except Exception as e:  # no network, proxy, a damaged file: say what to do
+        raise ConfigError(
+            f"cannot get IBN-Net's ImageNet weights of resnet50_ibn_a ({type(e).__name__}: {e}).\n"
+            f"Download {IBN_A_URL} to {cache}, or pass a local file with --set model.pretrained=PATH, or train "
+            f"from scratch with --set model.pretrained=none.") from None
+
+
 def imagenet_state_dict(arch: str) -> dict:
-    """torchvision's ImageNet weights (IMAGENET1K_V1, as the re-ID codes use), from its cache or the web."""
+    """torchvision's ImageNet weights (IMAGENET1K_V1, as the re-ID codes use), from its cache or the web; for
+    ResNet-50-IBN-a, IBN-Net's own (``ibn_a_state_dict``)."""
+    if arch == "resnet50_ibn_a":
+        return ibn_a_state_dict()
     weights = getattr(torchvision.models, _TORCHVISION[arch][1]).IMAGENET1K_V1
     try:
         return weights.get_state_dict(progress=True)
@@ -106,7 +127,9 @@ class ReIDResNet(nn.Module):
                     mapped[k[5:]] = v
                 elif first in inv:
                     mapped[f"{inv[first]}.{rest}"] = v
-            if arch.endswith("_ibn_a"):              # ImageNet ResNet-50 into IBN-a: all but the InstanceNorms
+            if arch.endswith("_ibn_a") and not any(".IN." in k for k in mapped):
+                # a plain ResNet-50 (a local file) into IBN-a: all but the InstanceNorms; IBN-Net's own weights
+                # (the imagenet default) have the IBN halves and load as they are
                 mapped = ibn_state(mapped, self.base.state_dict())
             load_matching(self.base, mapped, pretrained)
         self.feat_dim = dim                  # channels of the last feature map
