@@ -127,3 +127,16 @@ def test_pool_rank_lists_read_a_disk_store_as_a_tensor(crops, tmp_path):
                 for n, images in (("memory", memory), ("disk", disk))]
     a, b = (np.array(Image.open(p)) for p in pictures)
     assert a.shape[:2] == rank_list_size(3, 4)[::-1] and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("source", [["--set", "data.camera_from=folder"], ["--set", "labels_csv"]])
+def test_a_folder_trains_an_epoch_with_cameras_from_the_folder_or_a_csv(crops, tiny_root, tmp_path, source):
+    """The two camera sources the test above does not train with (it trains with a pattern, then with none)."""
+    if source[1] == "labels_csv":
+        source = ["--set", f"data.labels_csv={crops.parent / 'cams.csv'}"]
+    assert main.main([*TINY, "--dataset", f"folder:{crops}", "--data-root", str(tiny_root), "--output",
+                      str(tmp_path), "--name", "cams", "--epochs", "1", *source]) == 0
+    record = json.loads((tmp_path / "cams" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["epoch"] == 1 and record["num_clusters"] >= 0 and "intra_sim_mean" in record
+    log = (tmp_path / "cams" / "log.txt").read_text()
+    assert "4 cams" in log and "one camera in the training images" not in log
