@@ -84,8 +84,10 @@ def test_daaf_branches_follow_table_1(arch, channels):
     assert m.hab.decoder[0].in_channels == m.base.feat_dim and m.hab.out.out_channels == 1
     x = torch.randn(2, 3, 64, 32)
     low = m.base.base[:5](x)
-    assert m.hab(low).shape == (2, 1, 64, 32)                    # 4 deconvolutions: back to the input size
-    assert m.pab(m.base.feature_map(x)).shape == (2, 17, 64, 32)
+    assert m.hab(low).shape == (2, 1, 16, 8)                     # 2 deconvolutions (default): a quarter
+    assert m.pab(m.base.feature_map(x)).shape == (2, 17, 16, 8)
+    table_1 = build_model("daaf", base=arch, pretrained="none", input_size=(64, 32), decoder_layers=4)
+    assert table_1.hab(low).shape == (2, 1, 64, 32)              # Table 1's 4: back to the input size
 
 
 def test_daaf_eval_is_the_base_network():
@@ -154,7 +156,7 @@ def test_missing_annotations_are_a_clear_error(tiny_root, tmp_path):
 
 def test_authors_loss_form_is_mse_with_their_weights_and_linear_decoder():
     m = build_model("daaf", base="resnet18", pretrained="none", num_classes=5, input_size=(64, 32),
-                    loss_form="authors")
+                    loss_form="authors", decoder_layers=4)                # the released code's depth
     assert (m.lambda_h, m.lambda_p) == (10.0, 65.0)
     deconvs = [x for x in m.hab.decoder if isinstance(x, torch.nn.ConvTranspose2d)]
     assert len(deconvs) == 4 and len(m.hab.decoder) == 4                 # linear: nothing between them
@@ -169,3 +171,25 @@ def test_authors_loss_form_is_mse_with_their_weights_and_linear_decoder():
     from reid.errors import ConfigError
     with pytest.raises(ConfigError, match="loss_form"):
         build_model("daaf", base="resnet18", pretrained="none", loss_form="mine")
+
+
+@pytest.mark.parametrize("decoder,layers", [("authors", 4), ("paper", 2), ("authors", 1)])
+def test_the_decoder_is_an_option_of_its_own(decoder, layers):
+    """model.args.decoder: the paper's Table 1 decoder or the authors' lighter linear one, with either loss form;
+    model.args.decoder_layers: fewer doublings, the targets resized to the smaller maps."""
+    from reid.errors import ConfigError
+    m = build_model("daaf", base="resnet18", pretrained="none", num_classes=5, input_size=(64, 32),
+                    decoder=decoder, decoder_layers=layers)
+    assert (m.lambda_h, m.lambda_p) == (0.003, 0.003)                      # the paper's loss form stays
+    deconvs = [x for x in m.pab.decoder if isinstance(x, torch.nn.ConvTranspose2d)]
+    assert len(deconvs) == layers and all(d.kernel_size == ((2, 2) if decoder == "authors" else (3, 3))
+                                          for d in deconvs)
+    img, teacher = dotted_batch(B=4, H=64, W=32)
+    x, t = augment_with_teacher(img, teacher, torch.Generator().manual_seed(0), 0.5, 4, 0.5)
+    out = m(x, **t)
+    side = 2 ** layers
+    assert m.hab(m.base.base[:5](x)).shape[-2:] == (4 * side, 2 * side)    # a 4 x 2 map, doubled `layers` times
+    assert all(torch.isfinite(v) for v in out.aux_losses.values()) and set(out.aux_losses) == {"hab", "pab"}
+    for bad in ({"decoder": "fast"}, {"decoder_layers": 0}, {"decoder_layers": 5}):
+        with pytest.raises(ConfigError, match="decoder"):
+            build_model("daaf", base="resnet18", pretrained="none", input_size=(64, 32), **bad)
