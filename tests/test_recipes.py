@@ -65,7 +65,7 @@ def test_recipes_state_their_papers_devices():
     expected = {"cluster_contrast_resnet50": 64, "aaformer_unsup_market1501": 64, "mla_market1501": 32,
                 "pirt_occluded_duke": 32, "demo": 16, "bot_market1501": 0, "daaf_bot_market1501": 0,
                 "daaf_trinet_market1501": 0, "aaformer_market1501": 0, "sap_occluded_duke": 0, "sap_market1501": 0,
-                "vit_base_market1501": 0}
+                "vit_base_market1501": 0, "pretrain_resnet18": 0, "pretrain_vit_tiny": 0}
     assert set(expected) == {p.stem for p in RECIPES.glob("*.yaml")}
     for name, images in expected.items():
         assert build_config(name).train.bn_images == images, name

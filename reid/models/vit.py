@@ -54,15 +54,28 @@ def patch_grid(input_size: tuple[int, int], patch: int, stride: int) -> tuple[in
     return (H - patch) // stride + 1, (W - patch) // stride + 1
 
 
+def checkpoint_grid(n: int, grid: tuple[int, int]) -> tuple[int, int] | None:
+    """The patch grid of a checkpoint's ``n`` position embeddings: square (ImageNet's), else the h x w = n of
+    the aspect ratio nearest ``grid``'s (a re-ID checkpoint of this project: 8 x 4 at 128 x 64); None when
+    ``n`` has no such factor pair."""
+    side = int(round(math.sqrt(n)))
+    if side * side == n:
+        return side, side
+    pairs = [(h, n // h) for h in range(1, n + 1) if n % h == 0]
+    if not pairs:
+        return None
+    aim = grid[0] / grid[1]
+    return min(pairs, key=lambda hw: abs(math.log(hw[0] / hw[1] / aim)))
+
+
 def resize_position_embedding(pos: torch.Tensor, grid: tuple[int, int], prefix: int = 1) -> torch.Tensor:
-    """1 x (prefix + h*w) x D position embeddings of a square (or 1 x n) checkpoint grid, resampled to
+    """1 x (prefix + h*w) x D position embeddings of a checkpoint's grid (``checkpoint_grid``), resampled to
     ``grid`` (bicubic, timm's ``resample_abs_pos_embed``); the prefix ([CLS]) entries are kept as they are."""
     from timm.layers import resample_abs_pos_embed
     n = pos.shape[1] - prefix
-    side = int(round(math.sqrt(n)))
-    old = (side, side) if side * side == n else None
+    old = checkpoint_grid(n, grid) if n > 0 else None
     if old is None:
-        raise CheckpointError(f"a position embedding of {n} patches is not a square grid; cannot resize it")
+        raise CheckpointError(f"a position embedding of {n} patches has no patch grid; cannot resize it")
     if tuple(old) == tuple(grid):
         return pos
     return resample_abs_pos_embed(pos, new_size=list(grid), old_size=list(old), num_prefix_tokens=prefix)

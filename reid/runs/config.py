@@ -56,7 +56,8 @@ class DataConfig:
     dataset: str = "synthetic"           # registry name; several joined by '+' train together (ids kept apart)
     test_dataset: str = ""               # evaluate on this dataset's query/gallery instead (cross-domain)
     root: str = ""                       # default: env REID_DATA, else ./datasets
-    synthetic_size: str = key("small", choices=("tiny", "small", "market"))   # the synthetic benchmark's size
+    # the synthetic benchmark's size; pretrain: the population the pretrain_* recipes pretrain on
+    synthetic_size: str = key("small", choices=("tiny", "small", "market", "pretrain"))
     synthetic_seed: int = key(0, ge=0)   # 0: synthetic-<size>/; N: synthetic-<size>-seedN/
     height: int = key(256, ge=16)        # input height in pixels: every image is resized to height x width
     width: int = key(128, ge=8)          # input width in pixels

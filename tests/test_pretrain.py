@@ -1,0 +1,47 @@
+"""The pretraining stage (issue: ablations from a pretrained start): a synthetic population whose persons the
+evaluation sets never hold, and recipes whose last.pt is a weight file that model.pretrained=PATH loads into
+every model of the ablations, baseline and paper model alike."""
+import pytest
+import torch
+
+import main
+from reid.data.synthetic.generate import PRETRAIN_SEED, SIZES, shared_identities
+from reid.models import build_model
+
+
+def test_the_pretraining_population_shares_no_person_with_the_evaluation_sets():
+    assert SIZES["pretrain"].train_ids >= 2000 and SIZES["pretrain"].train_images >= 30000
+    for evaluation in (("tiny", 0), ("small", 0), ("market", 0)):
+        assert shared_identities(("pretrain", PRETRAIN_SEED), evaluation) == 0, evaluation
+    assert shared_identities(("small", 0), ("small", 0)) == 400               # the check finds what is shared
+
+
+def pretrain(tmp_path, tiny_root, recipe, *extra):
+    args = ["--config", recipe, "--set", "data.synthetic_size=tiny", "--set", "data.height=32", "--set",
+            "data.width=16", "--set", "train.iters=2", "--set", "train.epochs=1", "--set", "test.batch_size=64",
+            "--device", "cpu", "--data-root", str(tiny_root), "--output", str(tmp_path), *extra]
+    assert main.main(args) == 0
+    ckpt = tmp_path / recipe / "last.pt"
+    assert ckpt.is_file()
+    return ckpt, torch.load(ckpt, weights_only=True)["model"]
+
+
+def test_pretrained_resnet18_loads_into_the_cnn_students(tmp_path, tiny_root):
+    ckpt, state = pretrain(tmp_path, tiny_root, "pretrain_resnet18")
+    for name, args in (("resnet18", {}), ("daaf", {"base": "resnet18"}), ("resnet18", {"attention": "mla"}),
+                       ("pirt", {"backbone": "resnet18"})):
+        m = build_model(name, pretrained=str(ckpt), input_size=(64, 32), **args)
+        base = m.base.base if name in ("daaf", "pirt") else m.base
+        assert torch.equal(base[0].weight, state["base.0.weight"]), name          # the stem
+        assert torch.equal(base[4][0].conv1.weight, state["base.4.0.conv1.weight"]), name
+
+
+@pytest.mark.parametrize("student", ["vit", "aaformer", "sap"])
+def test_pretrained_vit_tiny_loads_into_every_transformer_student(tmp_path, tiny_root, student):
+    ckpt, state = pretrain(tmp_path, tiny_root, "pretrain_vit_tiny")
+    args = {"sap": dict(overlap=0, depth=4, parts=3)}.get(student, dict(stride=16, depth=4))
+    m = build_model(student, size="tiny", pretrained=str(ckpt), input_size=(64, 32), **args)
+    for key in ("patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.3.mlp.fc2.weight", "cls_token"):
+        mine = dict(m.named_parameters())[key]
+        assert torch.equal(mine, state[key]), (student, key)
+    assert m.pos_embed.shape[1] == 1 + 4 * 2 and state["pos_embed"].shape[1] == 1 + 2 * 1     # resized grid
