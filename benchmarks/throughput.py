@@ -9,8 +9,8 @@ products). FLOPs count a multiply-add as 2.
     python -m benchmarks.throughput --deterministic             # also the step in train.deterministic's mode
 
 Models at their recipes' sizes (ResNet-50 and its IBN-a form, DAAF on ResNet-50 with its training branches,
-ViT-B/16 with stride 12, AAformer on ViT-B/16, SAP on ViT-B/16 with 4 px overlap, Pirt on ResNet-50-IBN-a),
-all at 256 x 128; random weights, random images (and teacher targets for DAAF), the
+ViT-B/16 with stride 16 (AAformer's ViT-baseline), AAformer on ViT-B/16, SAP on ViT-B/16 with 4 px overlap,
+Pirt on ResNet-50-IBN-a), all at 256 x 128; random weights, random images (and teacher targets for DAAF), the
 project's optimiser step, mixed precision as ``train.amp`` does it. The peak is ``--peak-tflops``, or
 for a GPU whose name contains H100 / H200 the dense bf16 tensor-core peak of 989 TFLOPS; on a CPU no
 peak is given unless you give one. ``--bn-images N`` times the training step a second time, in the same
@@ -31,7 +31,7 @@ from reid.runs.loop import amp_dtype
 from reid.runs.run import resolve_device
 
 ARGS = {"resnet18": {}, "resnet50": {}, "resnet50_ibn_a": {}, "daaf": dict(base="resnet50"),
-        "vit": dict(size="base", stride=12), "aaformer": dict(size="base", stride=16),
+        "vit": dict(size="base", stride=16), "aaformer": dict(size="base", stride=16),
         "sap": dict(size="base", overlap=4), "pirt": dict(backbone="resnet50_ibn_a")}
 PEAKS = {"H100": 989.0, "H200": 989.0}       # dense bf16 TFLOPS
 
