@@ -16,14 +16,19 @@ def test_the_pretraining_population_shares_no_person_with_the_evaluation_sets():
     assert shared_identities(("small", 0), ("small", 0)) == 400               # the check finds what is shared
 
 
-def pretrain(tmp_path, tiny_root, recipe, *extra):
+def pretrain(out, tiny_root, recipe):
     args = ["--config", recipe, "--set", "data.synthetic_size=tiny", "--set", "data.height=32", "--set",
             "data.width=16", "--set", "train.iters=2", "--set", "train.epochs=1", "--set", "test.batch_size=64",
-            "--device", "cpu", "--data-root", str(tiny_root), "--output", str(tmp_path), *extra]
+            "--device", "cpu", "--data-root", str(tiny_root), "--output", str(out)]
     assert main.main(args) == 0
-    ckpt = tmp_path / recipe / "last.pt"
+    ckpt = out / recipe / "last.pt"
     assert ckpt.is_file()
     return ckpt, torch.load(ckpt, weights_only=True)["model"]
+
+
+@pytest.fixture(scope="module")
+def pretrained_vit(tiny_root, tmp_path_factory):
+    return pretrain(tmp_path_factory.mktemp("pretrain"), tiny_root, "pretrain_vit_tiny")
 
 
 def test_pretrained_resnet18_loads_into_the_cnn_students(tmp_path, tiny_root):
@@ -37,8 +42,8 @@ def test_pretrained_resnet18_loads_into_the_cnn_students(tmp_path, tiny_root):
 
 
 @pytest.mark.parametrize("student", ["vit", "aaformer", "sap"])
-def test_pretrained_vit_tiny_loads_into_every_transformer_student(tmp_path, tiny_root, student):
-    ckpt, state = pretrain(tmp_path, tiny_root, "pretrain_vit_tiny")
+def test_pretrained_vit_tiny_loads_into_every_transformer_student(pretrained_vit, student):
+    ckpt, state = pretrained_vit
     args = {"sap": dict(overlap=0, depth=4, parts=3)}.get(student, dict(stride=16, depth=4))
     m = build_model(student, size="tiny", pretrained=str(ckpt), input_size=(64, 32), **args)
     for key in ("patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.3.mlp.fc2.weight", "cls_token"):
