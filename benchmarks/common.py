@@ -116,7 +116,8 @@ def print_table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
     print("| " + " | ".join(t for t, _ in columns) + " |")
     print("|" + " --- |" * len(columns))
     for r in rows:
-        cells = [f"{100 * r[k]:.1f}" if k in ("mAP", "rank1") else str(r.get(k, "")) for _, k in columns]
+        cells = [f"{100 * r[k]:.1f}" if (k.endswith("mAP") or k == "rank1") and k in r else str(r.get(k, ""))
+                 for _, k in columns]
         print("| " + " | ".join(cells) + " |")
 
 
