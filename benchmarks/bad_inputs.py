@@ -537,7 +537,41 @@ def probes_round_two(tmp: Path, p: dict[str, Path]) -> list[tuple[str, str, list
     rows += [("data and checkpoints", w, a, 2) for w, a in files]
     rows += [("your own data", w, [*train, *a], 2) for w, a in own]
     rows += [("legal", w, a, 1 if "exit 1" in w else 0) for w, a in legal]
-    return rows
+    return rows + probes_round_three(tmp, p, train)
+
+
+def probes_round_three(tmp: Path, p: dict[str, Path], train: list[str]) -> list[tuple[str, str, list[str], int]]:
+    """The third round: cluster-sweep, --explain, and the options added with them (test.feature,
+    train.warmup_by, DAAF's decoder), and the legal uses of each."""
+    data, unsup, f = str(p["data"]), str(p["unsup"]), p["files"]
+    sweep = ["--mode", "cluster-sweep", "--checkpoint", unsup, "--data-root", data]
+    plot = str(tmp / "out" / "sweep.png")
+    bad = [
+        ("cluster-sweep: eps of 1 or more", [*sweep, "--eps", "0.5,1.0", "--output", plot]),
+        ("cluster-sweep: eps that is not a number", [*sweep, "--eps", "0.4,x", "--output", plot]),
+        ("cluster-sweep: a range that runs backwards", [*sweep, "--eps", "0.7:0.3:0.1", "--output", plot]),
+        ("cluster-sweep: a fractional k1", [*sweep, "--k1", "2.5", "--output", plot]),
+        ("cluster-sweep: min_samples 0", [*sweep, "--min-samples", "0", "--output", plot]),
+        ("cluster-sweep: k1 beyond the training images", [*sweep, "--k1", "100000", "--output", plot]),
+        ("cluster-sweep: the plot to a folder", [*sweep, "--output", str(tmp / "out")]),
+        ("cluster-sweep: the plot with a suffix nothing writes", [*sweep, "--output", str(tmp / "out" / "s.xyz")]),
+        ("cluster-sweep: without a checkpoint", ["--mode", "cluster-sweep", "--data-root", data]),
+        ("cluster-sweep: a text file as the checkpoint", ["--mode", "cluster-sweep", "--checkpoint",
+                                                          str(f / "notes.txt"), "--output", plot]),
+        ("--explain without --print-config", ["--config", "demo", "--explain"]),
+        ("test.feature=global with the local re-ranking", [*train, "--set", "test.feature=global", "--set",
+                                                           "test.local_rerank=true"]),
+        ("train.warmup_by that is no unit", [*train, "--set", "train.warmup_by=hour"]),
+        ("DAAF: a decoder that does not exist", [*train, "--set", "model.name=daaf", "--set",
+                                                "model.args.decoder=fast"]),
+        ("DAAF: 9 decoder layers", [*train, "--set", "model.name=daaf", "--set", "model.args.decoder_layers=9"]),
+    ]
+    legal = [
+        ("cluster-sweep of a run (exit 0)", [*sweep, "--eps", "0.5,0.6", "--output", plot]),
+        ("--print-config --explain (exit 0)", ["--config", "demo", "--print-config", "--explain"]),
+        ("--list (exit 0)", ["--list"]),
+    ]
+    return [("round three", w, a, 2) for w, a in bad] + [("legal", w, a, 0) for w, a in legal]
 
 
 def tree_digest(folder: Path) -> dict[str, str]:

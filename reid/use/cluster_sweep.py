@@ -51,8 +51,8 @@ def parse_grid(text: str | None, flag: str, kind: type, low: float, high: float 
                         f"{'numbers' if kind is float else 'whole numbers'}, e.g. {flag} {form}") from None
     bad = [v for v in values if not (v >= low and (high is None or v < high))] or ([] if values else ["none"])
     if bad or len(values) > 200:
-        span = f"[{low}, {high})" if high is not None else f">= {low}"
-        raise ReIDError(f"{flag} {text!r}: each value must be in {span}, up to 200 of them "
+        span = f"in [{low}, {high})" if high is not None else f">= {low}"
+        raise ReIDError(f"{flag} {text!r}: each value must be {span}, up to 200 of them "
                         f"(got {', '.join(map(str, bad)) or f'{len(values)} values'})")
     return sorted(set(values))
 
