@@ -11,7 +11,7 @@ from PIL import Image
 
 import main
 from benchmarks.own_data import scrambled_copy
-from reid.evaluation.visualize import rank_list_size
+from reid.evaluation.visualize import grid_size
 from reid.data.datasets import build_dataset
 from reid.errors import ConfigError, DatasetError
 from reid.runs.config import build_config
@@ -76,7 +76,7 @@ def test_a_folder_trains_without_labels_and_evaluates_on_a_labelled_set(crops, t
     pictures = sorted(p.name for p in (tmp_path / "own" / "pool_ranklists").iterdir())
     assert pictures == ["epoch_000.png", "epoch_001.png"]           # the models after 0 and 1 epochs
     with Image.open(tmp_path / "own" / "pool_ranklists" / "epoch_001.png") as im:
-        assert im.size == rank_list_size(4, 8)
+        assert im.size == grid_size(4, 8, 32, 16)
     tree = f"market:{tiny_root / 'synthetic-tiny'}"
     assert main.main([*base, "--epochs", "1", "--test-dataset", tree, "--name", "eval"]) == 0
     last = json.loads((tmp_path / "eval" / "metrics.jsonl").read_text().splitlines()[-1])
@@ -126,7 +126,7 @@ def test_pool_rank_lists_read_a_disk_store_as_a_tensor(crops, tmp_path):
     pictures = [pool_rank_lists(tmp_path / f"{n}.png", feats, labels, images, queries, topk=4)
                 for n, images in (("memory", memory), ("disk", disk))]
     a, b = (np.array(Image.open(p)) for p in pictures)
-    assert a.shape[:2] == rank_list_size(3, 4)[::-1] and np.array_equal(a, b)
+    assert a.shape[:2] == grid_size(3, 4, 32, 16)[::-1] and np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("source", [["--set", "data.camera_from=folder"], ["--set", "labels_csv"]])

@@ -75,7 +75,7 @@ def pool_rank_lists(path, feats: torch.Tensor, labels: np.ndarray, images, queri
     green / red by the true identity when the pool has one (grey when not: a folder of a user's own crops).
     The user sees the model improve without any label (test.pool_ranklists)."""
     from reid.data.files import write_atomically
-    from reid.evaluation.visualize import draw_rank_list, to_numpy_image
+    from reid.evaluation.visualize import draw_rank_grid, to_numpy_image
     f = torch.nn.functional.normalize(feats.float(), dim=1)
     q = torch.as_tensor(queries, device=f.device)
     dist = (1 - f[q] @ f.T).clamp(min=0)
@@ -89,5 +89,5 @@ def pool_rank_lists(path, feats: torch.Tensor, labels: np.ndarray, images, queri
     rows = [[(picture[int(j)], float(d[r, c]), None if truth is None else bool(truth[int(j)] == truth[int(qi)]))
              for c, j in enumerate(order[r])] for r, qi in enumerate(queries)]
     titles = [f"cluster {labels[qi]}" if labels[qi] >= 0 else "outlier" for qi in queries]
-    return write_atomically(path, lambda tmp: draw_rank_list(tmp, [picture[int(i)] for i in queries], rows, titles),
+    return write_atomically(path, lambda tmp: draw_rank_grid(tmp, [picture[int(i)] for i in queries], rows, titles),
                             "the rank-list picture")
