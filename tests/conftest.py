@@ -26,3 +26,22 @@ def main_in_process(capsys):
         got = capsys.readouterr()
         return code, got.out, got.err
     return call
+
+
+def run_in_process(*args) -> tuple[int, str, str]:
+    """``python main.py ARGS`` in this process, without a fixture: (exit code, stdout, stderr), argparse's exits
+    (--help, a bad flag) included. The tests of messages and exit codes use it instead of a fresh process,
+    which costs a torch import each (about 3 s); benchmarks/bad_inputs.py runs the same kinds of mistakes in
+    fresh processes."""
+    import contextlib
+    import io
+
+    import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main.main([str(a) for a in args])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    return code, out.getvalue(), err.getvalue()
+

@@ -1,17 +1,17 @@
 """Bad input: a short error that says what to do, exit code 2, no traceback."""
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.conftest import run_in_process
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_main(*args, cwd=ROOT):
-    p = subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=cwd, capture_output=True, text=True)
-    return p.returncode, p.stdout, p.stderr
+def run_main(*args):
+    """The command in this process (tests.conftest.run_in_process; fresh processes: benchmarks/bad_inputs.py)."""
+    return run_in_process(*args)
 
 
 def assert_user_error(code, err, needle):

@@ -13,16 +13,17 @@ import pytest
 import torch
 
 import main
+from tests.conftest import run_in_process
 from tests.test_unsup import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = [*TINY, "--set", "train.iters=2", "--set", "test.eval_initial=false"]
 
 
-def cli(*args, cwd=ROOT, env=None):
-    p = subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=cwd, capture_output=True, text=True,
-                       env=env)
-    return p.returncode, p.stdout, p.stderr
+def cli(*args):
+    """The command in this process (tests.conftest.run_in_process); the tests of several processes start their
+    own, and benchmarks/bad_inputs.py runs the mistakes in fresh ones."""
+    return run_in_process(*args)
 
 
 def epochs(run_dir):

@@ -1,6 +1,4 @@
 """Using a trained model: extract, search, pictures of a run, explain, ONNX export, and their bad inputs."""
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +7,7 @@ import torch
 from PIL import Image
 
 import main
+from tests.conftest import run_in_process
 from tests.test_unsup import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,8 +29,8 @@ def table_rows(out: str) -> list[list[str]]:
 
 
 def cli(*args):
-    p = subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, capture_output=True, text=True)
-    return p.returncode, p.stdout, p.stderr
+    """The command in this process (tests.conftest.run_in_process)."""
+    return run_in_process(*args)
 
 
 def test_run_pictures_exist_and_have_their_size(trained):
