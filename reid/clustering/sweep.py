@@ -5,6 +5,7 @@ setting, computed by the same three functions (kNN, Jaccard graph, DBSCAN) on th
 from __future__ import annotations
 
 import time
+
 import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
@@ -23,14 +24,24 @@ def with_singletons(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def cluster_sizes(labels: np.ndarray) -> np.ndarray:
+    """The size of each cluster (outliers, -1, left out)."""
+    return np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=int)
+
+
+def size_summary(labels: np.ndarray, sizes: np.ndarray) -> dict:
+    """The median cluster size and the largest cluster's share of all images: the keys the sweep's rows and
+    the loop's label-free records (unsup/label_free.py) share, so that the two can be compared."""
+    return {"largest_cluster_share": round(float(sizes.max() / len(labels)), 4) if len(sizes) else 0.0,
+            "cluster_size_median": float(np.median(sizes)) if len(sizes) else 0.0}
+
+
 def describe(labels: np.ndarray, truth: np.ndarray | None = None) -> dict:
     """What one setting's labels look like: clusters, outliers, the largest cluster's share, the median
     cluster size; with ``truth`` (identities), the adjusted Rand index and NMI against it."""
-    sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=int)
+    sizes = cluster_sizes(labels)
     row = {"clusters": int(len(sizes)), "outliers": int((labels < 0).sum()),
-           "outlier_share": round(float((labels < 0).mean()), 4),
-           "largest_cluster_share": round(float(sizes.max() / len(labels)), 4) if len(sizes) else 0.0,
-           "cluster_size_median": float(np.median(sizes)) if len(sizes) else 0.0}
+           "outlier_share": round(float((labels < 0).mean()), 4), **size_summary(labels, sizes)}
     if truth is not None:
         scored = with_singletons(labels)
         row["ari"] = round(float(adjusted_rand_score(truth, scored)), 4)

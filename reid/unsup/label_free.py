@@ -7,11 +7,9 @@ import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score
 
+from reid.clustering.sweep import cluster_sizes, size_summary
+
 SIZE_BINS = (2, 4, 8, 16, 32, 64)            # histogram edges: sizes 1, 2-3, 4-7, ..., 32-63, 64+
-
-
-def cluster_sizes(labels: np.ndarray) -> np.ndarray:
-    return np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=int)
 
 
 def intra_cluster_similarity(feats: torch.Tensor, labels: np.ndarray) -> tuple[float, float]:
@@ -44,8 +42,7 @@ def changed_labels(previous: np.ndarray, labels: np.ndarray) -> int:
 def label_free_metrics(feats: torch.Tensor, labels: np.ndarray, previous: np.ndarray | None) -> dict:
     sizes = cluster_sizes(labels)
     mean, spread = intra_cluster_similarity(feats, labels)
-    out = {"cluster_size_median": float(np.median(sizes)) if len(sizes) else 0.0,
-           "largest_cluster_share": round(float(sizes.max() / len(labels)), 4) if len(sizes) else 0.0,
+    out = {**size_summary(labels, sizes),
            "cluster_size_hist": np.histogram(sizes, bins=[1, *SIZE_BINS, max(65, int(sizes.max(initial=0)) + 1)]
                                              )[0].tolist(),
            "intra_sim_mean": round(mean, 4), "intra_sim_std": round(spread, 4)}
