@@ -19,7 +19,8 @@ heads) with ``--depth`` layers (4) and 16-pixel patches with ``--stride`` (16: 8
 from scratch (no ImageNet weights can be downloaded here); ``--epochs`` (8) with the recipes' warm-up and
 schedule shape. (ViT-small with 6 layers and stride 12 measured 10+ s per step of 64 images on these
 2 cores, too slow for the table.) Images per second: training (batches of the recipe, from the measured epoch time) and
-inference (batches of 128, eval mode).
+inference (batches of 128, eval mode). AAformer rows also give the [CLS]-only mAP (the same checkpoint
+ranked by [CLS] alone) and the last epoch's cross-entropy of [CLS]'s classifier and of the [PART]s'.
 """
 from __future__ import annotations
 
@@ -60,6 +61,15 @@ def cls_only_map(run_dir: Path) -> float:
                                      ckpt)["mAP"], 4)
 
 
+def token_losses(records: list[dict]) -> dict:
+    """The last trained epoch's mean cross-entropy of [CLS]'s classifier and of the [PART]s' (each token's
+    own, unweighted: reid.supervised.trainer.reid_loss records them beside eq. 6's mean)."""
+    last = [r for r in records if "ce_global" in r][-1]
+    part = [v for k, v in last.items() if k.startswith("ce_part")]
+    return {"ce_cls": round(last["ce_global"], 3), "ce_parts": round(sum(part) / len(part), 3),
+            "ce_parts_each": [round(v, 3) for v in part]}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     synthetic_arguments(p)
@@ -88,6 +98,7 @@ def main(argv=None) -> None:
                                        a.seed, PAPER.get(variant, "")))
                 if name == "aaformer":
                     rows[-1]["cls_only_mAP"] = cls_only_map(Path(out) / tag)
+                    rows[-1].update(token_losses(records))
                 drop_checkpoints(Path(out) / tag, a.keep_checkpoints)
                 print(json.dumps(rows[-1]), flush=True)
     if a.part in ("unsupervised", "both"):
@@ -103,7 +114,8 @@ def main(argv=None) -> None:
                                    a.seed, PAPER.get(variant, "")))
             print(json.dumps(rows[-1]), flush=True)
     print_table(rows, [("part", "part"), ("dataset", "dataset"), ("variant", "variant"), ("mAP", "mAP"),
-                       ("rank-1", "rank1"), ("[CLS]-only mAP", "cls_only_mAP"), ("train img/s", "train_images_per_s"),
+                       ("rank-1", "rank1"), ("[CLS]-only mAP", "cls_only_mAP"),
+                       ("[CLS] CE", "ce_cls"), ("[PART] CE (mean)", "ce_parts"), ("train img/s", "train_images_per_s"),
                        ("inference img/s", "inference_images_per_s"), ("params (M)", "params_M"),
                        ("paper (mAP / rank-1)", "paper")])
     save_rows(out, "aaformer_ablation", rows)

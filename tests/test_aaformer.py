@@ -124,6 +124,7 @@ def test_one_supervised_epoch_of_aaformer(tmp_path, tiny_root):
     records = run_sup(tmp_path, tiny_root, "aa", "aaformer_market1501", "--epochs", "1", *AA,
                       "--set", "train.warmup_epochs=0")
     assert records[-1]["id"] > 0 and records[-1]["triplet"] > 0 and 0 <= records[-1]["mAP"] <= 1
+    assert records[-1]["ce_global"] > 0 and all(records[-1][f"ce_part{i}"] > 0 for i in range(1, 6))
 
 
 def test_one_unsupervised_epoch_of_aaformer(tmp_path, tiny_root):
@@ -195,3 +196,9 @@ def test_eqs_6_and_7_composition_numerically(w):
     assert parts["id"].item() == pytest.approx(cfg.loss.id * ce.item(), rel=1e-5)
     assert parts["triplet"].item() == pytest.approx(cfg.loss.triplet * tri.item(), rel=1e-5)
     assert total.item() == pytest.approx(parts["id"].item() + parts["triplet"].item(), rel=1e-6)
+    # each token's own cross-entropy is recorded beside the mean, detached and outside the sum
+    assert parts["ce_global"].item() == pytest.approx(_smoothed_ce(out.logits, y, eps).item(), rel=1e-5)
+    for i, g in enumerate(out.part_logits, 1):
+        assert parts[f"ce_part{i}"].item() == pytest.approx(_smoothed_ce(g, y, eps).item(), rel=1e-5)
+        assert not parts[f"ce_part{i}"].requires_grad
+    assert sorted(parts) == sorted(["id", "triplet", "ce_global"] + [f"ce_part{i}" for i in range(1, P + 1)])

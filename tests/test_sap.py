@@ -90,3 +90,54 @@ def test_one_unsupervised_epoch_of_sap(tmp_path, tiny_root):
     from tests.test_unsup import run
     records = run(tmp_path, tiny_root, "su", "--epochs", "1", *SAP)
     assert records[-1]["num_clusters"] > 0 and records[-1]["patch"] > 0
+
+
+def _stripes(batch: int, height: int, width: int, parts: int) -> torch.Tensor:
+    """A parsing map of horizontal stripes 1..parts-1 (no background), B x 1 x H x W."""
+    rows = torch.arange(height) * (parts - 1) // height + 1
+    return rows[None, None, :, None].expand(batch, 1, height, width).float()
+
+
+def test_attention_in_part_is_the_parts_share_for_a_uniform_head_and_rises_when_distilled():
+    """A DA head with zero q / k weights attends uniformly: its mass inside the part is the part's share of the
+    patches, for the patch heads and the proxies alike. A few steps on L_patch + L_proxy alone move both
+    above that share, and the MSA heads are measured in the same units."""
+    from reid.models.sap import SemiAttention, attention_in_part
+    torch.manual_seed(0)
+    m = build_model("sap", size="tiny", depth=1, pretrained="none", input_size=(64, 32), parts=4, p_drop=0.0)
+    x, parsing = torch.randn(4, 3, 64, 32), _stripes(4, 64, 32, 4)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, SemiAttention):
+                mod.da_qkv.weight.zero_()
+                mod.da_qkv.bias.zero_()
+        for layer in m.part_stage:
+            for lin in (layer.da_q, layer.da_k):
+                lin.weight.zero_()
+                lin.bias.zero_()
+    r = attention_in_part(m, x, parsing)
+    assert r["da"] == pytest.approx(r["uniform"], abs=1e-4)
+    assert r["proxy_da"] == pytest.approx(r["proxy_uniform"], abs=1e-4)
+    assert 0 < r["uniform"] < 1 and 0 <= r["msa"] <= 1
+    torch.manual_seed(0)
+    m = build_model("sap", size="tiny", depth=1, pretrained="none", input_size=(64, 32), parts=4, p_drop=0.0).train()
+    before = attention_in_part(m, x, parsing)
+    assert m.training                                  # the measure leaves the mode as it found it
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    for _ in range(30):
+        out = m(x, parsing=parsing)
+        loss = out.aux_losses["patch"] + out.aux_losses["proxy"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = attention_in_part(m, x, parsing)
+    assert after["da"] > before["da"] + 0.1 and after["da"] > after["uniform"] + 0.1
+    assert after["proxy_da"] > after["proxy_uniform"] + 0.05
+
+
+def test_attention_in_part_of_the_baseline_has_msa_only():
+    from reid.models.sap import attention_in_part
+    m = build_model("sap", size="tiny", depth=2, pretrained="none", input_size=(64, 32), parts=4, semi_patch=False,
+                    semi_proxy=False)
+    r = attention_in_part(m, torch.randn(2, 3, 64, 32), _stripes(2, 64, 32, 4))
+    assert "da" not in r and {"uniform", "msa", "proxy_uniform", "proxy_da"} <= set(r)

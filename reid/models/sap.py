@@ -290,6 +290,66 @@ class SAP(ReIDViT):
         return maps
 
 
+def _mass_in_part(weights: torch.Tensor, same: torch.Tensor, rows: torch.Tensor) -> float:
+    """Mean over the ``rows`` (B x Q booleans) of the attention mass (B x Q x N, rows summing to 1) that falls
+    on the keys ``same`` (B x Q x N booleans)."""
+    return float(((weights * same).sum(-1))[rows].mean())
+
+
+@torch.no_grad()
+def attention_in_part(model: SAP, x: torch.Tensor, parsing: torch.Tensor) -> dict[str, float]:
+    """How far the attention follows the teacher's partition: for each patch of a person part (the teacher's
+    majority label of its window, background left out), the share of its attention over the patches that
+    falls on patches of its own part, averaged over patches, images and layers; and for each non-background
+    proxy of the part stage, the share of its DA head's attention on the patches of its part.
+
+    Keys: ``uniform`` (a uniform attention's share: the part's share of the patches, as the patch rows
+    see it), ``msa`` (the MSA heads), ``da`` (the distilled heads of eq. 3, when ``semi_patch``), and
+    ``proxy_uniform`` / ``proxy_da`` (eq. 6's DA head of each proxy, for the student partition). Each
+    attention is renormalised over the patches ([CLS] left out). A head that learnt the teacher's
+    partition sits well above ``uniform``; one that did not, at it."""
+    was_training = model.training
+    model.eval()
+    try:
+        labels = part_frequencies(parsing, model.parts, 16, model.patch_embed.proj.stride[0]).argmax(-1)   # B x N
+        same = labels[:, :, None] == labels[:, None, :]                                               # B x N x N
+        rows = labels != model.background
+        inputs: list[torch.Tensor] = []
+        hooks = [b.attn.register_forward_pre_hook(lambda mod, args: inputs.append(args[0])) for b in model.blocks]
+        try:
+            patches = model.tokens(x)[:, 1:]
+        finally:
+            for h in hooks:
+                h.remove()
+        out = {"uniform": _mass_in_part(torch.full(same.shape, 1.0 / same.shape[-1]), same, rows)}
+        msa, da = [], []
+        for block, z in zip(model.blocks, inputs):
+            attn, (B, L, _) = block.attn, z.shape
+            q, k, _ = attn.qkv(z).reshape(B, L, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+            w = ((q[:, :, 1:] * attn.head_dim ** -0.5) @ k[:, :, 1:].transpose(-2, -1)).softmax(-1)     # B x h x N x N
+            msa.append(_mass_in_part(w.mean(1), same, rows))
+            if isinstance(attn, SemiAttention):
+                dq, dk, _ = attn.da_qkv(z).chunk(3, dim=-1)
+                w = ((dq[:, 1:] * attn.scale) @ dk[:, 1:].transpose(1, 2)).softmax(-1)
+                da.append(_mass_in_part(w, same, rows))
+        out["msa"] = sum(msa) / len(msa)
+        if da:
+            out["da"] = sum(da) / len(da)
+        if model.partition == "student":
+            ids = torch.arange(model.parts, device=labels.device)
+            own = labels[:, None, :] == ids[None, :, None]                                            # B x M x N
+            present = own.any(-1) & (ids != model.background)[None]
+            out["proxy_uniform"] = _mass_in_part(torch.full(own.shape, 1.0 / own.shape[-1]), own, present)
+            proxies, layer_mass = model.proxies.repeat(x.shape[0], 1, 1), []
+            for layer in model.part_stage:
+                proxies, patches, affinity = layer(proxies, patches)
+                layer_mass.append(_mass_in_part(affinity.softmax(-1), own, present))
+            out["proxy_da"] = sum(layer_mass) / len(layer_mass)
+        return {k: round(v, 4) for k, v in out.items()}
+    finally:
+        model.train(was_training)
+
+
 @register_model("sap")
 def sap(size: str = "base", overlap: int = 4, depth: int = 12, drop_path: float = 0.1, parts: int = 7,
         background: int = 0, part_layers: int = 2, part_heads: int = 8, semi_patch: bool = True,

@@ -37,7 +37,9 @@ def _weighted_mean(global_term: torch.Tensor, part_terms: list[torch.Tensor], w:
 
 
 def reid_loss(out, targets: torch.Tensor, cfg: Config, center: CenterLoss | None = None):
-    """The trainer's loss on a model's training output, and its weighted parts.
+    """The trainer's loss on a model's training output, and its weighted parts (the loss is their sum).
+    For a part model the parts also hold, detached and not in the sum, the unweighted cross-entropy of
+    each token's classifier (``ce_global`` for [CLS], ``ce_part1``...): what eq. 6's mean hides.
 
     A part model's parts count as AAformer's eqs. (6)-(8) have them, with ``loss.parts`` = w weighing the
     part terms against the global ones (w = 1: the paper's): the ID loss is the mean of the global and
@@ -48,6 +50,7 @@ def reid_loss(out, targets: torch.Tensor, cfg: Config, center: CenterLoss | None
     losses otherwise gives ``out.loss_terms`` (Pirt's eqs. 15-17), which then replace that composition.
     The centre loss is on the global feature only, as Bag of Tricks has it."""
     parts: dict[str, torch.Tensor] = {}
+    tokens: dict[str, torch.Tensor] = {}
     w = cfg.loss.parts
     if out.loss_terms is not None:                  # the model's own composition (models.registry.LossTerm)
         ce = [t.ce * label_smoothed_cross_entropy(t.logits, targets, cfg.loss.label_smoothing)
@@ -61,7 +64,10 @@ def reid_loss(out, targets: torch.Tensor, cfg: Config, center: CenterLoss | None
     elif out.logits is not None and cfg.loss.id > 0:
         def ce(logits):
             return label_smoothed_cross_entropy(logits, targets, cfg.loss.label_smoothing)
-        parts["id"] = cfg.loss.id * _weighted_mean(ce(out.logits), [ce(x) for x in out.part_logits], w)
+        token_ce = [ce(out.logits)] + [ce(x) for x in out.part_logits]
+        parts["id"] = cfg.loss.id * _weighted_mean(token_ce[0], token_ce[1:], w)
+        if out.part_logits:                         # each token's own cross-entropy, recorded, not added
+            tokens = {"ce_global": token_ce[0], **{f"ce_part{i}": v for i, v in enumerate(token_ce[1:], 1)}}
     if cfg.loss.triplet > 0 and out.loss_terms is None:
         def tri(features):
             return batch_hard_triplet(features, targets, cfg.loss.margin)
@@ -75,7 +81,9 @@ def reid_loss(out, targets: torch.Tensor, cfg: Config, center: CenterLoss | None
     parts.update(out.aux_losses)
     if not parts:
         raise ValueError("no loss to train: the model has no classifier and loss.triplet is 0")
-    return sum(parts.values()), parts
+    total = sum(parts.values())
+    parts.update({k: v.detach() for k, v in tokens.items()})
+    return total, parts
 
 
 def run_supervised(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -> list[dict]:
