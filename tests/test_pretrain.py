@@ -45,7 +45,11 @@ def test_pretrained_resnet18_loads_into_the_cnn_students(tmp_path, tiny_root):
 def test_pretrained_vit_tiny_loads_into_every_transformer_student(pretrained_vit, student):
     ckpt, state = pretrained_vit
     args = {"sap": dict(overlap=0, depth=4, parts=3)}.get(student, dict(stride=16, depth=4))
-    m = build_model(student, size="tiny", pretrained=str(ckpt), input_size=(64, 32), **args)
+    # a supervised student: its identity classifier has another number of classes than the pretraining's, and
+    # the file's re-ID heads (BNNeck, classifier) are left out, as a ResNet student loads its backbone only
+    m = build_model(student, size="tiny", pretrained=str(ckpt), input_size=(64, 32), num_classes=7, **args)
+    assert m.classifier.weight.shape[0] == 7 and state["classifier.weight"].shape[0] != 7
+    assert not torch.equal(m.neck.bn.running_mean, state["neck.bn.running_mean"])
     for key in ("patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.3.mlp.fc2.weight", "cls_token"):
         mine = dict(m.named_parameters())[key]
         assert torch.equal(mine, state[key]), (student, key)

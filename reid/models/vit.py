@@ -35,7 +35,7 @@ from reid.errors import CheckpointError, ConfigError
 from .explain import minmax
 from .heads import BNNeck
 from .registry import ModelOutput, register_model, retrieval_feature
-from .weights import load_matching
+from .weights import load_matching, summarise_keys
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,11 @@ SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}          # embe
 IMAGENET = {"tiny": "vit_tiny_patch16_224.augreg_in21k_ft_in1k",
             "small": "vit_small_patch16_224.augreg_in21k_ft_in1k",
             "base": "vit_base_patch16_224.orig_in21k_ft_in1k"}
+
+
+# the re-ID heads on the transformer (BNNecks and identity classifiers, global and per part): a pretrained
+# start loads the transformer only, as a ResNet student loads its backbone only
+REID_HEADS = ("neck.", "classifier.", "part_neck", "part_classifier")
 
 
 def patch_grid(input_size: tuple[int, int], patch: int, stride: int) -> tuple[int, int]:
@@ -182,6 +187,11 @@ class ReIDViT(nn.Module):
             read_vit_weights(pretrained, self.size, self.depth)
         if state.get("pos_embed") is not None and state["pos_embed"].shape != self.pos_embed.shape:
             state["pos_embed"] = resize_position_embedding(state["pos_embed"], self.grid)
+        heads = sorted(k for k in state if k.startswith(REID_HEADS))
+        if heads:                       # a re-ID checkpoint's heads belong to its own identities
+            log.info("weights from %s: its re-ID heads left out (%s); they start at initialisation", pretrained,
+                     summarise_keys(heads))
+            state = {k: v for k, v in state.items() if not k.startswith(REID_HEADS)}
         load_matching(self, state, pretrained)
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
