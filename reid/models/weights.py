@@ -44,7 +44,9 @@ def load_matching(module: nn.Module, state: dict, source: str) -> list[str]:
     usable = {k: v for k, v in state.items() if k in own}
     module.load_state_dict(usable, strict=False)
     not_loaded = sorted(set(own) - set(usable))
-    if not_loaded:
+    if not not_loaded:
+        log.info("weights from %s: all %d tensors loaded", source, len(usable))
+    else:
         log.info("weights from %s: %d tensors loaded, %d not found (kept at initialisation): %s", source,
                  len(usable), len(not_loaded), summarise_keys(not_loaded))
     ignored = sorted(set(state) - set(own))
