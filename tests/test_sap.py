@@ -119,6 +119,7 @@ def test_attention_in_part_is_the_parts_share_for_a_uniform_head_and_rises_when_
     assert r["da"] == pytest.approx(r["uniform"], abs=1e-4)
     assert r["proxy_da"] == pytest.approx(r["proxy_uniform"], abs=1e-4)
     assert 0 < r["uniform"] < 1 and 0 <= r["msa"] <= 1
+    assert r["uniform"] < r["target"] < 1 and r["proxy_uniform"] < r["proxy_target"] < 1
     torch.manual_seed(0)
     m = build_model("sap", size="tiny", depth=1, pretrained="none", input_size=(64, 32), parts=4, p_drop=0.0).train()
     before = attention_in_part(m, x, parsing)
@@ -140,4 +141,17 @@ def test_attention_in_part_of_the_baseline_has_msa_only():
     m = build_model("sap", size="tiny", depth=2, pretrained="none", input_size=(64, 32), parts=4, semi_patch=False,
                     semi_proxy=False)
     r = attention_in_part(m, torch.randn(2, 3, 64, 32), _stripes(2, 64, 32, 4))
-    assert "da" not in r and {"uniform", "msa", "proxy_uniform", "proxy_da"} <= set(r)
+    assert "da" not in r and {"uniform", "target", "msa", "proxy_uniform", "proxy_target", "proxy_da"} <= set(r)
+
+
+def test_attention_in_part_target_share_by_hand():
+    """Stripes of 16 rows under 16 x 16 patches without overlap: every window is one part, so every entry of
+    eq. 4's patch block is 0 or 1 (up to lambda's softmax) and a row's target mass in its part of share f is
+    e f / (e f + 1 - f); a uniform head has f."""
+    from reid.models.sap import attention_in_part
+    m = build_model("sap", size="tiny", depth=1, pretrained="none", input_size=(64, 32), parts=5, overlap=0)
+    r = attention_in_part(m, torch.randn(2, 3, 64, 32), _stripes(2, 64, 32, 5))
+    f = 0.25                                            # 4 stripes of 2 x 1 patches of the 4 x 2 grid
+    assert r["uniform"] == pytest.approx(f, abs=1e-4)
+    assert r["target"] == pytest.approx(math.e * f / (math.e * f + 1 - f), abs=1e-3)
+    assert r["proxy_uniform"] == pytest.approx(f, abs=1e-4)

@@ -304,8 +304,10 @@ def attention_in_part(model: SAP, x: torch.Tensor, parsing: torch.Tensor) -> dic
     proxy of the part stage, the share of its DA head's attention on the patches of its part.
 
     Keys: ``uniform`` (a uniform attention's share: the part's share of the patches, as the patch rows
-    see it), ``msa`` (the MSA heads), ``da`` (the distilled heads of eq. 3, when ``semi_patch``), and
-    ``proxy_uniform`` / ``proxy_da`` (eq. 6's DA head of each proxy, for the student partition). Each
+    see it), ``target`` (the share of eq. 5's target itself, softmax of the eq. 4 rows: the most a DA head
+    fitting L_patch perfectly would put there), ``msa`` (the MSA heads), ``da`` (the distilled heads of
+    eq. 3, when ``semi_patch``), and ``proxy_uniform`` / ``proxy_target`` / ``proxy_da`` (eq. 6's DA head
+    of each proxy against eq. 7's target, for the student partition). Each
     attention is renormalised over the patches ([CLS] left out). A head that learnt the teacher's
     partition sits well above ``uniform``; one that did not, at it."""
     was_training = model.training
@@ -321,7 +323,9 @@ def attention_in_part(model: SAP, x: torch.Tensor, parsing: torch.Tensor) -> dic
         finally:
             for h in hooks:
                 h.remove()
-        out = {"uniform": _mass_in_part(torch.full(same.shape, 1.0 / same.shape[-1]), same, rows)}
+        m_hat = model._targets(parsing)
+        out = {"uniform": _mass_in_part(torch.full(same.shape, 1.0 / same.shape[-1]), same, rows),
+               "target": _mass_in_part(torch.softmax(m_hat @ m_hat.transpose(1, 2), -1), same, rows)}
         msa, da = [], []
         for block, z in zip(model.blocks, inputs):
             attn, (B, L, _) = block.attn, z.shape
@@ -340,6 +344,7 @@ def attention_in_part(model: SAP, x: torch.Tensor, parsing: torch.Tensor) -> dic
             own = labels[:, None, :] == ids[None, :, None]                                            # B x M x N
             present = own.any(-1) & (ids != model.background)[None]
             out["proxy_uniform"] = _mass_in_part(torch.full(own.shape, 1.0 / own.shape[-1]), own, present)
+            out["proxy_target"] = _mass_in_part(torch.softmax(m_hat.transpose(1, 2), -1), own, present)
             proxies, layer_mass = model.proxies.repeat(x.shape[0], 1, 1), []
             for layer in model.part_stage:
                 proxies, patches, affinity = layer(proxies, patches)
