@@ -54,3 +54,24 @@ def test_pretrained_vit_tiny_loads_into_every_transformer_student(pretrained_vit
         mine = dict(m.named_parameters())[key]
         assert torch.equal(mine, state[key]), (student, key)
     assert m.pos_embed.shape[1] == 1 + 4 * 2 and state["pos_embed"].shape[1] == 1 + 2 * 1     # resized grid
+
+
+def test_weights_of_another_model_stop_the_run_before_its_folder(pretrained_vit, tiny_root, tmp_path):
+    """A ViT's file given to a ResNet (or a ResNet's to a ViT) loads nothing: an error naming what the file
+    holds, exit 2 when the config is checked, and no run folder."""
+    from reid.errors import CheckpointError
+    from tests.conftest import run_in_process
+    ckpt, _ = pretrained_vit
+    with pytest.raises(CheckpointError, match="none of its .* tensors is a ResNet's"):
+        build_model("resnet18", pretrained=str(ckpt), input_size=(64, 32))
+    resnet_file = tmp_path / "resnet18.pt"
+    torch.save({"model": {f"base.{k}": v for k, v in build_model("resnet18", pretrained="none").base.state_dict()
+                          .items()}}, resnet_file)
+    with pytest.raises(CheckpointError, match="none of its .* tensors fits this model"):
+        build_model("vit", size="tiny", depth=2, stride=16, pretrained=str(resnet_file), input_size=(64, 32))
+    code, _, err = run_in_process("--mode", "supervised", "--config", "bot_market1501", "--dataset", "synthetic",
+                                  "--data-root", tiny_root, "--set", "data.synthetic_size=tiny", "--set",
+                                  "model.name=resnet18", "--set", f"model.pretrained={ckpt}", "--output",
+                                  tmp_path / "runs")
+    assert code == 2 and "is a ResNet's" in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

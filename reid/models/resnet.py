@@ -17,12 +17,12 @@ import torch
 import torchvision
 from torch import nn
 
-from reid.errors import ConfigError
+from reid.errors import CheckpointError, ConfigError
 
 from .explain import collect_outputs, minmax
 from .ibn import convert_to_ibn_a, ibn_state
 from .heads import BNNeck, TriNetHead, build_pooling
-from .weights import load_matching, read_state_dict
+from .weights import load_matching, read_state_dict, summarise_keys
 from .registry import ModelOutput, register_model, retrieval_feature
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,9 @@ class ReIDResNet(nn.Module):
                     mapped[k[5:]] = v
                 elif first in inv:
                     mapped[f"{inv[first]}.{rest}"] = v
+            if not mapped:
+                raise CheckpointError(f"weights from {pretrained}: none of its {len(sd)} tensors is a ResNet's "
+                                      f"(it holds {summarise_keys(sorted(sd))}); give a ResNet's weights, or none")
             if arch.endswith("_ibn_a") and not any(".IN." in k for k in mapped):
                 # a plain ResNet-50 (a local file) into IBN-a: all but the InstanceNorms; IBN-Net's own weights
                 # (the imagenet default) have the IBN halves and load as they are

@@ -34,7 +34,8 @@ def read_state_dict(path: str, key: str = "model.pretrained",
 def load_matching(module: nn.Module, state: dict, source: str) -> list[str]:
     """Load the entries of ``state`` whose names and shapes fit ``module``; log and return the rest.
 
-    A name that exists with another shape is an error (the weights are of another architecture)."""
+    A name that exists with another shape is an error (the weights are of another architecture), and so
+    is a file of which nothing fits (a ResNet's weights given to a ViT, say)."""
     own = module.state_dict()
     wrong = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
              if k in own and own[k].shape != v.shape]
@@ -42,6 +43,10 @@ def load_matching(module: nn.Module, state: dict, source: str) -> list[str]:
         raise CheckpointError(f"weights from {source} do not fit this model ({len(wrong)} shape mismatches, "
                               f"e.g. {wrong[0]}); they are of another architecture")
     usable = {k: v for k, v in state.items() if k in own}
+    if not usable:
+        raise CheckpointError(f"weights from {source}: none of its {len(state)} tensors fits this model (it holds "
+                              f"{summarise_keys(sorted(state)) or 'nothing usable'}); they are of another "
+                              f"architecture: give this model's own kind of weights, or none")
     module.load_state_dict(usable, strict=False)
     not_loaded = sorted(set(own) - set(usable))
     if not not_loaded:

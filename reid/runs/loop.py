@@ -119,12 +119,18 @@ def check_model_builds(cfg: Config) -> None:
     """The model the config names is built once, without weights, on the meta device (no memory, no time):
     a value its constructor refuses (a ViT size, a stride, an input size its patches do not tile) stops
     the run before its folder exists. A constructor that reads tensor values (timm's position-embedding
-    resampling) cannot run on meta: it is built on the CPU (about a second for ViT-B)."""
+    resampling) cannot run on meta: it is built on the CPU (about a second for ViT-B). With a weight file
+    (``model.pretrained=PATH``) it is built on the CPU with the file, so that weights of another model stop
+    the run here too."""
     from reid.models.factory import model_kwargs
     from reid.models.registry import MODELS
     kwargs = {**model_kwargs(cfg.model, 0, (cfg.data.height, cfg.data.width)), "pretrained": "none"}
     ctor = MODELS.get(cfg.model.name)
+    weight_file = cfg.model.pretrained not in ("", "none", "imagenet")
     try:
+        if weight_file:                  # a file of weights is loaded too: one of another model stops here
+            ctor(**{**kwargs, "pretrained": cfg.model.pretrained})
+            return
         try:
             with torch.device("meta"):
                 ctor(**kwargs)
