@@ -129,8 +129,8 @@ def main(argv=None) -> None:
             epochs = [r for r in records if r.get("epoch", 0) > 0]
             last = records[-1]
             row = {"benchmark": "daaf_ablation", "variant": name, "teacher": teacher, "arch": a.arch,
-                   "pretrained": a.pretrained, "decoder_layers": cfg.model.args.get("decoder_layers", 2) if hab or pab
-                   else "-",
+                   "pretrained": a.pretrained,           # decoder_layers None: the model's default
+                   "decoder_layers": a.decoder_layers if hab or pab else "-",
                    "loss_form": a.loss_form if hab or pab else "-", "seed": a.seed,
                    "mAP": round(last["mAP"], 4), "rank1": round(last["rank1"], 4),
                    "s_per_epoch": round(sum(r["train_s"] for r in epochs) / len(epochs), 1),

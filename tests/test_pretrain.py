@@ -69,6 +69,9 @@ def test_weights_of_another_model_stop_the_run_before_its_folder(pretrained_vit,
                           .items()}}, resnet_file)
     with pytest.raises(CheckpointError, match="none of its .* tensors fits this model"):
         build_model("vit", size="tiny", depth=2, stride=16, pretrained=str(resnet_file), input_size=(64, 32))
+    torch.save({}, tmp_path / "empty.pt")
+    with pytest.raises(CheckpointError, match="holds no tensors"):
+        build_model("resnet18", pretrained=str(tmp_path / "empty.pt"))
     code, _, err = run_in_process("--mode", "supervised", "--config", "bot_market1501", "--dataset", "synthetic",
                                   "--data-root", tiny_root, "--set", "data.synthetic_size=tiny", "--set",
                                   "model.name=resnet18", "--set", f"model.pretrained={ckpt}", "--output",

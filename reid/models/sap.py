@@ -313,7 +313,8 @@ def attention_in_part(model: SAP, x: torch.Tensor, parsing: torch.Tensor) -> dic
     was_training = model.training
     model.eval()
     try:
-        labels = part_frequencies(parsing, model.parts, 16, model.patch_embed.proj.stride[0]).argmax(-1)   # B x N
+        m_hat = model._targets(parsing)                                                               # B x N x M
+        labels = m_hat.argmax(-1)                          # the majority part of each window (eq. 2 is monotone)
         same = labels[:, :, None] == labels[:, None, :]                                               # B x N x N
         rows = labels != model.background
         inputs: list[torch.Tensor] = []
@@ -323,8 +324,7 @@ def attention_in_part(model: SAP, x: torch.Tensor, parsing: torch.Tensor) -> dic
         finally:
             for h in hooks:
                 h.remove()
-        m_hat = model._targets(parsing)
-        out = {"uniform": _mass_in_part(torch.full(same.shape, 1.0 / same.shape[-1]), same, rows),
+        out = {"uniform": float(same.float().mean(-1)[rows].mean()),            # a uniform head: the part's share
                "target": _mass_in_part(torch.softmax(m_hat @ m_hat.transpose(1, 2), -1), same, rows)}
         msa, da = [], []
         for block, z in zip(model.blocks, inputs):
@@ -343,7 +343,7 @@ def attention_in_part(model: SAP, x: torch.Tensor, parsing: torch.Tensor) -> dic
             ids = torch.arange(model.parts, device=labels.device)
             own = labels[:, None, :] == ids[None, :, None]                                            # B x M x N
             present = own.any(-1) & (ids != model.background)[None]
-            out["proxy_uniform"] = _mass_in_part(torch.full(own.shape, 1.0 / own.shape[-1]), own, present)
+            out["proxy_uniform"] = float(own.float().mean(-1)[present].mean())
             out["proxy_target"] = _mass_in_part(torch.softmax(m_hat.transpose(1, 2), -1), own, present)
             proxies, layer_mass = model.proxies.repeat(x.shape[0], 1, 1), []
             for layer in model.part_stage:

@@ -26,8 +26,8 @@ def read_state_dict(path: str, key: str = "model.pretrained",
     for key in ("model", "state_dict"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"{p} holds no state dict")
+    if not isinstance(sd, dict) or not sd:
+        raise CheckpointError(f"{p} holds no state dict" if not isinstance(sd, dict) else f"{p} holds no tensors")
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 

@@ -152,12 +152,12 @@ def check_run_inputs(cfg: Config, new_run: bool = True, explicit_name: bool = Fa
     check_amp(cfg.train.amp, resolve_device(cfg.device))
     if new_run:
         check_run_dir(cfg, explicit_name)
-    check_model_builds(cfg)
-    if cfg.model.attention:
-        resolve_block(cfg.model.attention)
     weights = cfg.model.pretrained
     if weights not in ("imagenet", "none", "") and not Path(weights).is_file():
         raise ConfigError(f"model.pretrained: no file {weights} (use imagenet, none, or the path of a state dict)")
+    check_model_builds(cfg)
+    if cfg.model.attention:
+        resolve_block(cfg.model.attention)
     ds = dataset_from_config(cfg)
     require_training_split(ds)
     if cfg.mode == "supervised" and not ds.labelled:
