@@ -196,17 +196,6 @@ def use(args) -> int:
     return 0
 
 
-def check_resume_fits(cfg, ckpt: dict) -> None:
-    """Before the run folder is opened: the model that the resumed config (with any --set) builds takes the
-    checkpoint's weights; a mismatch is an error that leaves the run as it was (no FAILED.txt)."""
-    import copy
-
-    import torch
-
-    from reid.use.trained import build_trained
-    build_trained(copy.deepcopy(cfg), ckpt, torch.device("cpu"))
-
-
 def train(args) -> int:
     """A new run (``--mode unsup|supervised``) or a resumed one (``--resume``); under torchrun, every rank
     runs this, rank 0 alone owns the run folder (runs/dist.py)."""
@@ -230,9 +219,7 @@ def train(args) -> int:
               f"{args.resume} --epochs {ckpt['epoch'] + 10}; to recompute its metrics, --mode evaluate "
               f"--checkpoint {Path(ckpt['path']).parent}")
         return 0
-    if args.resume and not ckpt.get("fresh"):
-        check_resume_fits(cfg, ckpt)
-    cfg.device = dist.init(cfg.device)
+    dist.init(cfg.device)
     if dist.world() > 1 and cfg.train.num_ids % dist.world():
         raise ReIDError(f"train.num_ids={cfg.train.num_ids} does not split into {dist.world()} processes: each "
                         f"takes whole identities of every P x K batch; give a multiple of {dist.world()}")
@@ -251,6 +238,10 @@ def train(args) -> int:
         rich.get_console().quiet = console.quiet = True
     ds = check_run_inputs(cfg, new_run=not args.resume and main_rank,
                           explicit_name=args.name is not None)          # before any folder
+    if args.resume and not ckpt.get("fresh"):    # a refused resume leaves its run as it was
+        from reid.runs.loop import check_resume
+        from reid.supervised.trainer import extra_parameters
+        check_resume(cfg, ckpt, ds, extra_parameters if cfg.mode == "supervised" else None)
     run_dir, resume = None, None
     if main_rank:
         if args.resume:
@@ -267,8 +258,10 @@ def train(args) -> int:
         from reid.supervised.trainer import run_supervised as trainer
     else:
         from reid.unsup.trainer import run_unsup as trainer
+    from reid.runs.determinism import kept
     try:
-        trainer(cfg, run_dir, resume=resume, ds=ds)
+        with kept():                         # threads and kernels as they were, after the run (notebooks, the API)
+            trainer(cfg, run_dir, resume=resume, ds=ds)
     except KeyboardInterrupt:
         log.warning("interrupted; continue with --resume %s", run_dir)
         raise

@@ -20,6 +20,10 @@ class CheckpointError(ReIDError):
     pass
 
 
+class NonFiniteError(ReIDError):
+    """NaN or inf where numbers must be finite: a model's features, a checkpoint's tensors, a run's steps."""
+
+
 def closest(name: str, choices) -> str:
     """' (did you mean X?)' for the nearest valid choice, or ''."""
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)

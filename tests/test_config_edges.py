@@ -31,7 +31,8 @@ CONSUMED = {
     "teacher.keypoint_threshold", "teacher.score_threshold", "teacher.min_size", "teacher.batch_size",
     "teacher.splits", "train.epochs", "train.iters", "train.num_ids", "train.num_instances", "train.lr",
     "train.weight_decay", "train.step_size", "train.steps", "train.gamma", "train.warmup_epochs",
-    "train.warmup_factor", "train.cosine_start", "train.bn_images", "train.threads", "aug.flip", "aug.pad",
+    "train.warmup_factor", "train.cosine_start", "train.bn_images", "train.threads",
+    "train.max_nonfinite_steps", "aug.flip", "aug.pad",
     "aug.erasing", "test.eval_every", "test.batch_size", "test.rerank_k1", "test.rerank_k2", "test.rerank_lambda",
     "test.visualize", "test.local_topn", "test.pool_ranklists", "test.pool_ranklists_every"}
 
@@ -89,6 +90,7 @@ def tiny_step(cfg) -> None:
     from reid.models.factory import model_from_config
     from reid.models.sliced_bn import slice_batchnorms
     from reid.runs import determinism
+    from reid.runs.loop import StepGuard
     from reid.runs.optim import build_optimizer
     from reid.runs.run import seed_everything
     from reid.supervised.losses import CenterLoss
@@ -121,7 +123,8 @@ def tiny_step(cfg) -> None:
 
     model = model_from_config(cfg, cpu, num_classes=ids)
     feats = extract_features(model, images, cpu, cfg.test.batch_size, cfg.test.flip)
-    net = slice_batchnorms(model, t.bn_images, t.bn_running) if t.bn_images else model
+    net = (slice_batchnorms(model, t.bn_images, t.bn_running, t.num_ids * t.num_instances, t.num_instances)
+           if t.bn_images else model)
     net.train()
     idx = torch.as_tensor(batch)
     y = torch.as_tensor(labels)[idx]
@@ -135,6 +138,7 @@ def tiny_step(cfg) -> None:
     optimizer, scheduler = build_optimizer(model, t)
     center_opt = torch.optim.SGD(center.parameters(), lr=cfg.loss.center_lr) if center is not None else None
     loss.backward()
+    assert StepGuard(t.max_nonfinite_steps).good(loss, list(model.parameters()))
     optimizer.step()
     if center_opt is not None:
         center_opt.step()

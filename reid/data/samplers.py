@@ -107,7 +107,8 @@ class IdentitySampler:
     to K when it has fewer) and cut into chunks of K; batches take one chunk from each of P identities
     drawn at random among those with chunks left, until fewer than P have any. One pass is therefore
     about one epoch of the training images, and every image is seen at most once per pass (but for the
-    repeats that fill small identities); ``batches(n)`` starts new passes as needed."""
+    repeats that fill small identities); ``batches(n)`` starts new passes as needed. With fewer identities
+    than P in all, P is their number (BoT's sampler would yield no batch at all)."""
 
     def __init__(self, labels, num_ids: int, num_instances: int, rng: np.random.Generator):
         self.groups = _groups(np.asarray(labels))
@@ -123,8 +124,9 @@ class IdentitySampler:
             chunks[y] = [ix[i:i + self.K].tolist() for i in range(0, whole, self.K)]
         out = []
         available = sorted(chunks)
-        while len(available) >= self.P:
-            picked = self.rng.choice(available, size=self.P, replace=False).tolist()
+        P = min(self.P, len(chunks))             # fewer identities than P: each batch holds all of them
+        while len(available) >= P:
+            picked = self.rng.choice(available, size=P, replace=False).tolist()
             out.append([i for y in picked for i in chunks[y].pop(0)])
             available = [y for y in available if chunks[y]]
         return out
@@ -137,8 +139,6 @@ class IdentitySampler:
         done = 0
         while done < iterations:
             batch_list = self.one_pass()
-            if not batch_list:
-                raise ValueError(f"fewer than {self.P} identities: no P x K batch can be drawn")
             for b in batch_list[: iterations - done]:
                 yield b
                 done += 1

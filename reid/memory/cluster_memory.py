@@ -8,6 +8,12 @@ backward pass of that loss, so after ``loss.backward()`` it holds the step's upd
     M[y] (Cluster Contrast's CM_Hard; MLA's "batch_hard").
 Both are vectorised: the momentum update loops over a sample's rank within its cluster in the batch
 (at most K steps), not over the batch.
+
+With ``hold_updates`` (the training loop sets it), the backward pass stages the update instead, and the
+loop applies it (:meth:`ClusterMemory.commit`) once the step is known to be good, or drops it
+(:meth:`ClusterMemory.discard`) with a step it skips for a non-finite loss or gradient (runs.loop): a
+NaN never reaches the memory. Nothing reads the memory between the backward and the commit, so the
+numbers are those of the immediate update.
 """
 from __future__ import annotations
 
@@ -54,19 +60,17 @@ def hard_update(memory: torch.Tensor, x: torch.Tensor, y: torch.Tensor, m: float
 
 class _ClusterNCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, inputs, targets, memory, momentum, update):
+    def forward(ctx, inputs, targets, bank):
         ctx.save_for_backward(inputs, targets)
-        ctx.memory, ctx.momentum, ctx.update = memory, momentum, update
-        return inputs @ memory.T
+        ctx.bank = bank
+        return inputs @ bank.features.T
 
     @staticmethod
     def backward(ctx, grad_output):
         inputs, targets = ctx.saved_tensors
-        grad = grad_output @ ctx.memory if ctx.needs_input_grad[0] else None
-        with torch.no_grad():
-            x = inputs.detach().to(ctx.memory.dtype)
-            (hard_update if ctx.update == "hard" else momentum_update)(ctx.memory, x, targets, ctx.momentum)
-        return grad, None, None, None, None
+        grad = grad_output @ ctx.bank.features if ctx.needs_input_grad[0] else None
+        ctx.bank.take_update(inputs.detach(), targets)
+        return grad, None, None
 
 
 class ClusterMemory(nn.Module):
@@ -77,6 +81,30 @@ class ClusterMemory(nn.Module):
             raise ValueError(f"memory update must be 'momentum' or 'hard', not {update!r}")
         self.temp, self.momentum, self.update = temp, momentum, update
         self.register_buffer("features", torch.zeros(num_clusters, num_features))
+        self.hold_updates = False
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def take_update(self, x: torch.Tensor, targets: torch.Tensor) -> None:
+        """A batch's update (module docstring): applied now, or staged when ``hold_updates`` is set."""
+        if self.hold_updates:
+            self._pending.append((x, targets))
+        else:
+            self._apply_update(x, targets)
+
+    @torch.no_grad()
+    def _apply_update(self, x: torch.Tensor, targets: torch.Tensor) -> None:
+        x = x.to(self.features.dtype)
+        (hard_update if self.update == "hard" else momentum_update)(self.features, x, targets, self.momentum)
+
+    def commit(self) -> None:
+        """Apply the staged updates, in order."""
+        pending, self._pending = self._pending, []
+        for x, y in pending:
+            self._apply_update(x, y)
+
+    def discard(self) -> None:
+        """Drop the staged updates (a skipped step's)."""
+        self._pending = []
 
     @classmethod
     def from_clusters(cls, features: torch.Tensor, labels: torch.Tensor, init: str = "mean",
@@ -107,5 +135,5 @@ class ClusterMemory(nn.Module):
         meet the fp32 memory)."""
         with torch.autocast(inputs.device.type, enabled=False):
             x = F.normalize(inputs.float(), dim=1)
-            logits = _ClusterNCE.apply(x, targets, self.features, self.momentum, self.update)
+            logits = _ClusterNCE.apply(x, targets, self)
             return F.cross_entropy(logits / self.temp, targets)

@@ -24,11 +24,19 @@ mean over the slices of each slice's statistics instead, which uses every image 
 
 What the slices hold: every BatchNorm of the models here sees the image batch along dim 0 (B x C x H x
 W in the backbones, DAAF's decoders and Pirt's intra-part module, B x C in the BN necks of the CNNs,
-ViTs, AAformer's and SAP's part necks and Pirt's pose necks), so a slice of ``images`` rows is the same
-``images`` images in every layer. The loop checks that ``images`` divides the batch and is a multiple
-of K, so that a slice holds whole identities, as each device's share did (runs.config). InstanceNorm
+ViTs, AAformer's and SAP's part necks and Pirt's pose necks), so a slice of rows is the same images in
+every layer. The config checks that ``images`` divides the batch and is a multiple of K, so that a slice
+of a full batch holds whole identities, as each device's share did (runs.config). InstanceNorm
 (ResNet-IBN-a's halves, Pirt's IN before its BN) normalises each image alone and is not touched;
 LayerNorm (the transformers) neither.
+
+A short batch (fewer clusters or identities than P, so ``min(P, C) x K`` rows; :func:`slice_sizes`):
+``nn.DataParallel`` over the recipe's ``devices = batch / images`` devices scatters any batch with
+``torch.chunk`` along dim 0 (torch/nn/parallel/scatter_gather.py -> comm.scatter): pieces of
+``ceil(rows / devices)`` rows, the last one smaller, and fewer pieces (fewer devices used) when the rows
+are few. The slices here are those pieces, counted in whole identities of K rows where the rows are a
+multiple of K: 11 identities x 4 on 4 devices are 3+3+3+2 identities (12+12+12+8 rows) where DataParallel
+would cut 11+11+11+11 rows through identities. A full batch gives ``devices`` slices of ``images`` either way.
 """
 from __future__ import annotations
 
@@ -37,38 +45,67 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def slice_sizes(rows: int, devices: int, group: int = 1) -> list[int]:
+    """The rows of each slice of a batch of ``rows`` rows split as ``nn.DataParallel`` over ``devices`` devices
+    would (``torch.chunk``: pieces of ``ceil(n / devices)``, the last smaller, fewer pieces when ``n`` is
+    small), counted in whole groups of ``group`` rows (one identity's K images) when ``rows`` is a multiple
+    of ``group``, in rows otherwise. A last slice of one row, which no BatchNorm can normalise in training
+    (DataParallel's replica would fail on it), joins the slice before it."""
+    unit = group if group > 1 and rows % group == 0 else 1
+    units = rows // unit
+    if units == 0:
+        return [rows] if rows else []
+    size = -(-units // max(devices, 1))
+    sizes = [size * unit] * (units // size) + ([units % size * unit] if units % size else [])
+    if len(sizes) > 1 and sizes[-1] == 1:
+        sizes[-2:] = [sizes[-2] + 1]
+    return sizes
+
+
+def describe_slices(rows: int, devices: int, group: int = 1) -> str:
+    """``12+12+12+8 images (whole identities of 4), as nn.DataParallel over 4 devices chunks 44 images``."""
+    sizes = slice_sizes(rows, devices, group)
+    whole = group > 1 and rows % group == 0
+    return (f"{'+'.join(map(str, sizes))} images{f' (whole identities of {group})' if whole else ''}, as "
+            f"nn.DataParallel over {devices} devices chunks {rows} images")
+
+
 class SlicedBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """A BatchNorm that, in training, normalises each consecutive slice of ``images`` rows of its input
-    alone (module docstring); any input layout N x C x ... ."""
+    """A BatchNorm that, in training, normalises each slice of its input alone (module docstring): slices of
+    ``images`` rows for a full batch of ``devices x images`` rows, :func:`slice_sizes` of any other batch
+    (in whole groups of ``group`` rows: one identity's K images). Without ``devices`` a batch of n rows is
+    taken as ``ceil(n / images)`` devices' shares. Any input layout N x C x ... ."""
 
     def __init__(self, num_features: int, images: int, running: str = "first", eps: float = 1e-5,
-                 momentum: float | None = 0.1, affine: bool = True, track_running_stats: bool = True):
+                 momentum: float | None = 0.1, affine: bool = True, track_running_stats: bool = True,
+                 devices: int | None = None, group: int = 1):
         super().__init__(num_features, eps, momentum, affine, track_running_stats)
         if images < 1:
             raise ValueError(f"train.bn_images: a positive number of images per slice, not {images}")
         if running not in ("first", "mean"):
             raise ValueError(f"train.bn_running: 'first' or 'mean', not {running!r}")
-        self.images, self.running = images, running
+        self.images, self.running, self.devices, self.group = images, running, devices, group
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
         if x.dim() < 2:
             raise ValueError(f"expected at least 2-d input, got {x.dim()}-d")
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", images={self.images}, running={self.running}"
+        return super().extra_repr() + f", images={self.images}, running={self.running}, devices={self.devices}"
+
+    def sizes(self, n: int) -> list[int]:
+        """The slices of a training batch of ``n`` rows."""
+        return slice_sizes(n, self.devices or -(-n // self.images), self.group)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
-        if not self.training or n <= self.images:
+        sizes = self.sizes(x.shape[0]) if self.training else []
+        if len(sizes) <= 1:
             return super().forward(x)
-        if n % self.images:
-            raise ValueError(f"a training batch of {n} rows does not split into BatchNorm slices of "
-                             f"train.bn_images={self.images} images")
         factor = 0.0
         if self.track_running_stats:                         # as _BatchNorm.forward counts a forward
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        slices = x.split(self.images)
+        slices = x.split(sizes)
         if not self.track_running_stats or self.running == "first":
             out = [F.batch_norm(s, self.running_mean if i == 0 else None, self.running_var if i == 0 else None,
                                 self.weight, self.bias, True, factor, self.eps) for i, s in enumerate(slices)]
@@ -85,16 +122,20 @@ class SlicedBatchNorm(nn.modules.batchnorm._BatchNorm):
         return torch.cat(out)
 
 
-def slice_batchnorms(model: nn.Module, images: int, running: str = "first") -> nn.Module:
+def slice_batchnorms(model: nn.Module, images: int, running: str = "first", batch: int | None = None,
+                     group: int = 1) -> nn.Module:
     """Every BatchNorm (1d, 2d, 3d) of ``model`` replaced, in place, by a ``SlicedBatchNorm`` with the very
     same Parameter objects (a frozen BN-neck bias stays frozen) and buffers, so that the state dict, the
-    optimiser and the checkpoints see no change; InstanceNorm and LayerNorm are left as they are."""
+    optimiser and the checkpoints see no change; InstanceNorm and LayerNorm are left as they are.
+    ``batch``: the rows of a full training batch (so ``batch / images`` devices); ``group``: the rows of one
+    identity (K), which a short batch's slices keep whole."""
+    devices = max(1, batch // images) if batch else None
     for name, child in model.named_children():
         if isinstance(child, nn.SyncBatchNorm):
             raise ValueError("train.bn_images and train.sync_bn exclude each other")
         if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, SlicedBatchNorm):
             sliced = SlicedBatchNorm(child.num_features, images, running, child.eps, child.momentum, child.affine,
-                                     child.track_running_stats)
+                                     child.track_running_stats, devices, group)
             if child.affine:
                 sliced.weight, sliced.bias = child.weight, child.bias
             if child.track_running_stats:
@@ -103,5 +144,5 @@ def slice_batchnorms(model: nn.Module, images: int, running: str = "first") -> n
             sliced.train(child.training)
             setattr(model, name, sliced)
         else:
-            slice_batchnorms(child, images, running)
+            slice_batchnorms(child, images, running, batch, group)
     return model

@@ -9,12 +9,30 @@ from pathlib import Path
 import torch
 
 from reid.data.files import write_atomically
-from reid.errors import CheckpointError
+from reid.errors import CheckpointError, NonFiniteError
+
+
+def non_finite(state, prefix: str = "") -> list[str]:
+    """The names of the floating-point tensors in ``state`` (nested dicts and lists: a model's state dict, an
+    optimiser's) that hold NaN or inf."""
+    if torch.is_tensor(state):
+        return [prefix] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
+    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
+    return [name for k, v in items for name in non_finite(v, f"{prefix}.{k}" if prefix else str(k))]
+
+
+def require_finite_state(state: dict, what: str) -> None:
+    """A ``NonFiniteError`` naming the tensors of ``state`` that are not finite, if any."""
+    bad = non_finite(state)
+    if bad:
+        raise NonFiniteError(f"{what} would hold {len(bad)} non-finite tensor(s) (NaN or inf), e.g. {bad[0]}; it is "
+                             f"not written")
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Written to a temporary file in the same folder, then renamed over ``path`` (a kill leaves either the
-    old or the new file, never half of one); a full disk is a clear error (runs.files.write_atomically)."""
+    old or the new file, never half of one); a full disk is a clear error (runs.files.write_atomically).
+    Its one caller, ``TrainingState.save``, has checked every tensor finite (:func:`require_finite_state`)."""
     write_atomically(path, lambda tmp: torch.save(state, tmp), f"the checkpoint {Path(path).name}")
 
 
@@ -179,6 +197,7 @@ class TrainingState:
         self.extras = extras or {}
         self.best = -1.0
         self.run = run_identity(self.run_dir)
+        self.saved_epoch: int | None = None      # the epoch of the last last.pt written (or resumed from)
 
     def resume(self, ckpt: dict | None, metrics=None) -> int:
         """Load a checkpoint of this run (None: a fresh run) and cut ``metrics`` (a ``MetricsLog``) after
@@ -188,24 +207,38 @@ class TrainingState:
         load_model_state(self.model, ckpt)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        was, now = (ckpt["config"].get("train") or {}).get("lr"), (self.config.get("train") or {}).get("lr")
+        if was and now and was != now:           # --resume --set train.lr=...: the schedule goes on from the new rate
+            for group in self.optimizer.param_groups:
+                group["lr"] *= now / was
+            self.scheduler.base_lrs = [b * now / was for b in self.scheduler.base_lrs]
+            logging.getLogger("reid").info("train.lr %g -> %g: the schedule continues, scaled to the new rate",
+                                           was, now)
         for key, obj in self.extras.items():
             if key not in ckpt:
                 raise CheckpointError(f"{ckpt.get('path', 'checkpoint')} has no {key!r} state, which this run's "
                                       f"config needs; resume with the run's own config")
             obj.load_state_dict(ckpt[key])
         self.best = float(ckpt["best_map"])
-        epoch = int(ckpt["epoch"])
+        epoch = self.saved_epoch = int(ckpt["epoch"])
         if metrics is not None:
             metrics.truncate_after(epoch)
         logging.getLogger("reid").info("resumed from %s at epoch %d", ckpt.get("path", "checkpoint"), epoch)
         return epoch
 
-    def save(self, epoch: int, record: dict) -> None:
+    def save(self, epoch: int, record: dict, write: bool = True) -> None:
+        """``last.pt`` (and ``best.pt`` on a new best mAP) of ``epoch``; every tensor is checked finite first, so
+        a diverged model is never saved. ``write=False`` (torchrun's other ranks): the check alone, so that
+        every rank stops alike."""
         weights = {"model": self.model.state_dict(), "epoch": epoch, "config": self.config,
                    "best_map": max(self.best, record.get("mAP", -1.0)), "run": self.run}
-        save_checkpoint(self.run_dir / "last.pt", {**weights, "optimizer": self.optimizer.state_dict(),
-                                                   "scheduler": self.scheduler.state_dict(),
-                                                   **{k: v.state_dict() for k, v in self.extras.items()}})
+        last = {**weights, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                **{k: v.state_dict() for k, v in self.extras.items()}}
+        require_finite_state(last, f"epoch {epoch}'s checkpoint")
+        if write:
+            save_checkpoint(self.run_dir / "last.pt", last)
+        self.saved_epoch = epoch
         if record.get("mAP", -1.0) > self.best:
             self.best = record["mAP"]
-            save_checkpoint(self.run_dir / "best.pt", weights)
+            if write:
+                save_checkpoint(self.run_dir / "best.pt", weights)

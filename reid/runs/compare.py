@@ -9,6 +9,7 @@ Compares each epoch's record of ``metrics.jsonl`` field by field, leaving out th
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -36,13 +37,26 @@ def read_run(run_dir: Path) -> tuple[list[dict], dict]:
     return MetricsLog(metrics).read(), state
 
 
+def same_bits(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Bit for bit: the same dtype, shape and bytes (a NaN equals the same NaN; 0.0 and -0.0 differ)."""
+    if x.dtype != y.dtype or x.shape != y.shape:
+        return False
+    return torch.equal(x.contiguous().reshape(-1).view(torch.uint8), y.contiguous().reshape(-1).view(torch.uint8))
+
+
+def same_value(x, y) -> bool:
+    """Two metrics fields alike; a NaN (a loss that was NaN in both runs) equals a NaN."""
+    nan = isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y)
+    return nan or x == y
+
+
 def differences(a: Path, b: Path, limit: int = 10) -> list[str]:
     """What differs between runs ``a`` and ``b`` (at most ``limit`` lines); empty when they are the same."""
     (ra, wa), (rb, wb) = read_run(a), read_run(b)
     out = []
     if set(wa) != set(wb):
         out.append(f"weights: different tensors ({sorted(set(wa) ^ set(wb))[:3]} ...)")
-    differ = [k for k in wa if k in wb and not (wa[k].shape == wb[k].shape and torch.equal(wa[k], wb[k]))]
+    differ = [k for k in wa if k in wb and not same_bits(wa[k], wb[k])]
     if differ:
         out.append(f"weights: {len(differ)} of {len(wa)} tensors differ ({', '.join(differ[:3])} ...)")
     if [r.get("epoch") for r in ra] != [r.get("epoch") for r in rb]:
@@ -50,7 +64,7 @@ def differences(a: Path, b: Path, limit: int = 10) -> list[str]:
     for x, y in zip(ra, rb):
         x, y = timeless(x), timeless(y)
         for k in sorted(set(x) | set(y)):
-            if x.get(k) != y.get(k):
+            if not same_value(x.get(k), y.get(k)):
                 out.append(f"epoch {x.get('epoch')}: {k} {x.get(k)} against {y.get(k)}")
     return out[:limit]
 

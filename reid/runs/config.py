@@ -190,6 +190,9 @@ class TrainConfig:
     threads: int = key(0, ge=0)
     # same seed, same numbers: deterministic kernels (CUDA), threads pinned; bit-identical metrics and weights
     deterministic: bool = False
+    # a step whose loss or gradients are NaN or inf is skipped (runs.loop.StepGuard); this many in a row stop the
+    # run with exit 2 (fp16's loss scaler backs off from an overflow in a few steps: 20 leaves it room)
+    max_nonfinite_steps: int = key(20, ge=1)
 
 
 @dataclass

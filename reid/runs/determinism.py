@@ -27,6 +27,7 @@ and faiss's kernels are chosen for the CPU's instruction set, and another choice
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -74,3 +75,25 @@ def configure(cfg: Config, device: torch.device) -> None:
                  else "", torch.__version__, "GPU" if device.type == "cuda" else "CPU")
     else:
         log.info("%d CPU threads%s", threads, "" if t.threads else " (torch's default; train.threads pins it)")
+
+
+@contextlib.contextmanager
+def kept():
+    """Within: a run may set threads and kernels (``configure``); after it, the process has them as before
+    (torch's and faiss's thread counts, the deterministic mode, cuDNN's flags, the cuBLAS workspace variable),
+    so that a run started from a notebook or the Python API leaves nothing behind."""
+    threads = torch.get_num_threads()
+    deterministic = (torch.are_deterministic_algorithms_enabled(),
+                     torch.is_deterministic_algorithms_warn_only_enabled())
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    try:
+        yield
+    finally:
+        set_threads(threads)
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+        if cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas

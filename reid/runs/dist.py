@@ -6,8 +6,8 @@ single process, so the trainers have one code path.
 
 How a run is shared (docs/architecture.md, "Several GPUs"):
 - every rank draws the same global P x K batch (same seeds) and trains on its contiguous share, P / N
-  whole identities; the model is wrapped in DistributedDataParallel (``train.sync_bn`` converts its
-  BatchNorms to SyncBatchNorm);
+  whole identities (a short batch, of fewer clusters than P: as equal a share as can be, ``split_rows``);
+  the model is wrapped in DistributedDataParallel (``train.sync_bn`` converts its BatchNorms to SyncBatchNorm);
 - the model's outputs are all-gathered (``gather``, with a gradient) before the loss, so every rank
   computes the loss of the whole global batch, exactly the single-process loss: batch-hard triplets mine
   the global batch, and the ClusterMemory is updated with every rank's features and targets, identically
@@ -46,17 +46,41 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init(device_name: str) -> str:
-    """Join torchrun's process group; returns the device this rank uses (cuda:LOCAL_RANK on GPUs)."""
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def init(device_name: str) -> None:
+    """Join torchrun's process group (NCCL when the run's device is a GPU, gloo otherwise); a GPU run's
+    process uses cuda:LOCAL_RANK (runs.run.resolve_device)."""
     if not launched() or active():
-        return device_name
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+        return
     use_cuda = device_name != "cpu" and torch.cuda.is_available()
     dist.init_process_group("nccl" if use_cuda else "gloo")
     if use_cuda:
-        torch.cuda.set_device(local)
-        return f"cuda:{local}"
-    return "cpu"
+        torch.cuda.set_device(local_rank())
+
+
+def all_min(flags: torch.Tensor) -> torch.Tensor:
+    """The element-wise minimum over the ranks of a small integer tensor (every rank gets it)."""
+    if not active():
+        return flags
+    t = flags.to("cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return t.to(flags.device)
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm statistics) on every rank, as DistributedDataParallel does before each forward."""
+    if not active():
+        return
+    for b in module.buffers():
+        if dist.get_backend() == "nccl" or b.device.type == "cpu":
+            dist.broadcast(b, 0)
+        else:
+            cpu = b.cpu()
+            dist.broadcast(cpu, 0)
+            b.copy_(cpu)
 
 
 def broadcast_object(obj):
@@ -91,38 +115,54 @@ def all_gather_rows(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)])
 
 
+def split_rows(rows: int, parts: int, group: int = 1) -> list[int]:
+    """The rows of each rank's share of a global batch of ``rows`` rows: as equal as can be, in whole groups
+    of ``group`` rows (one identity's K images) when the rows are a multiple of ``group`` and there are at
+    least ``parts`` groups, in rows otherwise (a short batch of fewer identities than ranks)."""
+    unit = group if group > 1 and rows % group == 0 and rows // group >= parts else 1
+    base, extra = divmod(rows // unit, parts)
+    return [(base + (i < extra)) * unit for i in range(parts)]
+
+
 class _GatherWithGrad(torch.autograd.Function):
-    """All-gather of equal-sized rows whose backward sums every rank's gradient of the whole and hands each
-    rank its own rows' part (all-reduce: gloo has no reduce-scatter)."""
+    """All-gather of every rank's rows (``sizes[r]`` rows on rank r, padded to the largest for the collective)
+    whose backward sums every rank's gradient of the whole and hands each rank its own rows' part
+    (all-reduce: gloo has no reduce-scatter)."""
 
     @staticmethod
-    def forward(ctx, x):
-        parts = [torch.empty_like(x) for _ in range(world())]
-        dist.all_gather(parts, x.contiguous())
-        ctx.rows, ctx.rank = x.shape[0], rank()
-        return torch.cat(parts)
+    def forward(ctx, x, sizes):
+        most = max(sizes)
+        padded = x.new_zeros((most, *x.shape[1:]))
+        padded[:x.shape[0]] = x
+        parts = [torch.empty_like(padded) for _ in range(world())]
+        dist.all_gather(parts, padded.contiguous())
+        ctx.start, ctx.rows = sum(sizes[:rank()]), x.shape[0]
+        return torch.cat([p[:n] for p, n in zip(parts, sizes)])
 
     @staticmethod
     def backward(ctx, grad):
         grad = grad.contiguous()
         dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+        return grad[ctx.start:ctx.start + ctx.rows], None
 
 
-def gather(x: torch.Tensor) -> torch.Tensor:
-    """Every rank's rows of ``x``, concatenated, with a gradient back to this rank's rows. Every rank then
-    computes the same loss L of the global batch; the backward hands rank r the sum over ranks of dL/dx_r
-    (N times its own), which DistributedDataParallel's averaging of the parameters' gradients over the N
-    ranks turns back into the single-process gradient dL/dtheta."""
-    return _GatherWithGrad.apply(x) if active() else x
-
-
-def share(batch: list[int]) -> list[int]:
-    """This rank's contiguous share of a global batch (whole identities when P is a multiple of N)."""
+def gather(x: torch.Tensor, sizes: list[int] | None = None) -> torch.Tensor:
+    """Every rank's rows of ``x`` (``sizes``: each rank's row count, known to all; None: equal), concatenated,
+    with a gradient back to this rank's rows. Every rank then computes the same loss L of the global batch;
+    the backward hands rank r the sum over ranks of dL/dx_r (N times its own), which
+    DistributedDataParallel's averaging of the parameters' gradients over the N ranks turns back into the
+    single-process gradient dL/dtheta, whatever the shares' sizes."""
     if not active():
-        return batch
-    n = len(batch) // world()
-    return batch[rank() * n:(rank() + 1) * n]
+        return x
+    return _GatherWithGrad.apply(x, list(sizes) if sizes is not None else [x.shape[0]] * world())
+
+
+def share(rows: int, group: int = 1) -> tuple[range, list[int]]:
+    """This rank's contiguous share of a global batch of ``rows`` rows (:func:`split_rows`: whole identities
+    of ``group`` rows where it can), and every rank's row count."""
+    sizes = split_rows(rows, world(), group) if active() else [rows]
+    start = sum(sizes[:rank()])
+    return range(start, start + sizes[rank()]), sizes
 
 
 def mean(value: float) -> float:

@@ -9,9 +9,17 @@ A trainer (``unsup.trainer``, ``supervised.trainer``) keeps only what is its own
 Everything else is here, read top to bottom in :func:`fit`. This module is the one part of ``runs/``
 that sits above ``data/``, ``models/`` and ``evaluation/``: it is the trainers' common code.
 
-Mixed precision (``train.amp``, default ``auto``): bf16 autocast on a CUDA device that supports it (no loss
-scaling needed), fp16 with the gradient scaler on older GPUs, fp32 on the CPU; ``bf16`` runs bf16 autocast
-on the CPU too (the GPU path's numerics, tested in tests/test_amp.py).
+Mixed precision (``train.amp``, default ``auto``; reid/precision.py, which evaluation follows too): bf16
+autocast on a CUDA device that supports it (no loss scaling needed), fp16 with the gradient scaler on older
+GPUs, fp32 on the CPU; ``bf16`` runs bf16 autocast on the CPU too (the GPU path's numerics, tested in
+tests/test_amp.py).
+
+Training is right or it stops (:class:`StepGuard`): a step whose loss or gradients are not finite is
+skipped before the optimiser step, with the BatchNorm statistics its forward moved put back and the
+memory bank's update dropped; the skips are counted per epoch; ``train.max_nonfinite_steps`` skips in a
+row stop the run (exit 2) with the likely causes and the last good checkpoint. No checkpoint holds a
+non-finite tensor (runs.checkpoint) and no metric comes from non-finite features (evaluation.extract).
+Under torchrun every rank takes the same decision from all-reduced flags.
 """
 from __future__ import annotations
 
@@ -32,11 +40,12 @@ from reid.data.augment import augment_with_teacher
 from reid.data.datasets import ReIDDataset, require_training_split
 from reid.data.images import load_dataset_images
 from reid.data.store import prefetch
-from reid.errors import ConfigError, ReIDError
+from reid.errors import ConfigError, NonFiniteError, ReIDError
 from reid.evaluation import evaluate_run
 from reid.evaluation.local_rerank import require_local_parts
 from reid.models import model_from_config
-from reid.models.sliced_bn import slice_batchnorms
+from reid.models.sliced_bn import describe_slices, slice_batchnorms
+from reid.precision import amp_dtype, precision_name
 
 from . import determinism, dist
 from .checkpoint import TrainingState
@@ -44,7 +53,7 @@ from .config import Config
 from .curves import plot_curves
 from .optim import build_optimizer
 from reid.progress import metrics_table, progress_bar, show
-from .run import MetricsLog, check_run_dir, resolve_device, seed_everything
+from .run import MetricsLog, check_run_dir, resolve_device, seed_epoch, seed_everything
 
 log = logging.getLogger("reid.loop")
 
@@ -75,6 +84,8 @@ class EpochPlan:
     record: dict = field(default_factory=dict)     # the trainer's own fields of the epoch's metrics record
     summary: str = ""                              # the trainer's own words in the epoch's log line
     finish: Callable[[], dict] | None = None       # after the epoch's training: more fields of the record
+    on_step: Callable[[bool], None] | None = None  # after each step's check: True (stepped) or False (skipped)
+    unit: str = "identities"                       # what the batches hold P of (identities, clusters)
 
 
 @dataclass
@@ -84,22 +95,6 @@ class ExtraParameters:
     module: torch.nn.Module
     optimizer: torch.optim.Optimizer
     grad_scale: float = 1.0
-
-
-def amp_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
-    """The autocast dtype of ``train.amp`` on ``device`` (None: fp32). ``auto``: bf16 where the GPU supports
-    it, else fp16, and fp32 on the CPU; ``bf16`` on any device (CPU autocast runs the convolutions and
-    matrix products in bf16, as a GPU would: a way to test the GPU path's numerics on the CPU); ``fp16``;
-    ``off``."""
-    if amp == "off":
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp == "fp16":
-        return torch.float16
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def check_amp(amp: str, device: torch.device) -> None:
@@ -166,6 +161,51 @@ def check_run_inputs(cfg: Config, new_run: bool = True, explicit_name: bool = Fa
     return ds
 
 
+def check_resume(cfg: Config, ckpt: dict, ds: ReIDDataset, extra_parameters=None) -> None:
+    """Before a resumed run's folder is opened: what ``TrainingState.resume`` will load fits what this config
+    builds on this data (the model with ``ds``'s identities, the optimiser of ``train.optimizer``, the
+    schedule, and ``extra_parameters(cfg, num_pids, model, device)``, the trainer's own parameters), so that
+    a refused resume leaves the run as it was (no FAILED.txt, no log line in it). On the CPU, without the
+    run's data images."""
+    import copy
+    from reid.runs.checkpoint import load_model_state
+    c = copy.deepcopy(cfg)
+    c.model.pretrained = "none"                          # the checkpoint brings the weights
+    supervised = cfg.mode == "supervised"
+    pids = ds.num_train_pids if supervised else 0
+    model = model_from_config(c, "cpu", num_classes=pids)
+    try:
+        load_model_state(model, ckpt)
+    except ReIDError as e:
+        theirs = (ckpt["config"].get("data") or {}).get("dataset", "?")
+        why = (f"; this data ({ds.name}) has {pids} training identities, the checkpoint's classifier was made for "
+               f"those of {theirs}") if supervised else ""
+        raise ConfigError(f"{e}{why}") from None
+    optimizer, scheduler = build_optimizer(model, cfg.train)
+    saved = ckpt["optimizer"].get("param_groups") or [{}]
+    kind = "adam" if "betas" in saved[0] else "sgd" if "momentum" in saved[0] else None
+    if kind is not None and kind != cfg.train.optimizer:
+        raise ConfigError(f"{ckpt['path']} holds the state of {kind}, and this config's train.optimizer is "
+                          f"{cfg.train.optimizer}: an optimiser cannot continue from another's state. Resume "
+                          f"with --set train.optimizer={kind}, or start a new run")
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise ConfigError(f"{ckpt['path']}: its optimiser or schedule does not fit this config's ({e}); resume "
+                          f"with the run's own config") from None
+    extra = extra_parameters(cfg, pids, model, torch.device("cpu")) if extra_parameters else None
+    for key, obj in ({"extra": extra.module, "extra_optimizer": extra.optimizer} if extra else {}).items():
+        if key not in ckpt:
+            raise ConfigError(f"{ckpt['path']} has no {key!r} state, which this run's config needs (e.g. "
+                              f"loss.center > 0 on a run trained without it); resume with the run's own config")
+        try:
+            obj.load_state_dict(ckpt[key])
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise ConfigError(f"{ckpt['path']}: its {key!r} state does not fit this run ({str(e).splitlines()[0]}); "
+                              f"resume with the run's own config and data") from None
+
+
 def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] | None = None,
           ds: ReIDDataset | None = None) -> Session:
     """Device, seed, dataset (``ds`` when already built), image stores, model (with ``num_classes(ds)``
@@ -201,11 +241,14 @@ def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] 
     return Session(cfg, run_dir, device, ds, train, query, gallery, model, teacher, test_teacher)
 
 
-def gather_output(out):
-    """A model's training output with every rank's rows (runs.dist.gather); the identity in one process."""
+def gather_output(out, sizes: list[int]):
+    """A model's training output with every rank's rows (runs.dist.gather; ``sizes``: each rank's rows);
+    the identity in one process."""
     if not dist.active():
         return out
-    g = dist.gather
+
+    def g(x):
+        return dist.gather(x, sizes)
     return dataclasses.replace(
         out, embedding=g(out.embedding), features=g(out.features),
         logits=None if out.logits is None else g(out.logits),
@@ -216,51 +259,133 @@ def gather_output(out):
                                 logits=None if t.logits is None else g(t.logits)) for t in out.loss_terms])
 
 
+class NonFiniteSteps(Exception):
+    """``train.max_nonfinite_steps`` steps in a row were skipped (raised by :class:`StepGuard`; ``fit`` turns it
+    into the user's message)."""
+
+    def __init__(self, steps: int, what: str):
+        super().__init__(f"{steps} steps in a row had a non-finite {what}")
+        self.steps, self.what = steps, what
+
+
+class StepGuard:
+    """Whether a step may be taken: its loss and every gradient finite, on every rank (one all-reduce, so all
+    ranks skip alike and none waits for another). Counts the epoch's skips and the run's current streak;
+    ``limit`` skips in a row raise :class:`NonFiniteSteps`. With fp16's loss scaler the gradients are
+    checked unscaled; an overflow the scaler backs off from counts as a skip too."""
+
+    def __init__(self, limit: int):
+        self.limit, self.streak, self.skipped = limit, 0, 0
+
+    def good(self, loss: torch.Tensor, params: list[torch.Tensor]) -> bool:
+        grads = [p.grad for p in params if p.grad is not None]
+        loss_ok = torch.isfinite(loss.detach()).all()
+        grad_ok = torch.stack(torch._foreach_norm(grads, float("inf"))).isfinite().all() if grads else loss_ok
+        flags = dist.all_min(torch.stack([loss_ok, grad_ok]).to(torch.int32))
+        if bool(flags.all()):
+            self.streak = 0
+            return True
+        self.streak += 1
+        self.skipped += 1
+        if self.streak >= self.limit:
+            raise NonFiniteSteps(self.streak, "loss" if not bool(flags[0]) else "gradient")
+        return False
+
+
+def short_batch_words(plan: EpochPlan, rows: int, cfg: Config) -> str:
+    """What the log says, once per epoch, of a batch smaller than P x K (fewer clusters or identities than P)."""
+    t = cfg.train
+    K = t.num_instances
+    words = (f"batches of {rows} images ({rows // K} {plan.unit} x {K}: fewer than train.num_ids={t.num_ids} "
+             f"{plan.unit} to draw from)" if rows % K == 0 else f"batches of {rows} images (not P x K = "
+             f"{t.num_ids} x {K})")
+    if t.bn_images and t.bn_images < t.num_ids * K // dist.world():
+        share = rows // dist.world() if dist.active() else rows
+        devices = t.num_ids * K // dist.world() // t.bn_images
+        words += f"; BatchNorm slices of {describe_slices(share, devices, K)} (train.bn_images)"
+    return words
+
+
 def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: torch.Generator, optimizer, scaler,
-                extra: ExtraParameters | None, title: str, before_step=None) -> dict[str, float]:
+                extra: ExtraParameters | None, title: str, before_step=None,
+                guard: StepGuard | None = None) -> dict[str, float]:
     """One epoch of ``plan.batches``: augment on the device (teacher targets moved with the images),
-    forward under autocast, the plan's loss, backward, step. Returns the mean of each loss part.
+    forward under autocast, the plan's loss, backward, then the step if ``guard`` finds it finite (else it
+    is skipped: the BatchNorm buffers its forward moved are put back and ``plan.on_step(False)`` drops
+    the memory's update). Returns the mean of each loss part over the steps taken, and ``skipped_steps``.
 
     Under torchrun every rank augments the whole global batch (the same random draws as one process)
-    and trains on its share; the loss is that of the gathered global batch (runs.dist). ``before_step(i)``,
-    when given, runs before the i-th step (0-based): the per-iteration warm-up sets the learning rate."""
+    and trains on its share (whole identities where it can, runs.dist.share); the loss is that of the
+    gathered global batch (runs.dist). ``before_step(i)``, when given, runs before the i-th step (0-based):
+    the per-iteration warm-up sets the learning rate."""
     cfg, device = s.cfg, s.device
+    guard = guard or StepGuard(cfg.train.max_nonfinite_steps)
     net.train()
     dtype = amp_dtype(device, cfg.train.amp)
     layout = torch.channels_last if channels_last(s) else torch.contiguous_format
+    K, full = cfg.train.num_instances, cfg.train.num_ids * cfg.train.num_instances
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    params += list(extra.module.parameters()) if extra is not None else []
+    buffers = [b for b in s.model.buffers() if b.is_floating_point() or b.dtype == torch.long]
     sums: dict[str, float] = {}
-    n = 0
+    n, skipped_before, said, said_empty = 0, guard.skipped, False, False
     with progress_bar() as bar:
         task = bar.add_task(title, total=plan.iters, info="")
-        for idx, images in prefetch(plan.batches, s.train_images, device):
+        for i, (idx, images) in enumerate(prefetch(plan.batches, s.train_images, device)):
             idx_t = torch.as_tensor(idx, device=device)
             x, t = augment_with_teacher(images, {k: v[idx_t] for k, v in s.teacher.items()}, gen,
                                         cfg.aug.flip, cfg.aug.pad, cfg.aug.erasing, cfg.aug.erasing_box)
+            mine, sizes = dist.share(len(idx), K)
+            if len(idx) != full and not said:
+                log.info("%s: %s", title, short_batch_words(plan, len(idx), cfg))
+                said = True
+            if min(sizes) == 0:                  # fewer rows than ranks: DDP needs every rank in every step
+                if not said_empty:
+                    log.warning("%s: batches of %d images give some of the %d processes no image; those batches "
+                                "are not trained on (train with fewer processes, or on more data)", title,
+                                len(idx), dist.world())
+                said_empty = True
+                bar.update(task, advance=1)
+                continue
             if dist.active():
-                mine = torch.as_tensor(dist.share(list(range(len(idx)))), device=device)
-                x, t = x[mine], {k: v[mine] for k, v in t.items()}
+                mine_t = torch.as_tensor(list(mine), device=device)
+                x, t = x[mine_t], {k: v[mine_t] for k, v in t.items()}
+            kept = [b.clone() for b in buffers]  # what a skipped step's forward must not change
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                out = gather_output(net(x.contiguous(memory_format=layout), **t))
+                out = gather_output(net(x.contiguous(memory_format=layout), **t), sizes)
             loss, parts = plan.loss(out, idx_t)
             if before_step is not None:
-                before_step(n)
+                before_step(i)
             optimizer.zero_grad(set_to_none=True)
             if extra is not None:
                 extra.optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            scaler.step(optimizer)
+            scaler.unscale_(optimizer)
             if extra is not None:
                 scaler.unscale_(extra.optimizer)
-                for p in extra.module.parameters():
-                    if p.grad is not None:
-                        p.grad.mul_(extra.grad_scale)
-                scaler.step(extra.optimizer)
+            good = guard.good(loss, params)
+            if good:
+                if extra is not None:
+                    for p in extra.module.parameters():
+                        if p.grad is not None:
+                            p.grad.mul_(extra.grad_scale)
+                scaler.step(optimizer)
+                if extra is not None:
+                    scaler.step(extra.optimizer)
+            else:
+                with torch.no_grad():
+                    for b, k in zip(buffers, kept):
+                        b.copy_(k)
+            if plan.on_step is not None:
+                plan.on_step(good)
             scaler.update()
-            n += 1
-            for k, v in {"loss": loss.detach(), **parts}.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
-            bar.update(task, advance=1, info=" ".join(f"{k} {v / n:.3f}" for k, v in sums.items()))
-    return {k: dist.mean(v / max(n, 1)) for k, v in sums.items()}     # aux losses are per rank
+            if good:
+                n += 1
+                for k, v in {"loss": loss.detach(), **parts}.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
+            bar.update(task, advance=1, info=" ".join(f"{k} {v / max(n, 1):.3f}" for k, v in sums.items()))
+    out = {k: dist.mean(v / max(n, 1)) for k, v in sums.items()}     # aux losses are per rank
+    return {**out, "skipped_steps": guard.skipped - skipped_before}
 
 
 def iteration_warmup(train, optimizer, scheduler, epoch: int, iters: int):
@@ -294,7 +419,9 @@ def training_module(s: Session) -> torch.nn.Module:
     if channels_last(s):
         net = net.to(memory_format=torch.channels_last)
     if cfg.train.bn_images:
-        net = slice_batchnorms(net, cfg.train.bn_images, cfg.train.bn_running)
+        t = cfg.train
+        net = slice_batchnorms(net, t.bn_images, t.bn_running, batch=t.num_ids * t.num_instances // dist.world(),
+                               group=t.num_instances)
     if dist.active():
         if cfg.train.sync_bn:
             net = dist.convert_sync_batchnorm(net, s.device)
@@ -304,6 +431,20 @@ def training_module(s: Session) -> torch.nn.Module:
     return net
 
 
+def diverged(s: Session, state: TrainingState, epoch: int, what: str) -> NonFiniteError:
+    """The error that stops a run whose numbers stopped being finite: what happened, the likely causes, and
+    the last checkpoint (every checkpoint written is finite: runs.checkpoint)."""
+    cfg = s.cfg
+    good = f"{s.run_dir / 'last.pt'} (epoch {state.saved_epoch})" if state.saved_epoch is not None else "none"
+    return NonFiniteError(
+        f"epoch {epoch}: {what}, so the run stops. Likely causes: a learning rate too high for this model and batch "
+        f"(train.lr={cfg.train.lr:g}), or mixed precision overflowing (train.amp={cfg.train.amp}, "
+        f"{precision_name(s.device, cfg.train.amp)} here; off is fp32); also a "
+        f"weight file or data holding NaN. The last good checkpoint: {good}; no checkpoint with a non-finite tensor "
+        f"was written. Fix the cause and continue with --resume {s.run_dir} --set train.lr=... (if its weights were "
+        f"already diverging, start again instead)")
+
+
 def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resume: dict | None = None,
         extra: ExtraParameters | None = None) -> list[dict]:
     """Train ``s.model`` for ``train.epochs`` epochs; returns the run's metrics records.
@@ -311,8 +452,12 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
     ``last.pt`` is written before the first epoch (so ``--resume`` works from any point after the run
     folder exists) and after every epoch; ``best.pt`` whenever the evaluated mAP is the best so far, the
     evaluation before training (epoch 0) included.
-    All randomness of epoch e derives from (seed, e), so a resumed run ends as an uninterrupted one.
-    Under torchrun rank 0 alone writes the run folder."""
+    All randomness of epoch e derives from (seed, e), the global generators' included (``seed_epoch``:
+    dropout and drop-path draw from torch's), so a resumed run ends as an uninterrupted one, bit for bit.
+    Under torchrun rank 0 alone writes the run folder; after each epoch's training every rank takes rank
+    0's BatchNorm buffers (DistributedDataParallel's own rule at each forward), so that the evaluation, the
+    pseudo-labels and the checkpoint come from one model. A run whose numbers stop being finite stops
+    (module docstring, :func:`diverged`)."""
     cfg, model, device = s.cfg, s.model, s.device
     net = training_module(s)
     optimizer, scheduler = build_optimizer(model, cfg.train)
@@ -321,7 +466,10 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
     extras = {"extra": extra.module, "extra_optimizer": extra.optimizer} if extra else {}
     state = TrainingState(s.run_dir, model, optimizer, scheduler, cfg.to_dict(), extras)
     main = dist.is_main()
+    guard = StepGuard(cfg.train.max_nonfinite_steps)
     begin = state.resume(resume, metrics if main else None)
+    log.info("training and evaluation in %s (train.amp=%s on %s)", precision_name(device, cfg.train.amp),
+             cfg.train.amp, device)
     if resume is None and main:
         metrics.truncate_after(-1)          # a fresh start in a folder that was stopped before its first checkpoint
         state.save(0, {})
@@ -341,32 +489,45 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
         record = {"epoch": 0, **evaluate()}
         if main:
             metrics.append(record)
-            state.save(0, record)            # best.pt weighs the model before training too
+        state.save(0, record, write=main)    # best.pt weighs the model before training too
         log.info("epoch 0 (before training): mAP %.1f%%, rank-1 %.1f%%", 100 * record["mAP"], 100 * record["rank1"])
 
     for epoch in range(begin + 1, cfg.train.epochs + 1):
+        seed_epoch(cfg.seed, epoch)
         lr = optimizer.param_groups[0]["lr"]
-        plan = prepare_epoch(epoch)
-        record = {"epoch": epoch, "lr": lr, **plan.record, "loss": None}
-        t1 = time.perf_counter()
-        losses = {}
-        if plan.batches is not None:
-            gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
-            losses = train_epoch(s, net, plan, gen, optimizer, scaler, extra, f"epoch {epoch}/{cfg.train.epochs}",
-                                 iteration_warmup(cfg.train, optimizer, scheduler, epoch, plan.iters))
-            record.update({k: round(v, 6) for k, v in losses.items()}, iters=plan.iters)
-            if plan.finish is not None:
-                record.update(plan.finish())
-        with warnings.catch_warnings():      # an epoch without training made no optimizer step
-            warnings.filterwarnings("ignore", message="Detected call of")
-            scheduler.step()
-        record["train_s"] = round(time.perf_counter() - t1, 2)
-        if can_evaluate and (epoch % cfg.test.eval_every == 0 or epoch == cfg.train.epochs):
-            record.update(evaluate(last=epoch == cfg.train.epochs))
-        if main:
-            metrics.append(record)
-            state.save(epoch, record)
-        log.info(epoch_line(record, plan.summary, [k for k in losses if k != "loss"]))
+        try:
+            plan = prepare_epoch(epoch)
+            record = {"epoch": epoch, "lr": lr, **plan.record, "loss": None}
+            t1 = time.perf_counter()
+            losses = {}
+            if plan.batches is not None:
+                gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
+                losses = train_epoch(s, net, plan, gen, optimizer, scaler, extra,
+                                     f"epoch {epoch}/{cfg.train.epochs}",
+                                     iteration_warmup(cfg.train, optimizer, scheduler, epoch, plan.iters), guard)
+                record.update({k: round(v, 6) for k, v in losses.items()}, iters=plan.iters)
+                if plan.finish is not None:
+                    record.update(plan.finish())
+            dist.broadcast_buffers(model)
+            with warnings.catch_warnings():      # an epoch without training made no optimizer step
+                warnings.filterwarnings("ignore", message="Detected call of")
+                scheduler.step()
+            record["train_s"] = round(time.perf_counter() - t1, 2)
+            if can_evaluate and (epoch % cfg.test.eval_every == 0 or epoch == cfg.train.epochs):
+                record.update(evaluate(last=epoch == cfg.train.epochs))
+            if main:
+                metrics.append(record)
+            state.save(epoch, record, write=main)    # every rank checks the tensors are finite; rank 0 writes
+        except NonFiniteSteps as e:
+            raise diverged(s, state, epoch, f"{e.steps} training steps in a row had a non-finite {e.what} and were "
+                                     f"skipped") from None
+        except NonFiniteError as e:
+            raise diverged(s, state, epoch, str(e)) from None
+        if record.get("skipped_steps"):
+            log.warning("epoch %d: %d of %d steps skipped: their loss or gradients were not finite (NaN or inf); "
+                        "%d skipped in a row stop the run (train.max_nonfinite_steps)", epoch,
+                        record["skipped_steps"], plan.iters, cfg.train.max_nonfinite_steps)
+        log.info(epoch_line(record, plan.summary, [k for k in losses if k not in ("loss", "skipped_steps")]))
     if not main:
         return []
     records = metrics.read()
@@ -386,6 +547,8 @@ def epoch_line(record: dict, summary: str = "", parts: list[str] | None = None) 
     loss = "no training" if record["loss"] is None else f"loss {record['loss']:.3f}"
     if parts and record["loss"] is not None:
         loss += " (" + ", ".join(f"{k} {record[k]:.3f}" for k in parts) + ")"
+    if record.get("skipped_steps"):
+        loss += f", {record['skipped_steps']} of {record.get('iters', '?')} steps skipped (not finite)"
     times = ", ".join(f"{k[:-2]} {record[k]}s" for k in record if k.endswith("_s"))
     line = f"epoch {record['epoch']}: " + (f"{summary}; " if summary else "")
     line += f"lr {record['lr']:.2e}, {loss}; {times}"

@@ -20,20 +20,25 @@ from reid.data.datasets import dataset_label
 from reid.data.files import TMP_PREFIX, check_names, disk_error, write_atomic
 from reid.errors import ConfigError, ReIDError
 
+from . import dist
 from .config import Config
 
 log = logging.getLogger("reid")
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device of ``device`` (auto, cpu, cuda, cuda:N); under torchrun a CUDA device is this process's own,
+    cuda:LOCAL_RANK (runs.dist), which the config never records (so a checkpoint reads on any machine)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"device: {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+    if dev.type == "cuda" and dist.launched():
+        dev = torch.device("cuda", dist.local_rank())
     return dev
 
 
@@ -41,6 +46,20 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def seed_epoch(seed: int, epoch: int) -> None:
+    """The global generators (python's, numpy's, torch's on the CPU and every GPU), seeded from (seed, epoch)
+    at the start of an epoch: what a model draws from them (dropout, drop-path) is then a function of the
+    epoch alone, so a run resumed after epoch e trains epoch e + 1 exactly as the straight run, on any
+    device and any number of processes (a saved generator state would tie a resume to the device kind and
+    the rank count). The samplers' and the augmentation's generators are made per epoch from (seed, epoch)
+    already; this derivation differs from theirs, so no two streams coincide."""
+    state = np.random.SeedSequence([seed, epoch, 0x5EED]).generate_state(2)
+    derived = int(state[0]) << 32 | int(state[1])
+    random.seed(derived)
+    np.random.seed(int(state[0]))
+    torch.manual_seed(derived)
 
 
 class RunLogHandler(logging.FileHandler):

@@ -86,18 +86,26 @@ def reid_loss(out, targets: torch.Tensor, cfg: Config, center: CenterLoss | None
     return total, parts
 
 
+def extra_parameters(cfg: Config, num_pids: int, model, device) -> ExtraParameters | None:
+    """Bag of Tricks' centres (``loss.center`` > 0) with their own SGD, or None."""
+    if cfg.loss.center <= 0:
+        return None
+    center = CenterLoss(num_pids, model.feature_dim).to(device)
+    return ExtraParameters(center, torch.optim.SGD(center.parameters(), lr=cfg.loss.center_lr),
+                           grad_scale=1.0 / cfg.loss.center)
+
+
 def run_supervised(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -> list[dict]:
     s = start(cfg, run_dir, num_classes=lambda ds: ds.num_train_pids, ds=ds)
     labels = torch.as_tensor([x.pid for x in s.ds.train], device=s.device)
     labels_np = labels.cpu().numpy()
     camids = np.array([x.camid for x in s.ds.train])
     t = cfg.train
-    extra = None
-    center = None
-    if cfg.loss.center > 0:
-        center = CenterLoss(s.ds.num_train_pids, s.model.feature_dim).to(s.device)
-        extra = ExtraParameters(center, torch.optim.SGD(center.parameters(), lr=cfg.loss.center_lr),
-                                grad_scale=1.0 / cfg.loss.center)
+    extra = extra_parameters(cfg, s.ds.num_train_pids, s.model, s.device)
+    center = extra.module if extra is not None else None
+    if s.ds.num_train_pids < t.num_ids:
+        log.info("%s has %d training identities, fewer than train.num_ids=%d: every batch holds all of them "
+                 "(%d x %d images)", s.ds.name, s.ds.num_train_pids, t.num_ids, s.ds.num_train_pids, t.num_instances)
     iters = t.iters or math.ceil(len(s.ds.train) / (t.num_ids * t.num_instances))
     log.info("%s: %d identities, %d images; %d x %d batches (%s sampler)", s.ds.name, s.ds.num_train_pids,
              len(s.ds.train), t.num_ids, t.num_instances, t.sampler)

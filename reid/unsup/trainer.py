@@ -91,7 +91,7 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
     def prepare_epoch(epoch: int) -> EpochPlan:
         t0 = time.perf_counter()
         feats = extract_features(s.model, s.train_images, s.device, cfg.test.batch_size,
-                                 description="train features", shard=dist.shard_spec())
+                                 description="train features", shard=dist.shard_spec(), amp=cfg.train.amp)
         t1 = time.perf_counter()
         # under torchrun: clustered once, on rank 0, and broadcast (runs/dist.py)
         labels, info = dist.broadcast_object(pseudo_labels(feats, c.k1, c.k2, c.eps, c.min_samples, c.knn)
@@ -113,12 +113,19 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
         labels_t = torch.as_tensor(labels, device=s.device)
         splits = getattr(s.model, "feature_splits", (feats.shape[1],))
         memories = cluster_memories(feats, labels_t, splits, cfg, cfg.seed * 100003 + epoch)
+        for m in memories:                    # a step's update waits for the step's check (runs.loop.StepGuard)
+            m.hold_updates = True
+
+        def on_step(good: bool) -> None:
+            for m in memories:
+                m.commit() if good else m.discard()
         t = cfg.train
         sampler = PseudoLabelSampler(labels, camids, t.num_ids, t.num_instances,
                                      np.random.default_rng([cfg.seed, epoch]), t.pass_end, t.replace_below)
         # iters 0: one pass over the clustered images, as in supervised mode
         iters = t.iters or math.ceil(int((labels >= 0).sum()) / (t.num_ids * t.num_instances))
         return EpochPlan(sampler.batches(iters), iters, cluster_contrast_loss(memories, labels_t), record, summary,
-                         finish=(lambda: ranks_agree(memories, labels)) if dist.active() else None)
+                         finish=(lambda: ranks_agree(memories, labels)) if dist.active() else None,
+                         on_step=on_step, unit="clusters")
 
     return fit(s, prepare_epoch, "unsupervised", resume)

@@ -151,7 +151,8 @@ class TrainedModel:
             return Features(feats, names, base, bad, **made)
         x, names = self._stack(images)
         feats = extract_features(self.model, x, self.device, cfg.test.batch_size, cfg.test.flip,
-                                 description=f"features of {len(names)} images", progress=progress).cpu()
+                                 description=f"features of {len(names)} images", progress=progress,
+                                 amp=cfg.train.amp).cpu()
         return Features(feats, names, None, [], **made)
 
     def _features(self, what) -> Features:

@@ -109,7 +109,8 @@ def train_features(model, cfg, device):
     require_training_split(ds)
     images = load_images([s.path for s in ds.train], cfg.data.height, cfg.data.width, cfg.data.workers,
                          "loading training images", cfg.data.resize)
-    return ds, extract_features(model, images, device, cfg.test.batch_size, description="train features")
+    return ds, extract_features(model, images, device, cfg.test.batch_size, description="train features",
+                                amp=cfg.train.amp)
 
 
 def run_cluster_sweep(model, cfg, ckpt, device, eps: list[float], k1: list[int], min_samples: list[int],

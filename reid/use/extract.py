@@ -76,7 +76,7 @@ def extract_folder(model, cfg, device, where: str | Path, chunk: int = 2048, pro
         if len(keep):
             feats.append(extract_features(model, images, device, cfg.test.batch_size, cfg.test.flip,
                                           description=f"features of {len(files)} images",
-                                          progress=progress and len(chunks) < 2).cpu())
+                                          progress=progress and len(chunks) < 2, amp=cfg.train.amp).cpu())
             names += [part[i].relative_to(base).as_posix() for i in keep]
     for path, err in bad[:20]:
         log.warning("skipped unreadable %s (%s)", path, err)
