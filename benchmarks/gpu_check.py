@@ -158,8 +158,8 @@ def part_evaluation(device, a) -> None:
 def unsup_overrides(a) -> list[str]:
     sets = ["data.dataset=synthetic", "model.pretrained=none", "train.epochs=3", "test.eval_every=3",
             "test.eval_initial=false", f"device={a.device}", f"data.root={a.data_root}"]
-    if a.tiny:
-        sets += ["data.synthetic_size=tiny", "data.height=32", "data.width=16", "model.name=resnet18",
+    if a.tiny:                               # 64 x 32: at 32 x 16, bf16 on the CPU meets a oneDNN bug on AMX CPUs
+        sets += ["data.synthetic_size=tiny", "data.height=64", "data.width=32", "model.name=resnet18",
                  "train.iters=2", "train.num_ids=4", "train.num_instances=4", "train.bn_images=0",
                  "cluster.k1=10", "cluster.eps=0.6", "test.batch_size=64", "train.amp=bf16"]
     else:

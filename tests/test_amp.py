@@ -145,9 +145,16 @@ def test_both_loops_train_as_on_a_gpu_on_the_cpu(tmp_path, tiny_root):
     torch.compile in the unsupervised loop (inductor, which on the CPU compiles C++: it needs g++, which
     CI's machine has; without one, torch's error says so and this test fails, it is not skipped). The
     supervised loop reaches compile through the same ``runs.loop.training_module`` and ``fit``; compiling
-    its graph too costs another 27 s of cold inductor C++ on 2 cores (the unsupervised one: 39 s)."""
-    supervised = [*TINY_SUP, "--config", "bot_market1501", "--set", "model.name=resnet18", "--epochs", "1"]
-    for name, args, compiled in (("u", [*TINY, "--epochs", "1"], "true"), ("s", supervised, "false")):
+    its graph too costs another 27 s of cold inductor C++ on 2 cores (the unsupervised one: 39 s).
+
+    At 64 x 32, the demo's input: at the tiny runs' 32 x 16, ResNet's layer3.0.conv1 (3 x 3, stride 2) has an
+    output one pixel wide, where oneDNN's AMX bf16 convolution (torch 2.12-2.14's oneDNN 3.11 / 3.12) reads
+    uninitialised memory (pytorch/pytorch#169688; its fix #188426 covers conv3d only; also #163347), so on a
+    CPU with AMX the loss was NaN or differed between processes: a kernel we do not own, which
+    tests/test_onednn_bf16.py detects and names. Sizes a user trains at (64 x 32 and up) never meet it."""
+    size = ["--set", "data.height=64", "--set", "data.width=32"]
+    supervised = [*TINY_SUP, "--config", "bot_market1501", "--set", "model.name=resnet18", "--epochs", "1", *size]
+    for name, args, compiled in (("u", [*TINY, "--epochs", "1", *size], "true"), ("s", supervised, "false")):
         assert main.main([*args, "--set", "train.amp=bf16", "--set", "train.channels_last=on",
                           "--set", f"train.compile={compiled}", "--data-root", str(tiny_root),
                           "--output", str(tmp_path), "--name", name]) == 0

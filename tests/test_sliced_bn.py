@@ -7,17 +7,57 @@ import torch
 from torch import nn
 
 from reid.errors import ConfigError
-from reid.models.sliced_bn import SlicedBatchNorm, slice_batchnorms
+from reid.models.sliced_bn import SlicedBatchNorm, slice_batchnorms, slice_sizes
 from reid.runs.config import build_config
 from tests.test_distributed import SUP, TINY, launch
 
 
-def replicas_reference(module: nn.Module, x: torch.Tensor, images: int):
-    """What DataParallel computes: a copy of ``module`` on each slice, outputs concatenated, gradients of the
-    shared parameters summed, the buffers of the first copy (the one that shares the module's storage)."""
-    copies = [copy.deepcopy(module) for _ in range(x.shape[0] // images)]
-    out = torch.cat([c(s) for c, s in zip(copies, x.split(images))])
+def replicas_reference(module: nn.Module, x: torch.Tensor, images):
+    """What DataParallel computes: a copy of ``module`` on each slice (``images`` rows each, or a list of the
+    slices' rows), outputs concatenated, gradients of the shared parameters summed, the buffers of the first
+    copy (the one that shares the module's storage)."""
+    pieces = x.split(images)
+    copies = [copy.deepcopy(module) for _ in pieces]
+    out = torch.cat([c(s) for c, s in zip(copies, pieces)])
     return out, copies
+
+
+def test_slices_of_any_batch_are_torch_chunk_in_whole_identities():
+    """DataParallel scatters with torch.chunk (torch/nn/parallel/scatter_gather.py -> comm.scatter): the same
+    pieces, counted in identities of K rows when the rows are a multiple of K (but a last piece of one row,
+    which no BatchNorm normalises in training, joins the one before)."""
+    for devices in range(1, 9):
+        for rows in range(1, 80):
+            chunks = [len(c) for c in torch.arange(rows).chunk(devices)]
+            if len(chunks) > 1 and chunks[-1] == 1:
+                chunks[-2:] = [chunks[-2] + 1]
+            assert slice_sizes(rows, devices) == chunks, (rows, devices)
+            for K in (2, 4):
+                if rows % K == 0:
+                    ids = [len(c) * K for c in torch.arange(rows // K).chunk(devices)]
+                    assert slice_sizes(rows, devices, K) == ids
+    assert slice_sizes(64, 4, 4) == [16] * 4 and slice_sizes(44, 4, 4) == [12, 12, 12, 8]
+
+
+@pytest.mark.parametrize("rows,sizes", [(44, [12, 12, 12, 8]), (12, [4, 4, 4]), (4, None), (42, [11, 11, 11, 9])])
+def test_a_short_batch_is_normalised_as_dataparallels_chunks(rows, sizes):
+    """The demo's slices (batch 16 x 4, bn_images 16: four devices) on a batch of fewer identities than P:
+    against one replica per DataParallel chunk, output, gradients and the first chunk's running statistics."""
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(6)
+    nn.init.normal_(bn.weight)
+    nn.init.normal_(bn.bias)
+    x = torch.randn(rows, 6, 3, 2) * 2 + 1
+    model = slice_batchnorms(nn.Sequential(copy.deepcopy(bn)), 16, batch=64, group=4)
+    assert model[0].sizes(rows) == (sizes or [rows])
+    out = model(x)
+    out.square().sum().backward()
+    ref, copies = replicas_reference(bn, x, sizes or [rows])
+    ref.square().sum().backward()
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.allclose(model[0].weight.grad, sum(c.weight.grad for c in copies), atol=1e-4)
+    assert torch.allclose(model[0].running_mean, copies[0].running_mean)
+    assert torch.allclose(model[0].running_var, copies[0].running_var)
 
 
 @pytest.mark.parametrize("shape", [(16, 6, 5, 3), (16, 6)])

@@ -85,7 +85,25 @@ def load_checkpoint(path: str | os.PathLike, name: str = "last.pt") -> dict:
                               f"'model' must be a non-empty state dict of tensors, its 'config' a mapping); it was "
                               f"edited or written by other code; {expected}")
     ckpt["path"] = str(p)
+    portable_device(ckpt)
     return ckpt
+
+
+def portable_device(ckpt: dict) -> None:
+    """A checkpoint's recorded device, where this machine lacks it (``cuda:1`` on a one-GPU machine, any CUDA
+    device on a CPU machine: a torchrun or GPU run's checkpoint read elsewhere), becomes ``auto``, with a line
+    in the log; ``--device`` (or ``device=``) still chooses."""
+    config = ckpt["config"]
+    name = str(config.get("device", "auto"))
+    if not name.startswith("cuda"):
+        return
+    index = int(name.split(":")[1]) if ":" in name and name.split(":")[1].isdigit() else 0
+    if torch.cuda.is_available() and index < torch.cuda.device_count():
+        return
+    config["device"] = "auto"
+    logging.getLogger("reid").info("%s was written on %s, which this machine does not have: device auto (%s) "
+                                   "unless --device says otherwise", ckpt["path"], name,
+                                   "cuda" if torch.cuda.is_available() else "cpu")
 
 
 def load_resumable(path: str | os.PathLike) -> dict:
@@ -205,15 +223,7 @@ class TrainingState:
         if ckpt is None:
             return 0
         load_model_state(self.model, ckpt)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        was, now = (ckpt["config"].get("train") or {}).get("lr"), (self.config.get("train") or {}).get("lr")
-        if was and now and was != now:           # --resume --set train.lr=...: the schedule goes on from the new rate
-            for group in self.optimizer.param_groups:
-                group["lr"] *= now / was
-            self.scheduler.base_lrs = [b * now / was for b in self.scheduler.base_lrs]
-            logging.getLogger("reid").info("train.lr %g -> %g: the schedule continues, scaled to the new rate",
-                                           was, now)
+        self.load_schedule(ckpt)
         for key, obj in self.extras.items():
             if key not in ckpt:
                 raise CheckpointError(f"{ckpt.get('path', 'checkpoint')} has no {key!r} state, which this run's "
@@ -225,6 +235,23 @@ class TrainingState:
             metrics.truncate_after(epoch)
         logging.getLogger("reid").info("resumed from %s at epoch %d", ckpt.get("path", "checkpoint"), epoch)
         return epoch
+
+    def load_schedule(self, ckpt: dict) -> None:
+        """The optimiser's state and the schedule's position (its epoch) from ``ckpt``; the schedule itself
+        (base rate, epochs, steps, warm-up) stays this config's, so that ``--resume --epochs N`` stretches a
+        cosine to N and ``--set train.lr=...`` continues at the new rate. (LambdaLR's own state dict would
+        bring back the stopped run's schedule object, and the optimiser's its rates.)"""
+        base = list(self.scheduler.base_lrs)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict({**ckpt["scheduler"], "base_lrs": base,
+                                        "lr_lambdas": [None] * len(self.scheduler.lr_lambdas)})
+        rates = [b * f(self.scheduler.last_epoch) for b, f in zip(base, self.scheduler.lr_lambdas)]
+        for group, b, rate in zip(self.optimizer.param_groups, base, rates):
+            group["initial_lr"], group["lr"] = b, rate
+        self.scheduler._last_lr = rates
+        was = (ckpt["config"].get("train") or {}).get("lr")
+        if was is not None and base and was != base[0]:
+            logging.getLogger("reid").info("train.lr %g -> %g: the schedule continues at the new rate", was, base[0])
 
     def save(self, epoch: int, record: dict, write: bool = True) -> None:
         """``last.pt`` (and ``best.pt`` on a new best mAP) of ``epoch``; every tensor is checked finite first, so

@@ -299,10 +299,12 @@ def short_batch_words(plan: EpochPlan, rows: int, cfg: Config) -> str:
     words = (f"batches of {rows} images ({rows // K} {plan.unit} x {K}: fewer than train.num_ids={t.num_ids} "
              f"{plan.unit} to draw from)" if rows % K == 0 else f"batches of {rows} images (not P x K = "
              f"{t.num_ids} x {K})")
+    shares = dist.split_rows(rows, dist.world(), K)
+    if dist.active():
+        words += f"; the {dist.world()} processes' shares: {'+'.join(map(str, shares))} images"
     if t.bn_images and t.bn_images < t.num_ids * K // dist.world():
-        share = rows // dist.world() if dist.active() else rows
         devices = t.num_ids * K // dist.world() // t.bn_images
-        words += f"; BatchNorm slices of {describe_slices(share, devices, K)} (train.bn_images)"
+        words += f"; BatchNorm slices of {describe_slices(shares[dist.rank()], devices, K)} (train.bn_images)"
     return words
 
 
