@@ -1,6 +1,7 @@
 """A trained model from a checkpoint (a run folder's best.pt, or any last.pt / best.pt), in eval mode."""
 from __future__ import annotations
 
+import logging
 import re
 
 import torch
@@ -34,6 +35,9 @@ def load_trained(checkpoint: str, overrides: list[dict] | None = None, images_on
     cfg = build_config(None, overrides or [], base=ckpt["config"])
     device = resolve_device(cfg.device)
     model = build_trained(cfg, ckpt, device)
+    from reid.precision import precision_name
+    logging.getLogger("reid").info("%s on %s, features in %s (its train.amp=%s)", ckpt["path"], device,
+                                   precision_name(device, cfg.train.amp), cfg.train.amp)
     needs = getattr(model, "test_teacher_targets", ())
     if images_only and needs:
         raise ReIDError(f"{ckpt['path']} holds a {cfg.model.name!r} model, which needs teacher {', '.join(needs)} "
