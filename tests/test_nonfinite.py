@@ -172,3 +172,13 @@ def test_compare_calls_two_runs_with_the_same_nan_identical(tmp_path):
     assert differences(tmp_path / "a", tmp_path / "b") == []
     torch.save({"model": {"w": torch.tensor([1.0, 2.0])}, "config": {}, "epoch": 1}, tmp_path / "b" / "last.pt")
     assert differences(tmp_path / "a", tmp_path / "b") != []
+
+
+def test_a_weight_file_with_nan_is_refused_before_the_run_folder(tmp_path, tiny_root):
+    from reid.models import build_model
+    state = build_model("resnet18", pretrained="none", input_size=(64, 32)).state_dict()
+    state[next(k for k in state if k.endswith("conv1.weight"))].view(-1)[0] = float("inf")
+    torch.save(state, tmp_path / "w.pt")
+    code, out, err = run(*TINY, "--epochs", "1", "--set", f"model.pretrained={tmp_path / 'w.pt'}",
+                         "--data-root", tiny_root, "--output", tmp_path / "runs")
+    assert code == 2 and "NaN or inf" in err and not (tmp_path / "runs").exists()

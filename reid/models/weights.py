@@ -28,6 +28,10 @@ def read_state_dict(path: str, key: str = "model.pretrained",
             sd = sd[key]
     if not isinstance(sd, dict) or not sd:
         raise CheckpointError(f"{p} holds no state dict" if not isinstance(sd, dict) else f"{p} holds no tensors")
+    bad = [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{p} holds {len(bad)} tensor(s) with NaN or inf (e.g. {bad[0]}): the weights of a "
+                              f"diverged run; give a file of finite weights")
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
