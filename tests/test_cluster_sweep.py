@@ -37,7 +37,7 @@ def test_scores_count_each_outlier_alone():
     labels = np.array([0, 0, 1, 1, -1, -1])
     assert with_singletons(labels).tolist() == [0, 0, 1, 1, 2, 3]
     row = describe(labels, truth=np.array([0, 0, 1, 1, 2, 3]))
-    assert (row["ari"], row["nmi"], row["clusters"], row["outliers"]) == (1.0, 1.0, 2, 2)
+    assert (row["ari"], row["ami"], row["clusters"], row["outliers"]) == (1.0, 1.0, 2, 2)
     assert row["largest_cluster_share"] == pytest.approx(1 / 3, abs=1e-4)
     none = describe(np.full(5, -1), truth=np.zeros(5, dtype=int))
     assert (none["clusters"], none["largest_cluster_share"]) == (0, 0.0)
@@ -64,7 +64,7 @@ def test_the_sweep_of_a_checkpoint_counts_as_the_loop_did(tiny_root, tmp_path, m
                          ("largest_cluster_share", "largest_cluster_share"),
                          ("cluster_size_median", "cluster_size_median")):
         assert own[mine] == epoch2[theirs], mine
-    assert len(table["rows"]) == 6 and all(-1 <= r["ari"] <= 1 and 0 <= r["nmi"] <= 1 for r in table["rows"])
+    assert len(table["rows"]) == 6 and all(-1 <= r["ari"] <= 1 and -1 <= r["ami"] <= 1 for r in table["rows"])
     assert "0.6*" in out
 
 

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import torch
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
 from .dbscan import dbscan
 from .jaccard import jaccard_graph
@@ -16,8 +16,9 @@ from .knn import knn
 
 
 def with_singletons(labels: np.ndarray) -> np.ndarray:
-    """Labels with each outlier (-1) in a cluster of its own: how a partition's agreement with the truth is
-    scored here (outliers as one big cluster would reward marking everything an outlier)."""
+    """Labels with each outlier (-1) in a cluster of its own: how a partition's agreement with another (the truth,
+    or the previous epoch's) is scored here. Outliers as one big cluster would reward marking everything an
+    outlier; outliers left out would score a clustering on the few points it was sure of."""
     out = labels.copy()
     noise = out < 0
     out[noise] = out.max(initial=-1) + 1 + np.arange(int(noise.sum()))
@@ -38,15 +39,25 @@ def size_summary(labels: np.ndarray, sizes: np.ndarray) -> dict:
 
 def describe(labels: np.ndarray, truth: np.ndarray | None = None) -> dict:
     """What one setting's labels look like: clusters, outliers, the largest cluster's share, the median
-    cluster size; with ``truth`` (identities), the adjusted Rand index and NMI against it."""
+    cluster size; with ``truth`` (identities), the adjusted Rand index and the adjusted mutual information
+    against it (:func:`agreement`)."""
     sizes = cluster_sizes(labels)
     row = {"clusters": int(len(sizes)), "outliers": int((labels < 0).sum()),
            "outlier_share": round(float((labels < 0).mean()), 4), **size_summary(labels, sizes)}
     if truth is not None:
-        scored = with_singletons(labels)
-        row["ari"] = round(float(adjusted_rand_score(truth, scored)), 4)
-        row["nmi"] = round(float(normalized_mutual_info_score(truth, scored)), 4)
+        row.update(agreement(truth, labels))
     return row
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> dict:
+    """How far two labellings of the same points agree, outliers (-1) of either counted as singletons
+    (:func:`with_singletons`): ``ari``, the adjusted Rand index, and ``ami``, the adjusted mutual information
+    (scikit-learn's). Both are 1 for the same partition (a relabelling included) and about 0 for one unrelated
+    to it, whatever the sizes: all points outliers, or two random partitions, score 0. (The normalised mutual
+    information, which this replaces, reads 0.82 for all points outliers against Market-size identities: it
+    grows with the number of clusters, and singletons are the most.)"""
+    x, y = with_singletons(np.asarray(a)), with_singletons(np.asarray(b))
+    return {"ari": round(float(adjusted_rand_score(x, y)), 4), "ami": round(float(adjusted_mutual_info_score(x, y)), 4)}
 
 
 def sweep(features: torch.Tensor, eps: list[float], k1: list[int], min_samples: list[int], k2: int = 6,

@@ -20,7 +20,8 @@ from rich.console import Console
 from reid.progress import track
 from rich.table import Table
 
-from .datasets import DATASETS, FOLDER_AT, MARKET_AT, ReIDDataset, build_dataset
+from .datasets import DATASETS, FOLDER_AT, MARKET_AT, ReIDDataset, build_dataset, dataset_names
+from .images import rgb_image
 
 SPLITS = ("train", "query", "gallery")
 
@@ -76,8 +77,7 @@ def _read(path: str) -> tuple[str, str | None, tuple[int, int] | None]:
     digest = hashlib.md5(data).hexdigest()
     try:
         with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return digest, None, im.size
+            return digest, None, rgb_image(im).size    # decoded in full as the stores decode it
     except Exception as e:  # PIL raises OSError for truncated files, UnidentifiedImageError, ...
         return digest, f"{type(e).__name__}: {e}", None
 
@@ -153,7 +153,7 @@ def run_check(name: str, root, workers: int = 4, console: Console | None = None,
     """Check a dataset (each part of ``a+b``); print the tables and problems on ``console``; return the reports."""
     console = console or Console()
     reports = []
-    for part in name.split("+"):
+    for part in dataset_names(name):
         ds = build_dataset(part, root, **options)
         r = check_dataset(ds, published_counts(part, options), workers)
         console.print(r.table())

@@ -23,4 +23,5 @@ def combine(parts: list[ReIDDataset]) -> ReIDDataset:
         skipped.merge(ds.skipped)
     first = parts[0]
     return ReIDDataset("+".join(p.name for p in parts), first.root, train, first.query, first.gallery, skipped,
-                       annotations=None, parts=list(parts))
+                       annotations=None, parts=list(parts), labelled=all(p.labelled for p in parts),
+                       query_from_train=first.query_from_train)

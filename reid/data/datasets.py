@@ -56,6 +56,7 @@ class ReIDDataset:
     annotations: Path | None = None      # folder of teacher annotations (see data.annotations), if any
     parts: list["ReIDDataset"] = field(default_factory=list)   # the datasets a combined one was made of
     labelled: bool = True                # False: a folder of crops without identity labels (data.folder_dataset)
+    query_from_train: bool = False       # query and gallery are labelled training images (data.folder_dataset)
 
     @property
     def num_train_pids(self) -> int:
@@ -101,10 +102,23 @@ MARKET_AT = "market:"                # market:PATH, a Market-format tree at any 
 FOLDER_AT = "folder:"                # folder:PATH, unlabelled crops (data.folder_dataset)
 
 
+def dataset_names(name: str) -> list[str]:
+    """The datasets of ``a+b``: split at each ``+`` that starts another dataset (a registered name, or a
+    ``market:`` / ``folder:`` path), so that a path holding ``+`` (``folder:/data/cam+lobby``) stays whole."""
+    out: list[str] = []
+    for piece in name.split("+"):
+        starts = piece in DATASETS or piece.startswith((MARKET_AT, FOLDER_AT))
+        if out and out[-1].startswith((MARKET_AT, FOLDER_AT)) and not starts:
+            out[-1] += "+" + piece
+        else:
+            out.append(piece)
+    return out
+
+
 def dataset_label(name: str) -> str:
     """A dataset's name as a file name can hold it: ``market:/data/cams/site_a`` -> ``site_a``."""
     parts = []
-    for part in name.split("+"):
+    for part in dataset_names(name):
         for prefix in (MARKET_AT, FOLDER_AT):
             if part.startswith(prefix):
                 part = Path(part[len(prefix):]).expanduser().resolve().name or prefix[:-1]
@@ -125,10 +139,10 @@ def market_at(path: str) -> ReIDDataset:
 def build_dataset(name: str, root: str | os.PathLike, **options) -> ReIDDataset:
     """Build a registered dataset from ``<root>/<its folder>``; ``a+b`` trains on both (data.combine);
     ``market:PATH`` is a Market-format tree at PATH (the data root does not apply)."""
-    if "+" in name:
+    names = dataset_names(name)
+    if len(names) > 1:
         from .combine import combine
-        parts = [build_dataset(n, root, **options) for n in name.split("+")]
-        return combine(parts)
+        return combine([build_dataset(n, root, **options) for n in names])
     if name.startswith(MARKET_AT):
         ds = market_at(name[len(MARKET_AT):])
     elif name.startswith(FOLDER_AT):
@@ -258,7 +272,8 @@ def dataset_from_config(cfg, name: str | None = None) -> ReIDDataset:
     if test and name is None and test != cfg.data.dataset:
         t = build_dataset(test, cfg.data_root, **opts)
         log.info("training on %s, evaluating on %s", ds.name, t.name)
-        ds = dataclasses.replace(ds, name=f"{ds.name}->{t.name}", query=t.query, gallery=t.gallery)
+        ds = dataclasses.replace(ds, name=f"{ds.name}->{t.name}", query=t.query, gallery=t.gallery,
+                                 query_from_train=False)
     return ds
 
 

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from reid.progress import track
 
 from reid.errors import DatasetError
 
 
 RESIZE_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+# the image files a folder of your own, extract, search and explain read (an animated GIF / WebP: its first frame)
+READABLE = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
 
 def resize_filter(name: str):
@@ -32,23 +34,80 @@ def resize_filter(name: str):
         raise ValueError(f"unknown resize filter {name!r}; choose {', '.join(RESIZE_FILTERS)}") from None
 
 
+BACKGROUND = (255, 255, 255)             # what transparency is composited over: white, as a viewer or a page
+WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _wide_to_l(im: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float gray image as 8-bit gray, full scale to 255: the range of the smallest
+    of [0, 1] (floats), [0, 255], [0, 65535] that holds every value (16-bit modes: always 65535), else the
+    image's own min..max; NaN reads 0, values below 0 read 0."""
+    a = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    a = np.clip(a, 0.0, None)
+    top = float(a.max()) if a.size else 0.0
+    if im.mode.startswith("I;16"):
+        full = 65535.0
+    else:
+        full = next((r for r in ((1.0,) if im.mode == "F" else ()) + (255.0, 65535.0) if top <= r), top or 1.0)
+    return Image.fromarray(np.clip(np.rint(a * (255.0 / full)), 0, 255).astype(np.uint8), "L")
+
+
+def _lab_to_rgb(im: Image.Image) -> Image.Image:
+    from PIL import ImageCms
+    transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+    return ImageCms.applyTransform(im, transform)
+
+
+def rgb_image(im: Image.Image) -> Image.Image:
+    """Any decoded image as 8-bit RGB, as an image viewer shows it; the one decoding rule of every path that reads
+    images (the training, query and gallery stores in memory or on disk, extract, search, explain, check-data,
+    the teachers, the Python API; docs/datasets.md, "Images"):
+
+    - EXIF orientation applied (a phone's portrait crop stands upright; Pillow's ``ImageOps.exif_transpose``);
+    - transparency (RGBA, LA, PA, a palette with a transparent colour, premultiplied RGBa / La) composited
+      over white (Pillow's ``alpha_composite``);
+    - 16-bit gray (``I;16``: 65535 is white), 32-bit integer and float gray (``I``, ``F``: :func:`_wide_to_l`)
+      scaled to 8 bits, not clipped;
+    - LAB through littleCMS to sRGB; every other mode (``1``, ``L``, ``P``, ``CMYK``, ``YCbCr``, ``HSV``) by
+      Pillow's own ``convert("RGB")``;
+    - an animated GIF / WebP / PNG, or a multi-page TIFF: its first frame, as it opens."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode in WIDE_MODES:
+        im = _wide_to_l(im)
+    elif im.mode == "LAB":
+        im = _lab_to_rgb(im)
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, BACKGROUND + (255,)), rgba).convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def open_rgb(path: str) -> Image.Image:
+    """An image file decoded by :func:`rgb_image` at its own size; a clear error if it cannot be read."""
+    try:
+        with Image.open(path) as im:
+            im.seek(0)
+            return rgb_image(im)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise DatasetError(f"cannot read image {path}: {e}. Replace or remove the file.") from None
+
+
 def fit_image(im: Image.Image, height: int, width: int, resize: str = "bilinear") -> np.ndarray:
-    """A PIL image as H x W x 3 uint8 RGB, resized with PIL's ``resize`` filter when its size differs."""
-    im = im.convert("RGB")
+    """A PIL image (any mode: :func:`rgb_image`) as H x W x 3 uint8 RGB, resized with PIL's ``resize`` filter
+    when its size differs."""
+    im = rgb_image(im)
     if im.size != (width, height):
         im = im.resize((width, height), resize_filter(resize))
     return np.array(im)  # a writable copy
 
 
 def decode_image(path: str, height: int, width: int, resize: str = "bilinear") -> np.ndarray:
-    """One image file as H x W x 3 uint8, resized with PIL's ``resize`` filter (bilinear or bicubic) as the
-    image stores hold it; a clear error if it cannot be read."""
+    """One image file as H x W x 3 uint8 (:func:`rgb_image`), resized with PIL's ``resize`` filter (bilinear or
+    bicubic) as the image stores hold it; a clear error if it cannot be read."""
     resize_filter(resize)
-    try:
-        with Image.open(path) as im:
-            return fit_image(im, height, width, resize)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DatasetError(f"cannot read image {path}: {e}. Replace or remove the file.") from None
+    return fit_image(open_rgb(path), height, width, resize)
 
 
 def load_images(paths: list[str], height: int, width: int, workers: int = 2,

@@ -45,6 +45,7 @@ from reid.models.weights import read_state_dict
 from .annotations import COCO_KEYPOINTS
 from .datasets import ReIDDataset
 from .files import locked, write_atomic
+from .images import open_rgb
 from .parsing import derive_parsing
 
 log = logging.getLogger(__name__)
@@ -152,8 +153,8 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def _read(path: str) -> torch.Tensor:
-    with Image.open(path) as im:
-        return torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1).float().div(255)
+    """The image as the stores decode it (data.images.rgb_image: orientation, transparency, 16-bit), 0..1."""
+    return torch.from_numpy(np.asarray(open_rgb(path))).permute(2, 0, 1).float().div(255)
 
 
 def run_teachers(ds: ReIDDataset, t, device: torch.device) -> Summary:

@@ -219,6 +219,10 @@ def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] 
         require_training_split(ds)
     else:                                    # built (and said on the console) before log.txt existed
         log.info("%s", ds.summary(), extra={"file_only": True})
+    if cfg.mode == "supervised" and ds.query_from_train:
+        log.info("%s: its query and gallery are training images whose labels this supervised run trains on: no "
+                 "evaluation on them (give a labelled test set with --test-dataset)", ds.name)
+        ds = dataclasses.replace(ds, query=[], gallery=[], query_from_train=False)
     if len({x.camid for x in ds.train}) == 1:
         log.info("%s: one camera in the training images, so the sampler's other-camera rule has nothing to "
                  "prefer (camera ids: data.camera_from)", ds.name)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import adjusted_rand_score
-
-from reid.clustering.sweep import cluster_sizes, size_summary
+from reid.clustering.sweep import agreement, cluster_sizes, size_summary, with_singletons
 
 SIZE_BINS = (2, 4, 8, 16, 32, 64)            # histogram edges: sizes 1, 2-3, 4-7, ..., 32-63, 64+
 
@@ -30,13 +28,22 @@ def intra_cluster_similarity(feats: torch.Tensor, labels: np.ndarray) -> tuple[f
 
 
 def changed_labels(previous: np.ndarray, labels: np.ndarray) -> int:
-    """Images whose pseudo-label moved: each new cluster (outliers as one more) is matched to the previous
-    cluster most of its images came from; the images that came from elsewhere moved."""
-    a = np.where(previous < 0, previous.max() + 1, previous)
-    b = np.where(labels < 0, labels.max() + 1, labels)
-    table = np.zeros((b.max() + 1, a.max() + 1), dtype=np.int64)
-    np.add.at(table, (b, a), 1)
-    return int(len(labels) - table.max(1).sum())
+    """Images whose pseudo-label moved (docs/datasets.md, "What a run says without labels"). Each outlier is a
+    group of its own; the groups of the two epochs are paired one to one, the pairs that share the most
+    images first (ties: the lower group ids), each group in at most one pair; an image moved unless its old
+    and new groups are a pair. A relabelling moves nothing; one cluster of 100 split into ten moves 90;
+    two of 50 merged move 50; ten outliers that become a cluster move 9; an outlier that stays one stays."""
+    a, b = with_singletons(np.asarray(previous)), with_singletons(np.asarray(labels))
+    pairs, counts = np.unique(np.stack([a, b]), axis=1, return_counts=True)
+    order = np.lexsort((pairs[1], pairs[0], -counts))              # most shared first, then by ids
+    used_a, used_b, kept = set(), set(), 0
+    for k in order.tolist():
+        x, y = int(pairs[0, k]), int(pairs[1, k])
+        if x not in used_a and y not in used_b:
+            used_a.add(x)
+            used_b.add(y)
+            kept += int(counts[k])
+    return len(labels) - kept
 
 
 def label_free_metrics(feats: torch.Tensor, labels: np.ndarray, previous: np.ndarray | None) -> dict:
@@ -48,7 +55,7 @@ def label_free_metrics(feats: torch.Tensor, labels: np.ndarray, previous: np.nda
            "intra_sim_mean": round(mean, 4), "intra_sim_std": round(spread, 4)}
     if previous is not None and len(previous) == len(labels):
         out["labels_changed"] = changed_labels(previous, labels)
-        out["labels_ari_prev"] = round(float(adjusted_rand_score(previous, labels)), 4)
+        out["labels_ari_prev"] = agreement(previous, labels)["ari"]
     return out
 
 

@@ -16,6 +16,7 @@ A library call shows no progress bar and configures no logging unless asked (``p
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,20 @@ class Features:
         return cls(torch.from_numpy(z["features"]), [str(p) for p in z["paths"]], Path(str(z.get("base", "."))),
                    checkpoint=str(z.get("checkpoint", "")), digest=str(z.get("model_digest", "")),
                    size=(int(z["height"]), int(z["width"])), flip=bool(z.get("flip", False)))
+
+
+def array_image(a: np.ndarray, i: int = 0):
+    """A numpy image as PIL reads it: uint8 H x W x 3 (RGB), H x W x 4 (RGBA), H x W or H x W x 1 (gray), uint16
+    H x W (16-bit gray) or float32 H x W (gray, 0..1); data.images.rgb_image then decodes it as a file's."""
+    from PIL import Image
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    fits = ((a.dtype == np.uint8 and (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))))
+            or (a.dtype in (np.uint16, np.float32) and a.ndim == 2))
+    if not fits or 0 in a.shape:
+        raise ReIDError(f"image {i}: a numpy image must be uint8 H x W x 3 (RGB), H x W x 4 (RGBA) or H x W (gray), "
+                        f"or a uint16 / float32 H x W gray image, of at least 1 x 1 pixels; got {a.dtype} {a.shape}")
+    return Image.fromarray(np.ascontiguousarray(a))
 
 
 @dataclass
@@ -112,6 +127,9 @@ class TrainedModel:
                 raise ReIDError(f"a tensor of images must be uint8 N x 3 x H x W (or 3 x H x W) with values "
                                 f"0-255, got {images.dtype} of shape {tuple(images.shape)}")
             x = images[None] if images.dim() == 3 else images
+            if x.numel() == 0:
+                raise ReIDError(f"a tensor of no images (shape {tuple(images.shape)}): give at least one image "
+                                f"of at least 1 x 1 pixels")
             if tuple(x.shape[-2:]) != (H, W):
                 x = torch.stack([torch.from_numpy(fit_image(Image.fromarray(i.permute(1, 2, 0).cpu().numpy()),
                                                             H, W, resize)).permute(2, 0, 1) for i in x])
@@ -129,10 +147,7 @@ class TrainedModel:
         arrays = []
         for i, im in enumerate(items):
             if isinstance(im, np.ndarray):
-                if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
-                    raise ReIDError(f"image {i}: a numpy image must be uint8 H x W x 3 (RGB), got {im.dtype} "
-                                    f"{im.shape}")
-                im = Image.fromarray(im)
+                im = array_image(im, i)
             if not isinstance(im, Image.Image):
                 raise ReIDError(f"image {i} is a {type(im).__name__}: give paths, PIL images, uint8 H x W x 3 "
                                 f"numpy arrays or a uint8 N x 3 x H x W tensor (not a mixture of paths and images)")
@@ -158,7 +173,7 @@ class TrainedModel:
     def _features(self, what) -> Features:
         if isinstance(what, Features):
             got = what
-        elif isinstance(what, (str, Path)) and str(what).endswith(".npz"):
+        elif isinstance(what, (str, Path)) and str(what).lower().endswith(".npz"):
             got = Features.load(what)
         else:
             return self.extract(what)
@@ -180,9 +195,12 @@ class TrainedModel:
     def search(self, query, gallery, topk: int = 10) -> list[list[Match]]:
         """For each query image, its ``topk`` nearest gallery images, nearest first (ties in gallery order).
         ``query`` and ``gallery``: anything :meth:`extract` takes, :class:`Features`, or a ``.npz`` of them."""
-        if not isinstance(topk, int) or topk < 1:
+        if isinstance(topk, bool) or not isinstance(topk, numbers.Integral) or topk < 1:
             raise ReIDError(f"topk={topk!r}: give a whole number of at least 1")
+        topk = int(topk)
         g = self._features(gallery)
+        if len(g) == 0:
+            raise ReIDError("the gallery holds no images (0 features): extract a gallery of at least one image")
         dist = self.distances(query, g).numpy()
         order = np.argsort(dist, axis=1, kind="stable")[:, :min(topk, len(g))]
         return [[Match(g.paths[j], int(j), float(dist[i, j])) for j in row] for i, row in enumerate(order)]

@@ -4,7 +4,8 @@ A trained (or any) checkpoint's features of a dataset's training images are extr
 unsupervised loop extracts them at the start of an epoch; then for a grid of eps (and k1, min_samples) the
 clustering of ``clustering.sweep`` gives, per setting: clusters, outliers, the largest cluster's share and
 the median cluster size, and, where the training images have identity labels (a benchmark, or a
-``folder:`` with a pid column), the adjusted Rand index and NMI against them (each outlier counted as a
+``folder:`` with a pid column), the adjusted Rand index and the adjusted mutual
+information against them (each outlier counted as a
 cluster of its own). The Jaccard graph is computed once per k1 and reused for every eps and min_samples.
 
 It prints a table (the config's own setting marked ``*``), writes a plot (``--output``, default
@@ -58,7 +59,7 @@ def parse_grid(text: str | None, flag: str, kind: type, low: float, high: float 
 
 
 def plot(path: Path, rows: list[dict], own_eps: float, true_ids: int | None) -> None:
-    """Clusters, outlier and largest-cluster shares, and (with labels) ARI / NMI against eps, a line per
+    """Clusters, outlier and largest-cluster shares, and (with labels) ARI / AMI against eps, a line per
     (k1, min_samples)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -75,11 +76,11 @@ def plot(path: Path, rows: list[dict], own_eps: float, true_ids: int | None) -> 
         axes[1].plot(eps, [r["largest_cluster_share"] for r in rs], "s--", color=colour)
         if scored:
             axes[2].plot(eps, [r["ari"] for r in rs], "o-", color=colour, label=name)
-            axes[2].plot(eps, [r["nmi"] for r in rs], "s--", color=colour)
+            axes[2].plot(eps, [r["ami"] for r in rs], "s--", color=colour)
     if true_ids:
         axes[0].axhline(true_ids, color="grey", linestyle=":", label=f"{true_ids} true identities")
     titles = ("clusters", "share of the images: outliers (solid), largest cluster (dashed)",
-              "against the identities: ARI (solid), NMI (dashed)")
+              "against the identities: ARI (solid), AMI (dashed)")
     for ax, title in zip(axes, titles):
         ax.axvline(own_eps, color="black", linestyle=":", linewidth=1)
         ax.set_xlabel("eps (dotted: the config's)")
@@ -91,14 +92,14 @@ def plot(path: Path, rows: list[dict], own_eps: float, true_ids: int | None) -> 
 
 def print_rows(rows: list[dict], own: tuple, console) -> None:
     scored = "ari" in rows[0]
-    t = Table("k1", "min_s", "eps", "clusters", "outliers", "largest", "median", *(("ARI", "NMI") if scored else ()),
+    t = Table("k1", "min_s", "eps", "clusters", "outliers", "largest", "median", *(("ARI", "AMI") if scored else ()),
               title="clustering at each setting (* the config's own; largest: the largest cluster's share; "
                     "median: cluster size)")
     for r in rows:
         mark = "*" if (r["k1"], r["min_samples"], r["eps"]) == own else ""
         t.add_row(str(r["k1"]), str(r["min_samples"]), f"{r['eps']:g}{mark}", str(r["clusters"]),
                   f"{100 * r['outlier_share']:.1f}%", f"{100 * r['largest_cluster_share']:.1f}%",
-                  f"{r['cluster_size_median']:g}", *((f"{r['ari']:.3f}", f"{r['nmi']:.3f}") if scored else ()))
+                  f"{r['cluster_size_median']:g}", *((f"{r['ari']:.3f}", f"{r['ami']:.3f}") if scored else ()))
     console.print(t)
 
 

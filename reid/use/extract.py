@@ -16,20 +16,21 @@ import numpy as np
 import torch
 from reid.progress import track
 
-from reid.data.datasets import IMAGE_EXTENSIONS
-from reid.data.images import decode_image
+from reid.data.images import READABLE, decode_image
 from reid.errors import DatasetError, ReIDError
 from reid.evaluation import extract_features
 from reid.runs.checkpoint import describe_file, state_digest
 from reid.data.files import check_free_space, write_atomically
 
 log = logging.getLogger("reid.use")
-EXTENSIONS = IMAGE_EXTENSIONS | {".tif", ".tiff", ".webp"}
+EXTENSIONS = READABLE
 
 
 def image_files(where: str | Path) -> tuple[Path, list[Path]]:
     """(base folder, image files) of a folder (recursive, sorted) or of one image file."""
-    p = Path(where)
+    if not str(where).strip():
+        raise ReIDError("an empty path: give an image file or a folder of images")
+    p = Path(where).expanduser()
     if p.is_file():
         if p.suffix.lower() not in EXTENSIONS:
             raise ReIDError(f"{p} is not an image file ({', '.join(sorted(EXTENSIONS))}); give an image or a folder")

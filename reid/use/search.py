@@ -34,7 +34,7 @@ def identity(name: str) -> int | None:
 def gallery_features(model, cfg, device, gallery: str, checkpoint: str):
     """(features, names, base folder) of a gallery folder or features file; a features file must come from a
     model with this checkpoint's input size and feature dimension."""
-    if str(gallery).endswith(".npz"):
+    if str(gallery).lower().endswith(".npz"):
         z = load_features(gallery)
         size, want = (int(z["height"]), int(z["width"])), (cfg.data.height, cfg.data.width)
         if size != want or int(z["features"].shape[1]) != sum(model.feature_splits):
@@ -49,6 +49,8 @@ def gallery_features(model, cfg, device, gallery: str, checkpoint: str):
         if not theirs:
             log.warning("%s does not record which model made it (an earlier version's file); it is used as given, "
                         "with %s", gallery, checkpoint)
+        if len(z["features"]) == 0:
+            raise ReIDError(f"{gallery} holds no features (0 images): extract a gallery of at least one image")
         return torch.from_numpy(z["features"]), [str(p) for p in z["paths"]], Path(str(z.get("base", ".")))
     feats, names, _, base = extract_folder(model, cfg, device, gallery)
     return feats, names, base
