@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -298,8 +299,15 @@ def run(args) -> int:
     return train(args)
 
 
+PATH_FLAGS = ("output", "resume", "checkpoint", "images", "query", "gallery", "config", "data_root")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    for flag in PATH_FLAGS:                  # '~/runs' quoted in a shell reaches us unexpanded: expand it here
+        value = getattr(args, flag, None)
+        if isinstance(value, str) and value.startswith("~"):
+            setattr(args, flag, os.path.expanduser(value))
     try:
         return run(args)
     except ReIDError as e:

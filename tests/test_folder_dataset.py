@@ -2,6 +2,8 @@
 labels) train the unsupervised loop, with cameras from each source or none, and record what is known
 without labels; a labelled set given with --test-dataset evaluates it."""
 import csv
+import re
+from pathlib import Path
 import json
 
 import numpy as np
@@ -140,3 +142,99 @@ def test_a_folder_trains_an_epoch_with_cameras_from_the_folder_or_a_csv(crops, t
     assert record["epoch"] == 1 and record["num_clusters"] >= 0 and "intra_sim_mean" in record
     log = (tmp_path / "cams" / "log.txt").read_text()
     assert "4 cams" in log and "one camera in the training images" not in log
+
+
+def small_folder(tmp_path, names=("cam1/a.png", "cam1/b.png", "cam2/c.png", "cam2/d.png", "cam3/e.png")):
+    for n in names:
+        (tmp_path / "f" / n).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 16), (len(n), 0, 0)).save(tmp_path / "f" / n)
+    return tmp_path / "f"
+
+
+def write(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding))
+    return str(path)
+
+
+def test_a_spreadsheets_csv_with_partial_pids_and_windows_paths(tmp_path):
+    """A CSV as a spreadsheet on Windows saves it (byte-order mark, semicolons, backslashes, CRLF, 3.0 for 3): its
+    cameras are used under auto, its pids where given; -1 is junk; the labelled images give a query and gallery."""
+    folder = small_folder(tmp_path)
+    labels = write(tmp_path / "l.csv", "\ufeffPath;Camera;PID\r\ncam1\\a.png;1;3.0\r\ncam1\\b.png;1;\r\n"
+                   "cam2\\c.png;2;3\r\ncam2\\d.png;2;-1\r\n.\\cam3\\e.png;3;7\r\n")
+    ds = build_dataset(f"folder:{folder}", "unused", labels_csv=labels)
+    assert len(ds.train) == 4 and ds.skipped["junk images (pid -1 in data.labels_csv)"] == 1
+    assert not ds.labelled and ds.query_from_train                       # b has no pid: partly labelled
+    assert sorted(Path(s.path).name for s in ds.query) == ["a.png", "c.png"]          # person 3, two cameras
+    assert sorted(Path(s.path).name for s in ds.gallery) == ["a.png", "c.png", "e.png"]
+    assert len({s.camid for s in ds.train}) == 3
+
+
+def test_the_csvs_pids_are_used_with_any_camera_source(tmp_path):
+    folder = small_folder(tmp_path)
+    labels = write(tmp_path / "l.csv", "path,pid\n" + "".join(f"{n},{i % 2}\n" for i, n in enumerate(
+        ("cam1/a.png", "cam1/b.png", "cam2/c.png", "cam2/d.png", "cam3/e.png"))))
+    for opts in ({"camera_from": "folder"}, {"camera_pattern": r"^cam(\d)"}):
+        ds = build_dataset(f"folder:{folder}", "unused", labels_csv=labels, **opts)
+        assert ds.labelled and ds.num_train_pids == 2 and len({s.camid for s in ds.train}) == 3, opts
+    both = write(tmp_path / "both.csv", "path,camera\n" + "".join(f"{n},x\n" for n in ("cam1/a.png", "cam2/c.png")))
+    ds = build_dataset(f"folder:{folder}", "unused", labels_csv=both, camera_pattern=r"^cam(\d)")
+    assert len(ds.train) == 2 and len({s.camid for s in ds.train}) == 1      # auto: the CSV's cameras
+
+
+@pytest.mark.parametrize("text,words", [
+    ("path,camera,pid\ncam1/a.png,1,--3\n", "line 2: pid '--3' is not a whole number"),
+    ("path,camera,pid\ncam1/a.png,1,x\n", "line 2: pid 'x'"),
+    ("path,camera,pid\ncam1/a.png,1,-2\n", "line 2: pid -2 is not allowed"),
+    ("path,camera,pid\ncam1/a.png,1,1\n\ncam1/a.png,1,2\n", "lines 2 and 4 give cam1/a.png two labels"),
+    ("path,camera\n,1\n", "line 2: no path"),
+    ("name,camera\ncam1/a.png,1\n", "header line of path,camera,pid"),
+])
+def test_a_csv_that_cannot_be_used_says_the_line_and_the_fix(tmp_path, text, words):
+    folder = small_folder(tmp_path)
+    with pytest.raises(DatasetError, match=re.escape(words)):
+        build_dataset(f"folder:{folder}", "unused", labels_csv=write(tmp_path / "l.csv", text))
+
+
+def test_csv_lines_for_missing_images_and_a_pattern_with_an_empty_group(tmp_path):
+    folder = small_folder(tmp_path, ("cam1/a_c1.png", "cam1/b.png"))
+    labels = write(tmp_path / "l.csv", "path,camera\ncam1/a_c1.png,1\ncam1/b.png,1\ncam9/gone.png,2\n")
+    ds = build_dataset(f"folder:{folder}", "unused", labels_csv=labels)
+    assert ds.skipped["lines of data.labels_csv that name no image under the folder"] == 1
+    ds = build_dataset(f"folder:{folder}", "unused", camera_pattern=r"(?:_c(\d))?\.png")   # optional group
+    assert len(ds.train) == 1 and sum(v for k, v in ds.skipped.items() if "group is empty" in k) == 1
+
+
+def test_a_folder_whose_name_holds_a_plus(tmp_path):
+    folder = small_folder(tmp_path)
+    plus = folder.rename(tmp_path / "lobby+street")
+    assert len(build_dataset(f"folder:{plus}", "unused").train) == 5
+
+
+def test_labels_moved_and_agreement_on_constructed_cases():
+    """By hand: a split of one cluster of 100 into ten moves 90; a merge of two 50s moves 50; ten outliers that
+    become a cluster move 9; a relabelling moves none. ARI and AMI, by scikit-learn with outliers as singletons:
+    1 for a relabelling, 0 for all outliers, about 0 for two unrelated clusterings that are 60% outliers."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from reid.clustering.sweep import agreement, describe, with_singletons
+    one = np.zeros(100, dtype=int)
+    assert changed_labels(one, np.arange(100) // 10) == 90
+    assert changed_labels(np.arange(100) // 50, one) == 50
+    assert changed_labels(np.full(10, -1), np.zeros(10, dtype=int)) == 9
+    assert changed_labels(np.full(10, -1), np.full(10, -1)) == 0
+    assert changed_labels(np.arange(100) // 10, (np.arange(100) // 10 + 3) % 10) == 0
+    rng = np.random.default_rng(0)
+    noise = rng.random(1000) < 0.6                         # the same 60% outliers, the rest clustered at random
+    a = np.where(noise, -1, rng.integers(0, 40, 1000))
+    b = np.where(noise, -1, rng.integers(0, 40, 1000))
+    got = agreement(a, b)
+    assert got["ari"] == pytest.approx(adjusted_rand_score(with_singletons(a), with_singletons(b)), abs=1e-4)
+    assert abs(got["ari"]) < 0.05 and abs(got["ami"]) < 0.1     # (the shared outliers agree, as singletons)
+    assert adjusted_rand_score(a, b) > 0.5                    # what -1 as one cluster read
+    truth = np.arange(1000) // 10
+    assert describe(np.full(1000, -1), truth)["ami"] == pytest.approx(0, abs=1e-6)
+    assert describe(np.full(1000, -1), truth)["ari"] == pytest.approx(0, abs=1e-6)
+    assert describe((truth + 5) % 100, truth)["ami"] == pytest.approx(1) == describe((truth + 5) % 100, truth)["ari"]
+    m = label_free_metrics(torch.nn.functional.normalize(torch.randn(1000, 4), dim=1), b, a)
+    assert m["labels_ari_prev"] == got["ari"]

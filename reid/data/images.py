@@ -127,7 +127,7 @@ def load_dataset_images(ds, height: int, width: int, workers: int = 2, device: t
     ``resize`` filter: in memory, or on disk beyond the memory budget (data.store)."""
     from .store import budget_bytes, image_store
     device = torch.device(device)
-    folder = Path(ds.root) / ".store"
+    folder = Path(ds.root) / ".store"       # the first place a disk store is made (data.store.store_folder)
     train = image_store([s.path for s in ds.train], height, width, workers, device, budget_bytes(budget_gb, device),
                         folder, "train", resize)
     host = budget_bytes(budget_gb, torch.device("cpu"))

@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from reid.progress import track
 
-from .files import locked
+from reid.errors import DatasetError
+
+from .files import check_free_space, disk_error, locked
 from .images import decode_image, load_images
 
 log = logging.getLogger(__name__)
@@ -80,24 +82,54 @@ class DiskStore:
             pass
 
 
+def store_folder(folder: Path) -> Path:
+    """Where a disk store goes: ``folder`` (``<dataset>/.store``) when it can be written; else, for a dataset on a
+    read-only share, a folder of the user's cache (``$REID_CACHE``, else ``$XDG_CACHE_HOME/reid``, else
+    ``~/.cache/reid``) named by the dataset's path, which the log names."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK | os.X_OK):
+            return folder
+    except OSError:
+        pass
+    cache = os.environ.get("REID_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reid"
+    cache = Path(cache)
+    key = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
+    other = cache / "stores" / f"{folder.parent.name}-{key}"
+    try:
+        other.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DatasetError(f"the disk image store can be written neither beside the dataset ({folder}: read-only) nor "
+                           f"in {other} ({e.strerror}); set REID_CACHE to a writable folder, or raise "
+                           f"data.memory_budget so the images stay in memory") from None
+    log.info("%s cannot be written (a read-only dataset?): the disk image store goes to %s", folder, other)
+    return other
+
+
 def build_disk_store(paths: list[str], height: int, width: int, folder: Path, split: str, workers: int,
                      resize: str = "bilinear") -> DiskStore:
     digest = hashlib.sha1("\n".join(paths).encode()).hexdigest()[:12]
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = store_folder(folder)
     size = f"{height}x{width}" + ("" if resize == "bilinear" else f"-{resize}")   # the filter is part of the bytes
     path = folder / f"{split}-{size}-{digest}.u8"
     item = 3 * height * width
     with locked(folder / f".{path.name}.lock"):
         if not path.is_file() or path.stat().st_size != len(paths) * item:
             tmp = folder / f".{path.name}.tmp-{os.getpid()}"
-            array = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(len(paths), 3, height, width))
-            with ThreadPoolExecutor(max(1, workers)) as pool:
-                decoded = pool.map(lambda p: decode_image(p, height, width, resize), paths)
-                for i, arr in enumerate(track(decoded, total=len(paths), description=f"{split} images to disk")):
-                    array[i] = arr.transpose(2, 0, 1)
-            array.flush()
-            del array
-            os.replace(tmp, path)
+            check_free_space(folder, len(paths) * item, f"the disk image store of {len(paths)} {split} images",
+                             flag="the image store folder")
+            try:
+                array = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(len(paths), 3, height, width))
+                with ThreadPoolExecutor(max(1, workers)) as pool:
+                    decoded = pool.map(lambda p: decode_image(p, height, width, resize), paths)
+                    for i, arr in enumerate(track(decoded, total=len(paths), description=f"{split} images to disk")):
+                        array[i] = arr.transpose(2, 0, 1)
+                array.flush()
+                del array
+                os.replace(tmp, path)
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise disk_error(e, path, f"the disk image store of {len(paths)} {split} images") from None
             log.info("built the disk image store %s (%.2f GB)", path, len(paths) * item / 2 ** 30)
     return DiskStore(path, len(paths), height, width)
 

@@ -8,6 +8,7 @@ import dataclasses
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -309,11 +310,25 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("data.camera_from=csv needs data.labels_csv (a CSV of path,camera and optionally pid)")
     if d.labels_csv and not Path(d.labels_csv).expanduser().is_file():
         raise ConfigError(f"data.labels_csv: no file {d.labels_csv}")
+    for key in ("output", "data.root", "data.labels_csv", "model.pretrained"):     # '~/x' from a recipe or --set
+        section, _, name = key.rpartition(".")
+        holder = getattr(cfg, section) if section else cfg
+        if getattr(holder, name).startswith("~"):
+            setattr(holder, name, os.path.expanduser(getattr(holder, name)))
+    encoding = sys.getfilesystemencoding()
+    for key, value in (("name", cfg.name), ("output", cfg.output), ("data.root", cfg.data.root)):
+        try:
+            value.encode(encoding)
+        except UnicodeEncodeError:
+            raise ConfigError(f"{key}={value.encode(encoding, 'surrogateescape')!r} holds characters that this "
+                              f"process's file-system encoding ({encoding}: a C or POSIX locale) cannot write; give "
+                              f"ASCII, or run under a UTF-8 locale (export LC_ALL=C.UTF-8, or PYTHONUTF8=1)") from None
     if "/" in cfg.name or cfg.name in (".", ".."):
         raise ConfigError(f"name={cfg.name!r} is not allowed: a run folder name without '/' (it goes under output)")
-    if len(cfg.name.encode()) > 200:
-        raise ConfigError(f"name={cfg.name[:30]}... is {len(cfg.name.encode())} bytes: give a run folder name of at "
-                          f"most 200 (file systems take 255, and a run's files are named inside it)")
+    size = len(cfg.name.encode(encoding))
+    if size > 200:
+        raise ConfigError(f"name={cfg.name[:30]}... is {size} bytes: give a run folder name of at most 200 (file "
+                          f"systems take 255, and a run's files are named inside it)")
     return cfg
 
 
@@ -335,6 +350,8 @@ def _coerce(value: Any, typ, key: str):
             raise ConfigError(f"{key}: expected {'an integer' if typ is int else 'a number'}, got {value!r}") from None
         return typ(num)
     if typ is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{key}: expected text, got {value!r} (quote it in a recipe)")
         return "" if value is None else str(value)
     if typ is list:
         if value is None:
@@ -377,6 +394,8 @@ def _apply(obj, values: dict, prefix: str = "") -> None:
             valid = [f"{prefix}{n}" for n in names]
             raise ConfigError(f"unknown config key {key!r}{closest(key, valid)}; valid keys here: {', '.join(valid)}")
         cur = getattr(obj, k)
+        if isinstance(v, Typed) or not dataclasses.is_dataclass(cur):    # a section's keys are read below
+            v = str(v) if isinstance(v, Typed) and hints[k] is str else _parsed(v)
         if isinstance(cur, dict) and isinstance(v, dict):
             setattr(obj, k, {**cur, **v})
         elif dataclasses.is_dataclass(cur):
@@ -456,15 +475,36 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
+class Typed(str):
+    """A command line's value: its text, and ``parsed``, the text read as YAML. A key of text takes the text
+    as typed (``--dataset market:`` is ``market:``, not the mapping ``{market: None}``; ``--name no`` is ``no``,
+    not false); any other key takes the YAML value."""
+    parsed: object
+
+    def __new__(cls, text: str):
+        obj = super().__new__(cls, text)
+        try:
+            obj.parsed = yaml.safe_load(text) if text != "" else ""
+        except yaml.YAMLError:
+            obj.parsed = text
+        return obj
+
+
+def _parsed(value):
+    """``value`` with every command-line text read as YAML (in nested mappings too)."""
+    if isinstance(value, Typed):
+        return value.parsed
+    if isinstance(value, dict):
+        return {k: _parsed(v) for k, v in value.items()}
+    return value
+
+
 def parse_override(text: str) -> dict:
-    """'train.lr=1e-4' -> {'train': {'lr': 1e-4}} (the value read as YAML)."""
+    """'train.lr=1e-4' -> {'train': {'lr': Typed('1e-4')}}: the text, read as YAML for the keys that are not text."""
     if "=" not in text:
         raise ConfigError(f"--set expects key=value, got {text!r}")
     key, value = text.split("=", 1)
-    try:
-        v = yaml.safe_load(value) if value != "" else ""
-    except yaml.YAMLError:
-        v = value
+    v = Typed(value)
     out: dict = {}
     cur = out
     parts = key.strip().split(".")

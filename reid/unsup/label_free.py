@@ -59,6 +59,36 @@ def label_free_metrics(feats: torch.Tensor, labels: np.ndarray, previous: np.nda
     return out
 
 
+def clustering_advice(labels: np.ndarray, eps: float, min_samples: int, batch: tuple[int, int], run_dir) -> dict:
+    """What an epoch's clustering says to check, by kind (the loop logs each kind once per run): a dataset smaller
+    than one P x K batch, no cluster, one cluster holding most images, most images outliers, clusters of
+    about min_samples images each (a cluster count near the images'). Each names eps to try."""
+    n, P, K = len(labels), *batch
+    sizes = cluster_sizes(labels)
+    sweep = f"python main.py --mode cluster-sweep --checkpoint {run_dir} --eps 0.2:0.7:0.05"
+    out = {}
+    if n < P * K:
+        out["small"] = (f"{n} training images, fewer than one batch of train.num_ids x train.num_instances = {P} x "
+                        f"{K}: every batch holds all the clusters there are (the batch is smaller; the recipe's values "
+                        f"stand)")
+    if not len(sizes):
+        out["none"] = (f"no cluster at eps {eps:g}, min_samples {min_samples}: try a larger eps, or see every eps with "
+                       f"{sweep}")
+        return out
+    if sizes.max() > 0.5 * n:
+        out["merged"] = (f"one cluster holds {sizes.max() / n:.0%} of the {n} images at eps {eps:g}: eps may be too "
+                         f"large for this data (or the model still too young to tell persons apart); try a smaller "
+                         f"eps, or see every eps with {sweep}")
+    if (labels < 0).mean() > 0.5:
+        out["outliers"] = (f"{(labels < 0).mean():.0%} of the images are outliers at eps {eps:g}: eps may be too "
+                           f"small for this data; try a larger eps, or see every eps with {sweep}")
+    if len(sizes) > 2 and np.median(sizes) < 2 * min_samples and len(sizes) > n / (3 * min_samples):
+        out["tiny"] = (f"{len(sizes)} clusters of {n} images, a median of {np.median(sizes):g} images each: about "
+                       f"min_samples={min_samples} per cluster, near the most clusters DBSCAN can make; if your "
+                       f"persons have more images than that, eps may be too small ({sweep})")
+    return out
+
+
 def pool_queries(n: int, count: int) -> np.ndarray:
     """``count`` fixed query rows spread evenly over a training pool of ``n`` images (the same every epoch)."""
     if count < 1 or n < 2:

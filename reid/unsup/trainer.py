@@ -38,7 +38,7 @@ from reid.runs import dist
 from reid.runs.config import Config
 from reid.runs.loop import EpochPlan, fit, start
 
-from .label_free import draw_pool_now, label_free_metrics, pool_queries, pool_rank_lists
+from .label_free import clustering_advice, draw_pool_now, label_free_metrics, pool_queries, pool_rank_lists
 
 log = logging.getLogger("reid.unsup")
 
@@ -84,6 +84,7 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
     c = cfg.cluster
 
     previous: dict = {}                       # the last epoch's pseudo-labels (label_free_metrics)
+    advised: set[str] = set()                 # the kinds of clustering_advice already said in this run
     shown = cfg.test
     queries = pool_queries(len(s.ds.train), shown.pool_ranklists)
     truth = np.array([x.pid for x in s.ds.train]) if s.ds.labelled else None
@@ -106,6 +107,11 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
             log.info("rank lists of %d training images in the training pool, model after %d epochs: %s",
                      len(queries), epoch - 1, picture)
         summary = f"{info['num_clusters']} clusters, {info['num_outliers']} outliers"
+        for kind, words in clustering_advice(labels, c.eps, c.min_samples, (cfg.train.num_ids,
+                                             cfg.train.num_instances), run_dir).items():
+            if kind not in advised:
+                advised.add(kind)
+                log.info("epoch %d: %s", epoch, words)
         if info["num_clusters"] == 0:
             log.warning("epoch %d: DBSCAN found no cluster (eps %.2f, min_samples %d); skipping its training",
                         epoch, c.eps, c.min_samples)

@@ -13,6 +13,8 @@ It prints a table (the config's own setting marked ``*``), writes a plot (``--ou
 """
 from __future__ import annotations
 
+import math
+
 import json
 import logging
 from pathlib import Path
@@ -34,24 +36,31 @@ DEFAULT_EPS = "0.2:0.7:0.05"
 
 def parse_grid(text: str | None, flag: str, kind: type, low: float, high: float | None = None,
                default: list | None = None) -> list:
-    """A comma list (``0.4,0.5``) or, for floats, a range ``start:stop:step`` (stop included) of values in
-    [low, high) (``high`` None: no upper bound); a clear error for anything else."""
+    """A comma list (``0.4,0.5``) or, for floats, a range ``start:stop:step`` (start, start + step, ... up to
+    stop, included when the steps reach it, never past it) of values in [low, high) (``high`` None: no upper
+    bound), at most 200 (counted before any is made); a clear error for anything else."""
     if text is None:
         return list(default or [])
+    most = 200
     try:
         if ":" in text and kind is float:
             a, b, step = (float(x) for x in text.split(":"))
-            if step <= 0 or b < a:
+            if not all(math.isfinite(x) for x in (a, b, step)) or step <= 0 or b < a:
                 raise ValueError
-            values = [round(a + i * step, 6) for i in range(int(round((b - a) / step)) + 1)]
+            count = math.floor((b - a) / step + 1e-9) + 1      # the last step that does not pass stop
+            if count > most:
+                raise ReIDError(f"{flag} {text!r} is {count:.3g} values; give at most {most} (a larger step)")
+            values = [round(a + i * step, 6) for i in range(count)]
         else:
             values = [kind(x) for x in text.split(",") if x.strip()]
+            if kind is float and not all(math.isfinite(v) for v in values):
+                raise ValueError
     except ValueError:
         form = "0.3,0.4,0.5 or 0.2:0.7:0.05 (start:stop:step)" if kind is float else "20,30"
         raise ReIDError(f"{flag} {text!r}: give a comma list{' or a range' if kind is float else ''} of "
                         f"{'numbers' if kind is float else 'whole numbers'}, e.g. {flag} {form}") from None
     bad = [v for v in values if not (v >= low and (high is None or v < high))] or ([] if values else ["none"])
-    if bad or len(values) > 200:
+    if bad or len(values) > most:
         span = f"in [{low}, {high})" if high is not None else f">= {low}"
         raise ReIDError(f"{flag} {text!r}: each value must be {span}, up to 200 of them "
                         f"(got {', '.join(map(str, bad)) or f'{len(values)} values'})")

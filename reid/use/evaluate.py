@@ -6,6 +6,7 @@ import logging
 
 from reid.data import dataset_from_config
 from reid.data.images import load_images
+from reid.errors import DatasetError
 from reid.evaluation import evaluate_run
 from reid.runs.config import Config
 from reid.runs.run import resolve_device
@@ -19,6 +20,10 @@ def evaluate_checkpoint(cfg: Config, ckpt: dict) -> dict:
     device = resolve_device(cfg.device)
     model = build_trained(cfg, ckpt, device)
     ds = dataset_from_config(cfg)
+    if not ds.query or not ds.gallery:
+        raise DatasetError(f"{ds.name} has no {'query' if not ds.query else 'gallery'} to evaluate on (a folder of "
+                           f"your own has one only where data.labels_csv gives pids in two cameras or more); give a "
+                           f"labelled set: --mode evaluate --checkpoint {ckpt['path']} --test-dataset market:PATH")
     size = (cfg.data.height, cfg.data.width, cfg.data.workers)
     q = load_images([s.path for s in ds.query], *size, description="query images", resize=cfg.data.resize)
     g = load_images([s.path for s in ds.gallery], *size, description="gallery images", resize=cfg.data.resize)

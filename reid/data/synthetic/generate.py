@@ -41,7 +41,7 @@ from reid.progress import track
 
 from reid.errors import DatasetError, ReIDError
 
-from ..files import check_names, locked, nearest_existing
+from ..files import check_names, disk_error, locked, nearest_existing
 from . import render as pr
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,12 @@ def ensure_synthetic(root: str | os.PathLike, size: str = "small", occluded: boo
         for stale in root.glob(f".{out.name}.tmp-*"):     # left by killed generations (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
         tmp = root / f".{out.name}.tmp-{os.getpid()}"
-        generate(tmp, SIZES[size], occluded=occluded, seed=seed, workers=workers, title=out.name)
-        (tmp / ".complete").write_text(json.dumps(params))
+        try:
+            generate(tmp, SIZES[size], occluded=occluded, seed=seed, workers=workers, title=out.name)
+            (tmp / ".complete").write_text(json.dumps(params))
+        except OSError as e:                         # a full disk, a quota: nothing half-made is left
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise disk_error(e, out, f"the synthetic benchmark {out.name}") from None
         if out.exists():                             # an older generator version's tree: replace it
             log.warning("%s was generated with other parameters; replacing it", out)
             old = root / f".{out.name}.old-{os.getpid()}"
