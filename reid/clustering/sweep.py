@@ -39,13 +39,15 @@ def size_summary(labels: np.ndarray, sizes: np.ndarray) -> dict:
 
 def describe(labels: np.ndarray, truth: np.ndarray | None = None) -> dict:
     """What one setting's labels look like: clusters, outliers, the largest cluster's share, the median
-    cluster size; with ``truth`` (identities), the adjusted Rand index and the adjusted mutual information
-    against it (:func:`agreement`)."""
+    cluster size; with ``truth`` (identities; -1 where unknown: a partly labelled folder), the adjusted Rand
+    index and the adjusted mutual information against it, on the images whose identity is known
+    (:func:`agreement`)."""
     sizes = cluster_sizes(labels)
     row = {"clusters": int(len(sizes)), "outliers": int((labels < 0).sum()),
            "outlier_share": round(float((labels < 0).mean()), 4), **size_summary(labels, sizes)}
-    if truth is not None:
-        row.update(agreement(truth, labels))
+    if truth is not None:                    # scored on the images whose identity is known (truth >= 0)
+        known = np.asarray(truth) >= 0
+        row.update(agreement(np.asarray(truth)[known], labels[known]))
     return row
 
 

@@ -76,6 +76,8 @@ class ReIDDataset:
             text = f"{self.name} at {self.root}: train {one(self.train)}"
         text += f"; query {one(self.query)}; gallery {one(self.gallery)}" if self.query or self.gallery else \
             "; no query or gallery"
+        if self.query_from_train:
+            text += " (labelled training images: a transductive evaluation)"
         if self.skipped:
             text += "; skipped " + ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
         return text

@@ -18,7 +18,8 @@ is a training image. Camera ids, optional, come from one source (``data.camera_f
 
 ``data.labels_csv`` (read by :func:`read_labels_csv`) is used whatever the camera source: its ``pid`` column
 labels the images it names. A CSV may label every image (the folder is then labelled: supervised training
-works on it) or only some (the rest stay unlabelled); ``pid -1`` marks junk, left out as the Market parser
+works on it) or only some (the rest stay unlabelled, pid -1 in the training split: ``--mode cluster-sweep``
+scores its clusterings on the labelled ones); ``pid -1`` in the CSV marks junk, left out as the Market parser
 leaves it out. What a CSV says is used, or refused with the line and what to fix.
 
 Evaluation: the labelled images (all or some) give a query and gallery (:func:`labelled_split`), as
@@ -189,7 +190,7 @@ def folder_dataset(path: str, camera_from: str = "auto", camera_pattern: str = "
     train = [Sample(p, ids[pid] if pid is not None else -1, cameras[c]) for p, c, pid in found]
     labelled = bool(known) and all(pid is not None for _, _, pid in found)
     query, gallery = labelled_split(train) if known else ([], [])
-    if not labelled:
+    if not known:
         train = [Sample(s.path, 0, s.camid) for s in train]
     name = dataset_label(FOLDER_AT + path)
     if known:

@@ -129,15 +129,16 @@ def run_cluster_sweep(model, cfg, ckpt, device, eps: list[float], k1: list[int],
     too_big = [k for k in k1 if k >= len(ds.train)]
     if too_big:
         raise ReIDError(f"--k1 {too_big[0]}: {ds.name} has {len(ds.train)} training images; give k1 below that")
-    truth = np.array([s.pid for s in ds.train]) if ds.labelled else None
+    truth = np.array([s.pid for s in ds.train]) if ds.labelled or ds.query_from_train else None
+    ids = None if truth is None else len(set(truth[truth >= 0].tolist()))
     c = cfg.cluster
     log.info("%s: %d training images%s; %d settings (%d Jaccard graphs)", ds.name, len(ds.train),
-             f" of {len(set(truth.tolist()))} identities" if truth is not None else " without identity labels",
+             f" of {ids} identities" + ("" if ds.labelled else f" in the {int((truth >= 0).sum())} labelled")
+             if truth is not None else " without identity labels",
              len(eps) * len(k1) * len(min_samples), len(k1))
     rows, _ = sweep(feats, eps, k1, min_samples, c.k2, c.knn, truth, progress=log.info)
     print_rows(rows, (c.k1, c.min_samples, c.eps), console)
-    path = write_atomically(output, lambda tmp: plot(tmp, rows, c.eps, None if truth is None else
-                                                     len(set(truth.tolist()))), "the sweep's plot")
+    path = write_atomically(output, lambda tmp: plot(tmp, rows, c.eps, ids), "the sweep's plot")
     header = {"checkpoint": str(ckpt["path"]), "dataset": ds.name, "images": len(ds.train),
               "labelled": truth is not None, "config": {"k1": c.k1, "k2": c.k2, "eps": c.eps,
                                                         "min_samples": c.min_samples}}
