@@ -574,6 +574,106 @@ def probes_round_three(tmp: Path, p: dict[str, Path], train: list[str]) -> list[
     return [("round three", w, a, 2) for w, a in bad] + [("legal", w, a, 0) for w, a in legal]
 
 
+def setup_round_four(tmp: Path, p: dict[str, Path]) -> dict[str, Path]:
+    """The files of the fourth round: a folder of crops of several kinds, label CSVs as spreadsheets save them,
+    a weight file holding NaN, galleries with an upper-case suffix and with no rows, a 12-person tree."""
+    import shutil
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    f, data = p["files"], p["data"]
+    crops = f / "my+crops"                            # a folder name holding '+'
+    train = sorted((data / "synthetic-tiny" / "bounding_box_train").glob("*.jpg"))[:24]
+    rows = []
+    for i, src in enumerate(train):
+        cam = f"cam{src.name.split('_c')[1][0]}"
+        (crops / cam).mkdir(parents=True, exist_ok=True)
+        with Image.open(src) as im:
+            rgb = im.convert("RGB")
+        kind = i % 4                                  # 8-bit jpg, RGBA png, 16-bit gray png, sideways jpg
+        name = f"{cam}/det_{i:03d}" + (".jpg" if kind in (0, 3) else ".png")
+        if kind == 1:
+            rgb.convert("RGBA").save(crops / name)
+        elif kind == 2:
+            Image.fromarray((np.asarray(rgb.convert("L"), np.uint16) * 257)).save(crops / name)
+        elif kind == 3:
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            rgb.rotate(90, expand=True).save(crops / name, exif=exif)
+        else:
+            rgb.save(crops / name)
+        rows.append((name.replace("/", "\\"), cam, int(src.name[:4]) if i % 2 == 0 else ""))
+    with open(f / "spreadsheet.csv", "w", newline="", encoding="utf-8-sig") as fh:
+        fh.write("path;camera;pid\r\n" + "".join(f"{a};{b};{c}\r\n" for a, b, c in rows))
+    (f / "bad_pid.csv").write_text("path,camera,pid\n" + rows[0][0].replace("\\", "/") + ",cam1,--3\n")
+    state = torch.load(p["unsup"] / "best.pt", weights_only=True)["model"]
+    state[next(k for k in state if k.endswith("conv1.weight"))].view(-1)[0] = float("nan")
+    torch.save(state, f / "nan_weights.pt")
+    query = str(data / "synthetic-tiny" / "query")
+    main_py("--mode", "extract", "--checkpoint", str(p["unsup"]), "--images", query, "--output", str(f / "g.npz"))
+    shutil.copy(f / "g.npz", f / "upper.NPZ")
+    z = dict(np.load(f / "g.npz"))
+    z["features"], z["paths"] = z["features"][:0], z["paths"][:0]
+    np.savez(f / "no_rows.npz", **z)
+    twelve = tmp / "twelve"
+    shutil.copytree(data / "synthetic-tiny", twelve)
+    keep = sorted({q.name[:4] for q in (twelve / "bounding_box_train").glob("*.jpg")})[:12]
+    for q in (twelve / "bounding_box_train").glob("*.jpg"):
+        if q.name[:4] not in keep:
+            q.unlink()
+    (tmp / "cache").mkdir()
+    return {"crops": crops, "twelve": twelve}
+
+
+def probes_round_four(tmp: Path, p: dict[str, Path]) -> list[tuple]:
+    """The fourth round (issues "Training is right or it stops" and "Your own data as it really comes"):
+    (class, what, arguments, expected exit, words the output must hold, environment)."""
+    q = setup_round_four(tmp, p)
+    f, data, unsup, sup = p["files"], str(p["data"]), str(p["unsup"]), str(p["sup"])
+    crops, one = str(q["crops"]), str(p["files"] / "imgs" / "one.png")
+    out = str(tmp / "out")
+    train = ["--config", "demo", *TINY, "--epochs", "1", "--data-root", data, "--output", out]
+    sweep = ["--mode", "cluster-sweep", "--checkpoint", unsup, "--data-root", data, "--output", f"{out}/sweep.png"]
+    search = ["--mode", "search", "--checkpoint", unsup, "--query", one, "--output", f"{out}/s.png", "--gallery"]
+    ascii_env = {"PYTHONUTF8": "0", "LC_ALL": "C", "LANG": "C"}
+    bad = [
+        ("data: a range of eps of 500 million values", [*sweep, "--eps", "0.2:0.7:1e-9"], "at most 200", None),
+        ("data: eps to infinity", [*sweep, "--eps", "0.2:inf:0.1"], "give a comma list", None),
+        ("data: market: without a path", ["--dataset", "market:", "--epochs", "1"], "needs the folder", None),
+        ("data: a CSV pid of --3", [*train, "--dataset", f"folder:{crops}", "--set",
+                                    f"data.labels_csv={f / 'bad_pid.csv'}"], "line 2: pid '--3'", None),
+        ("data: evaluate on a folder without labels", ["--mode", "evaluate", "--checkpoint", unsup, "--dataset",
+                                                        f"folder:{crops}"], "no query to evaluate on", None),
+        ("data: extract ''", ["--mode", "extract", "--checkpoint", unsup, "--images", "", "--output",
+                              f"{out}/g.npz"], "empty path", None),
+        ("data: a gallery of no rows", [*search, str(f / "no_rows.npz")], "holds no features", None),
+        ("data: a non-ASCII run name under the C locale", [*train, "--name", "réseau"], "file-system encoding",
+         ascii_env),
+        ("training: a weight file holding NaN", [*train, "--set", f"model.pretrained={f / 'nan_weights.pt'}"],
+         "NaN or inf", None),
+        ("resume: with another optimiser", ["--resume", unsup, "--epochs", "2", "--set", "train.optimizer=sgd"],
+         "holds the state of adam", None),
+        ("resume: on data of other identities", ["--resume", sup, "--epochs", "2", "--dataset",
+                                                  f"market:{q['twelve']}"], "12 training identities", None),
+    ]
+    legal = [
+        ("data: eps 0.2:0.55:0.1 stops at 0.5 (exit 0)", [*sweep, "--eps", "0.2:0.55:0.1"], "0.5", None),
+        ("data: a folder of mixed kinds with '+' in its name and a spreadsheet's CSV (exit 0)",
+         [*train, "--dataset", f"folder:{crops}", "--set", f"data.labels_csv={f / 'spreadsheet.csv'}",
+          "--set", "data.memory_budget=0.00001"], "", {"REID_CACHE": str(tmp / "cache")}),
+        ("data: --output '~/runs' expands (exit 0)", [*train, "--output", "~/runs", "--print-config"],
+         "output: /", None),
+        ("data: a gallery named .NPZ (exit 0)", [*search, str(f / "upper.NPZ")], "top", None),
+        ("training: the demo recipe on the tiny set, short batches (exit 0)", [*train[:1], "demo", "--set",
+         "data.synthetic_size=tiny", "--set", "train.iters=2", "--epochs", "1", "--device", "cpu", "--data-root",
+         data, "--output", out], "", None),
+    ]
+    return ([("round four", w, a, 2, words, env) for w, a, words, env in bad]
+            + [("legal", w, a, 0, words, env) for w, a, words, env in legal])
+
+
 def tree_digest(folder: Path) -> dict[str, str]:
     import hashlib
 
@@ -594,21 +694,25 @@ def main(argv=None) -> int:
         print("setting up: two tiny runs and the files the probes need", flush=True)
         prepared = setup(tmp)
         all_probes = [("round one", w, args, e) for w, args, e in probes(tmp)] + probes_round_two(tmp, prepared)
+        all_probes += probes_round_four(tmp, prepared)
         if a.only:
             all_probes = [pr for pr in all_probes if a.only in pr[0] or a.only in pr[1]]
-        for kind, what, args, expected in all_probes:
+        for kind, what, args, expected, *more in all_probes:
+            words, env = (more + [None, None])[:2]
             before = tree_digest(tmp / "runs")
             out_before = sorted(q.name for q in (tmp / "out").iterdir()) if (tmp / "out").is_dir() else []
             start = time.perf_counter()
-            p = subprocess.run(
-                [sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-            )
+            p = subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, capture_output=True,
+                               text=True, timeout=600, env={**os.environ, "HOME": str(tmp), **(env or {})},
+                               errors="replace")
             text = (p.stderr if p.returncode else p.stdout).strip().splitlines()
             first = next((line for line in text if line.startswith("error:")), text[0] if text else "")
             changed = tree_digest(tmp / "runs") != before
             out_after = sorted(q.name for q in (tmp / "out").iterdir()) if (tmp / "out").is_dir() else []
             new_run = expected == 2 and out_after != out_before
-            ok = p.returncode == expected and "Traceback" not in p.stderr and not changed and not new_run
+            said = not words or words in p.stdout + p.stderr
+            ok = (p.returncode == expected and "Traceback" not in p.stderr and not changed and not new_run
+                  and said)
             good += ok
             shown = " ".join(x.replace(d, "$TMP") for x in args)
             rows.append(
@@ -621,6 +725,7 @@ def main(argv=None) -> int:
                     "ok": ok,
                     "runs_unchanged": not changed,
                     "no_new_run_folder": not new_run,
+                    "message_as_expected": said,
                     "seconds": round(time.perf_counter() - start, 1),
                     "first_line": first.replace(d, "$TMP")[:200],
                 }

@@ -76,7 +76,7 @@ def test_api_mistakes(place, tmp_path):
     model = TrainedModel.load(place / "outputs" / "demo", device="cpu")
     for images, words in (([], "no images"), (torch.zeros(2, 3, 8, 8), "must be uint8"),
                           (torch.zeros(2, 1, 8, 8, dtype=torch.uint8), "must be uint8"),
-                          ([np.zeros((4, 4), np.uint8)], "H x W x 3"), ([1, 2], "is a int"),
+                          ([np.zeros((4, 4, 2), np.uint8)], "H x W x 3"), ([1, 2], "is a int"),
                           ([str(place / "query.jpg"), Image.new("RGB", (4, 4))], "is a str"),
                           ([place / "my_crops" / "broken.jpg"], "cannot be read"),
                           (tmp_path / "nothing", "no image or folder")):
