@@ -67,8 +67,59 @@ def scrambled_copy(train_folder: str | Path, out: str | Path, seed: int = 0,
     return rows
 
 
-def make_folder(out: str | Path, data_root: str | None = None, size: str = "small") -> Path:
-    """The scrambled folder of the synthetic benchmark's training images (generated first if missing)."""
+KINDS = ("jpg", "png", "rgba", "tif", "sideways", "webp", "gray16", "gif")
+
+
+def as_it_comes(src: Path, dest: Path, kind: str) -> Path:
+    """``src`` saved as one of the kinds of file real crops arrive in (``KINDS``; docs/datasets.md, "Images"):
+    a PNG with an alpha channel (opaque), a TIFF, a phone's JPEG stored sideways with its EXIF orientation, a
+    lossless WebP, a 16-bit gray PNG of an industrial camera, a GIF's palette. Returns the file written."""
+    import numpy as np
+    from PIL import Image
+
+    suffix = {"rgba": ".png", "sideways": ".jpg", "gray16": ".png"}.get(kind, f".{kind}")
+    dest = dest.with_suffix(suffix)
+    with Image.open(src) as im:
+        rgb = im.convert("RGB")
+    if kind == "rgba":
+        rgb.convert("RGBA").save(dest)
+    elif kind == "sideways":
+        exif = Image.Exif()
+        exif[0x0112] = 6                             # turn 90 degrees clockwise to view
+        rgb.rotate(90, expand=True).save(dest, exif=exif, quality=95)
+    elif kind == "gray16":
+        Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257).save(dest)
+    elif kind == "webp":
+        rgb.save(dest, lossless=True)
+    else:
+        rgb.save(dest)
+    return dest
+
+
+def mixed_copy(out: Path, rows: list[tuple[str, str, int]], seed: int = 0) -> list[tuple[str, str, int]]:
+    """The scrambled folder's files turned into the kinds of ``KINDS`` in turn, and a CSV beside the folder as a
+    spreadsheet saves it (``<folder>.csv``: a byte-order mark, semicolons, Windows paths, CRLF) with the cameras
+    of all images and the persons of every fourth one."""
+    mixed = []
+    for i, (rel, cam, pid) in enumerate(rows):
+        src = out / rel
+        kind = KINDS[i % len(KINDS)]
+        if kind not in ("jpg", "png"):
+            dest = as_it_comes(src, src, kind)
+            if dest != src:
+                src.unlink()
+            rel = dest.relative_to(out).as_posix()
+        mixed.append((rel, cam, pid))
+    lines = ["path;camera;pid"] + [f"{rel.replace('/', chr(92))};{cam};{pid if i % 4 == 0 else ''}"
+                                    for i, (rel, cam, pid) in enumerate(mixed)]
+    Path(f"{out}.csv").write_text("\ufeff" + "\r\n".join(lines) + "\r\n", encoding="utf-8")
+    return mixed
+
+
+def make_folder(out: str | Path, data_root: str | None = None, size: str = "small", mixed: bool = True) -> Path:
+    """The scrambled folder of the synthetic benchmark's training images (generated first if missing); ``mixed``:
+    in the kinds of file real crops arrive in, with a spreadsheet's CSV of cameras and some persons beside it
+    (:func:`mixed_copy`; the measurement's rows use the plain copy)."""
     from reid.data import dataset_from_config
     from reid.runs.config import build_config
     sets = [{"data": {"dataset": "synthetic", "synthetic_size": size, **({"root": data_root} if data_root else {})}}]
@@ -79,8 +130,11 @@ def make_folder(out: str | Path, data_root: str | None = None, size: str = "smal
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} is not empty: give a new folder")
     rows = scrambled_copy(train, out)
-    print(f"{len(rows)} images of {train} under {out}, in {len({r[1] for r in rows})} camera folders, "
-          f"without identity labels", flush=True)
+    if mixed:
+        rows = mixed_copy(out, rows)
+    print(f"{len(rows)} images of {train} under {out}, in {len({r[1] for r in rows})} camera folders, without "
+          f"identity labels" + (f"; as {', '.join(KINDS)} files in turn, and {out}.csv (cameras, and the persons of "
+                                f"every fourth image)" if mixed else ""), flush=True)
     return out
 
 
@@ -116,7 +170,7 @@ def main(argv=None) -> None:
     out = output_folder(a.output, "own_data_")
     crops = Path(out, "crops")
     if not crops.is_dir():
-        make_folder(crops, a.data_root)
+        make_folder(crops, a.data_root, mixed=False)
     results = Path(out, "own_data.jsonl")
     for name in a.rows:
         for seed in a.seeds:

@@ -162,6 +162,10 @@ def use(args) -> int:
     """The modes that use a trained model: extract, search, explain, export."""
     need = {"extract": ("images", "output"), "search": ("query", "gallery"), "explain": ("images", "output"),
             "export": (), "cluster-sweep": ()}[args.mode]
+    empty = [f"--{n}" for n in ("checkpoint", *need) if getattr(args, n) is not None and not getattr(args, n).strip()]
+    if empty:
+        raise ReIDError(f"{empty[0]} '': an empty path; give an image file or a folder (or a checkpoint for "
+                        f"--checkpoint)")
     missing = [f"--{n}" for n in ("checkpoint", *need) if not getattr(args, n)]
     if missing:
         raise ReIDError(f"--mode {args.mode} needs {' and '.join(missing)} (python main.py --help)")
