@@ -160,3 +160,17 @@ def test_both_loops_train_as_on_a_gpu_on_the_cpu(tmp_path, tiny_root):
                           "--output", str(tmp_path), "--name", name]) == 0
         last = json.loads((tmp_path / name / "metrics.jsonl").read_text().splitlines()[-1])
         assert last["epoch"] == 1 and torch.isfinite(torch.tensor(last["loss"])) and 0 <= last["mAP"] <= 1
+
+
+def test_extraction_follows_the_runs_precision():
+    """Evaluation and the Python API extract in the run's precision (reid.precision): bf16 autocast when
+    train.amp says bf16 (on any device), fp32 when it says off; before, CUDA always took fp16 and the CPU fp32."""
+    torch.manual_seed(0)
+    model = build_model("resnet18", pretrained="none", input_size=(H, W)).eval()
+    images = torch.randint(0, 256, (4, 3, H, W), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    cpu = torch.device("cpu")
+    fp32 = extract_features(model, images, cpu, amp="off")
+    bf16 = extract_features(model, images, cpu, amp="bf16")
+    assert torch.equal(extract_features(model, images, cpu, amp="auto"), fp32)          # auto: fp32 on the CPU
+    assert not torch.equal(bf16, fp32) and (bf16 * fp32).sum(1).min() > 0.99
+    assert amp_dtype(cpu, "bf16") == torch.bfloat16 and amp_dtype(cpu, "off") is None

@@ -238,3 +238,10 @@ def test_labels_moved_and_agreement_on_constructed_cases():
     assert describe((truth + 5) % 100, truth)["ami"] == pytest.approx(1) == describe((truth + 5) % 100, truth)["ari"]
     m = label_free_metrics(torch.nn.functional.normalize(torch.randn(1000, 4), dim=1), b, a)
     assert m["labels_ari_prev"] == got["ari"]
+
+
+def test_absolute_paths_in_the_csv(tmp_path):
+    folder = small_folder(tmp_path)
+    labels = write(tmp_path / "l.csv", "path,camera\n" + "".join(f"{folder / n},{n[:4]}\n" for n in (
+        "cam1/a.png", "cam2/c.png")))
+    assert len(build_dataset(f"folder:{folder}", "unused", labels_csv=labels).train) == 2

@@ -49,8 +49,8 @@ PID = re.compile(r"^[+-]?\d+(\.0*)?$")           # 12, +12, -1, and a spreadshee
 
 
 def csv_path(value: str) -> str:
-    """A CSV's path cell as a path relative to the folder, in the form the folder's files are compared in:
-    ``/`` separators (a Windows ``cam1\\img.jpg`` too), no leading ``./``."""
+    """A CSV's path cell in the form the folder's files are compared in: ``/`` separators (a Windows
+    ``cam1\\img.jpg`` too), no leading ``./`` (an absolute path is made relative to the folder by the caller)."""
     value = value.strip()
     if "\\" in value:
         value = PureWindowsPath(value).as_posix()
@@ -135,6 +135,8 @@ def folder_dataset(path: str, camera_from: str = "auto", camera_pattern: str = "
         raise DatasetError(f"--dataset folder:{path}: {base} is not a folder; give the folder that holds the "
                            f"image files (any sub-folders are read too)")
     table, csv_cameras = read_labels_csv(Path(labels_csv).expanduser()) if labels_csv else ({}, False)
+    for inside in {base.absolute().as_posix() + "/", base.resolve().as_posix() + "/"}:   # absolute paths in the CSV
+        table = {(k[len(inside):] if k.startswith(inside) else k): v for k, v in table.items()}
     if camera_from == "auto":
         camera_from = "csv" if csv_cameras else "pattern" if camera_pattern else "none"
     if camera_from == "csv" and not csv_cameras:

@@ -60,9 +60,10 @@ def label_free_metrics(feats: torch.Tensor, labels: np.ndarray, previous: np.nda
 
 
 def clustering_advice(labels: np.ndarray, eps: float, min_samples: int, batch: tuple[int, int], run_dir) -> dict:
-    """What an epoch's clustering says to check, by kind (the loop logs each kind once per run): a dataset smaller
-    than one P x K batch, no cluster, one cluster holding most images, most images outliers, clusters of
-    about min_samples images each (a cluster count near the images'). Each names eps to try."""
+    """What an epoch's clustering says to check, by kind (the loop logs each kind once per run, the last three
+    from the third epoch on, when the model has trained two): a dataset smaller than one P x K batch, no
+    cluster, one cluster holding most images, most images outliers, clusters of about min_samples images each
+    (a cluster count near the images'). Each names eps to try."""
     n, P, K = len(labels), *batch
     sizes = cluster_sizes(labels)
     sweep = f"python main.py --mode cluster-sweep --checkpoint {run_dir} --eps 0.2:0.7:0.05"

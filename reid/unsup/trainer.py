@@ -109,7 +109,7 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
         summary = f"{info['num_clusters']} clusters, {info['num_outliers']} outliers"
         for kind, words in clustering_advice(labels, c.eps, c.min_samples, (cfg.train.num_ids,
                                              cfg.train.num_instances), run_dir).items():
-            if kind not in advised:
+            if kind not in advised and (epoch > 2 or kind in ("small", "none")):   # an untrained model clusters badly
                 advised.add(kind)
                 log.info("epoch %d: %s", epoch, words)
         if info["num_clusters"] == 0:
