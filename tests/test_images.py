@@ -103,3 +103,20 @@ def test_numpy_images_that_are_not_images_are_refused(trained, bad):  # noqa: F8
     from reid.errors import ReIDError
     with pytest.raises(ReIDError, match="numpy image"):
         TrainedModel.load(trained).extract([bad])
+
+
+def test_an_embedded_colour_profile_is_applied(tmp_path, monkeypatch):
+    """A colour-managed viewer shows an image through its embedded profile (littleCMS, to sRGB); a damaged
+    profile falls back to the plain pixels. (Pillow makes only sRGB, LAB and XYZ profiles, and none of those
+    is another RGB space: the conversion's own numbers are littleCMS's, so the test checks it is used.)"""
+    from PIL import ImageCms
+
+    from reid.data import images
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.new("RGB", (4, 4), (90, 120, 60)).save(tmp_path / "srgb.png", icc_profile=srgb)
+    used = []
+    real = images._to_srgb
+    monkeypatch.setattr(images, "_to_srgb", lambda icc, mode: used.append(mode) or real(icc, mode))
+    assert np.asarray(open_rgb(str(tmp_path / "srgb.png")))[0, 0].tolist() == [90, 120, 60] and used == ["RGB"]
+    Image.new("RGB", (2, 2), (1, 2, 3)).save(tmp_path / "broken.png", icc_profile=b"not a profile")
+    assert np.asarray(open_rgb(str(tmp_path / "broken.png")))[0, 0].tolist() == [1, 2, 3]

@@ -11,6 +11,8 @@ resizing once at load, as the stores do, gives the same pixels.
 """
 from __future__ import annotations
 
+import functools
+import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -52,6 +54,27 @@ def _wide_to_l(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(a * (255.0 / full)), 0, 255).astype(np.uint8), "L")
 
 
+@functools.lru_cache(maxsize=32)
+def _to_srgb(icc: bytes, mode: str):
+    """littleCMS's transform from an embedded colour profile to sRGB (one per distinct profile and mode)."""
+    from PIL import ImageCms
+    source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    return ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), mode, "RGB")
+
+
+def _with_profile(im: Image.Image) -> Image.Image | None:
+    """An RGB, CMYK or gray image that embeds a colour profile, in sRGB through it (as a colour-managed viewer
+    shows it); None when it has none or littleCMS cannot use it (Pillow's conversion then stands)."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "CMYK", "L"):
+        return None
+    try:
+        from PIL import ImageCms
+        return ImageCms.applyTransform(im, _to_srgb(bytes(icc), im.mode))
+    except Exception:                            # a damaged or unusual profile: the plain conversion
+        return None
+
+
 def _lab_to_rgb(im: Image.Image) -> Image.Image:
     from PIL import ImageCms
     transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
@@ -68,10 +91,14 @@ def rgb_image(im: Image.Image) -> Image.Image:
       over white (Pillow's ``alpha_composite``);
     - 16-bit gray (``I;16``: 65535 is white), 32-bit integer and float gray (``I``, ``F``: :func:`_wide_to_l`)
       scaled to 8 bits, not clipped;
-    - LAB through littleCMS to sRGB; every other mode (``1``, ``L``, ``P``, ``CMYK``, ``YCbCr``, ``HSV``) by
-      Pillow's own ``convert("RGB")``;
+    - an embedded colour profile (an Adobe RGB camera, a print workflow's CMYK) through littleCMS to sRGB;
+    - LAB through littleCMS to sRGB; every other mode (``1``, ``L``, ``P``, ``CMYK`` without a profile,
+      ``YCbCr``, ``HSV``) by Pillow's own ``convert("RGB")``;
     - an animated GIF / WebP / PNG, or a multi-page TIFF: its first frame, as it opens."""
     im = ImageOps.exif_transpose(im)
+    managed = _with_profile(im)
+    if managed is not None:
+        return managed
     if im.mode in WIDE_MODES:
         im = _wide_to_l(im)
     elif im.mode == "LAB":
