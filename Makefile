@@ -9,7 +9,7 @@ EXTRAS := $(VENV)/.extras
 
 setup: $(STAMP)
 
-# The project itself (editable: `import reid` and the `reid` command from any folder) with its dependencies
+# The project itself (editable: `import reidlab` and the `reid` command from any folder) with its dependencies
 # and test tools, all declared in pyproject.toml; re-installs only when that file changes.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from benchmarks.common import (common_sets, drop_checkpoints, output_folder, print_table, result_row, save_rows,
                                synthetic_arguments, train_run)
-from reid.runs.run import setup_logging
+from reidlab.runs.run import setup_logging
 
 SUPERVISED = {"ViT baseline": ("vit", None), "stripes as [PART]s": ("aaformer", "stripes"),
               "AAformer (OT)": ("aaformer", "ot"), "AAformer (NN)": ("aaformer", "nn")}
@@ -53,9 +53,9 @@ def model_sets(name: str, assign: str | None, a) -> list[str]:
 def cls_only_map(run_dir: Path) -> float:
     """The run's best.pt evaluated by its [CLS] feature alone (test.feature=global), beside the full feature of
     [CLS] and the [PART]s that the row's mAP uses: what the [PART]s add, or cost."""
-    from reid.runs.checkpoint import load_checkpoint
-    from reid.runs.config import build_config
-    from reid.use.evaluate import evaluate_checkpoint
+    from reidlab.runs.checkpoint import load_checkpoint
+    from reidlab.runs.config import build_config
+    from reidlab.use.evaluate import evaluate_checkpoint
     ckpt = load_checkpoint(run_dir, "best.pt")
     return round(evaluate_checkpoint(build_config(None, [{"test": {"feature": "global"}}], base=ckpt["config"]),
                                      ckpt)["mAP"], 4)
@@ -63,7 +63,7 @@ def cls_only_map(run_dir: Path) -> float:
 
 def token_losses(records: list[dict]) -> dict:
     """The last trained epoch's mean cross-entropy of [CLS]'s classifier and of the [PART]s' (each token's
-    own, unweighted: reid.supervised.trainer.reid_loss records them beside eq. 6's mean)."""
+    own, unweighted: reidlab.supervised.trainer.reid_loss records them beside eq. 6's mean)."""
     last = [r for r in records if "ce_global" in r][-1]
     part = [v for k, v in last.items() if k.startswith("ce_part")]
     return {"ce_cls": round(last["ce_global"], 3), "ce_parts": round(sum(part) / len(part), 3),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from benchmarks.common import output_folder, train_run
 from benchmarks.parity_ablation import print_summary, summary
-from reid.runs.run import setup_logging
+from reidlab.runs.run import setup_logging
 
 PARTS = {
     "unsup": ("demo", []),

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reid.clustering import dbscan, knn
-from reid.clustering.jaccard import jaccard_graph, to_csr
+from reidlab.clustering import dbscan, knn
+from reidlab.clustering.jaccard import jaccard_graph, to_csr
 
 
 class Meter:

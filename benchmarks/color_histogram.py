@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from reid.data import build_dataset
-from reid.data.images import load_images
-from reid.evaluation import evaluate
+from reidlab.data import build_dataset
+from reidlab.data.images import load_images
+from reidlab.evaluation import evaluate
 
 
 def histograms(images: torch.Tensor, stripes: int, bins: int = 8) -> torch.Tensor:

@@ -26,16 +26,16 @@ def drop_checkpoints(run_dir: Path, keep: bool) -> None:
 def train_run(recipe: str, sets: list[str], keep_checkpoints: bool = False):
     """Train ``recipe`` with ``--set`` overrides in a new run folder (the config's ``output``/``name``);
     returns (config, metrics records, minutes)."""
-    from reid.runs.config import build_config, parse_override
-    from reid.runs.run import make_run_dir, release_run_dir, setup_logging
+    from reidlab.runs.config import build_config, parse_override
+    from reidlab.runs.run import make_run_dir, release_run_dir, setup_logging
     cfg = build_config(recipe, [parse_override(s) for s in sets])
     start = time.perf_counter()
     run_dir = make_run_dir(cfg)
     setup_logging(run_dir)
     if cfg.mode == "supervised":
-        from reid.supervised.trainer import run_supervised as trainer
+        from reidlab.supervised.trainer import run_supervised as trainer
     else:
-        from reid.unsup.trainer import run_unsup as trainer
+        from reidlab.unsup.trainer import run_unsup as trainer
     try:
         records = trainer(cfg, run_dir)
     finally:
@@ -91,8 +91,8 @@ def common_sets(a, dataset: str, name: str, out: str) -> list[str]:
 
 def result_row(benchmark, part, variant, dataset, cfg, records, minutes, seed, paper="") -> dict:
     """A table row: final mAP / rank-1, training and inference images per second, parameters, minutes."""
-    from reid.models import model_from_config
-    from reid.runs.run import resolve_device
+    from reidlab.models import model_from_config
+    from reidlab.runs.run import resolve_device
     device = resolve_device(cfg.device)
     model = model_from_config(cfg, device)
     trained = [r for r in records if r.get("epoch", 0) > 0 and r.get("loss") is not None]

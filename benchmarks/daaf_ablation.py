@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import output_folder, train_run
-from reid.runs.run import setup_logging
+from reidlab.runs.run import setup_logging
 
 VARIANTS = {"BoT": (False, False), "+HAB": (True, False), "+PAB": (False, True), "+HAB+PAB": (True, True)}
 # Table 4 of the paper (its base network is TriNet, on Market-1501): mAP, rank-1
@@ -39,9 +39,9 @@ def step_seconds(arch: str, hab: bool, pab: bool, height: int, width: int, devic
                  batch: int = 64, loss_form: str = "paper") -> float:
     """Seconds of one training step (forward, losses, backward, Adam) on a random batch with targets."""
     import torch
-    from reid.models import build_model
-    from reid.runs.run import resolve_device
-    from reid.supervised.losses import batch_hard_triplet, label_smoothed_cross_entropy
+    from reidlab.models import build_model
+    from reidlab.runs.run import resolve_device
+    from reidlab.supervised.losses import batch_hard_triplet, label_smoothed_cross_entropy
     dev = resolve_device(device)
     kw = dict(pretrained="none", num_classes=200, input_size=(height, width))
     model = (build_model("daaf", base=arch, hab=hab, pab=pab, loss_form=loss_form, **kw) if hab or pab

@@ -62,7 +62,7 @@ def timed(f):
 
 
 def main(argv=None) -> None:
-    from reid.evaluation.metrics import evaluate, evaluate_features, pairwise_distance
+    from reidlab.evaluation.metrics import evaluate, evaluate_features, pairwise_distance
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--msmt", action="store_true")
     p.add_argument("--device", default="cpu")

@@ -68,7 +68,7 @@ def part_throughput(device, a) -> None:
     import torch
 
     from benchmarks.throughput import ARGS, PEAKS, measure
-    from reid.models import MODELS
+    from reidlab.models import MODELS
     peak = None
     if device.type == "cuda":
         peak = next((v for k, v in PEAKS.items() if k in torch.cuda.get_device_name(device)), None)
@@ -106,7 +106,7 @@ def part_pseudo_labels(device, a) -> None:
     from sklearn.metrics import adjusted_rand_score
 
     from benchmarks.clustering import clustered_features
-    from reid.clustering import pseudo_labels
+    from reidlab.clustering import pseudo_labels
     sizes = [300, 1000] if a.tiny else [12936, 32621, 100000, 1000000]
     k1, eps = (10, 0.6) if a.tiny else (30, 0.4)
     for n in sizes:
@@ -137,7 +137,7 @@ def part_evaluation(device, a) -> None:
     import torch
 
     from benchmarks.evaluation import case
-    from reid.evaluation.metrics import evaluate_features
+    from reidlab.evaluation.metrics import evaluate_features
     cases = ([("tiny", 100, 500, 20, 4, 64, 2.0), ("tiny-2", 200, 1000, 40, 6, 32, 1.5)] if a.tiny else
              [("Market-1501", 3368, 19732, 751, 6, 2048, 4.0), ("MSMT17", 11659, 82161, 3060, 15, 256, 2.5)])
     for name, q, g, ids, cams, dim, noise in cases:
@@ -169,7 +169,7 @@ def unsup_overrides(a) -> list[str]:
 
 def part_unsup_epochs(device, a) -> None:
     from benchmarks.common import train_run
-    from reid.runs.config import build_config, parse_override
+    from reidlab.runs.config import build_config, parse_override
     recipe = "cluster_contrast_resnet50"
     sets = unsup_overrides(a)
     full = build_config(recipe, [parse_override(s) for s in sets if not s.startswith(("train.epochs",
@@ -203,7 +203,7 @@ def part_faiss(device, a) -> None:
     import torch
 
     from benchmarks.clustering import clustered_features
-    from reid.clustering.knn import _faiss, knn, knn_torch
+    from reidlab.clustering.knn import _faiss, knn, knn_torch
     faiss = _faiss()
     row = {"part": "faiss", "faiss": getattr(faiss, "__version__", "present") if faiss else None,
            "faiss_gpus": int(faiss.get_num_gpus()) if faiss and hasattr(faiss, "get_num_gpus") else 0}
@@ -315,8 +315,8 @@ def main(argv=None) -> int:
     p.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.part:                                     # a child: one part
-        import reid  # noqa: F401  (the OpenMP wait policy, before torch)
-        from reid.runs.run import resolve_device
+        import reidlab  # noqa: F401  (the OpenMP wait policy, before torch)
+        from reidlab.runs.run import resolve_device
         globals()[f"part_{a.part}"](resolve_device(a.device), a)
         return 0
     budgets = dict.fromkeys(PARTS, TINY_BUDGET_S) if a.tiny else dict(BUDGET_S)
@@ -329,7 +329,7 @@ def main(argv=None) -> int:
     child = ["--device", a.device, "--cpu-max", str(a.cpu_max), "--data-root", a.data_root]
     child += ["--tiny"] if a.tiny else []
     if "unsup_epochs" in a.parts:                  # the benchmark's images, outside the part's limit
-        from reid.data.synthetic import ensure_synthetic
+        from reidlab.data.synthetic import ensure_synthetic
         ensure_synthetic(a.data_root, "tiny" if a.tiny else "market")
     rows, statuses = [], []
     for name in a.parts:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 
 from benchmarks.common import images_per_second, output_folder, train_run
-from reid.models import model_from_config
-from reid.runs.run import resolve_device, setup_logging
+from reidlab.models import model_from_config
+from reidlab.runs.run import resolve_device, setup_logging
 
 VARIANTS = {"baseline": "", "HLA": "hla", "PLA": "pla", "PLA+HLA": "pla+hla", "DLA": "dla", "ALL": "mla"}
 PAPER_MARKET = {"baseline": (80.6, 91.5), "HLA": (0.9, 2.2), "PLA": (82.4, 92.3), "PLA+HLA": (79.3, 90.6),

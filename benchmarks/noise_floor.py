@@ -23,8 +23,8 @@ from pathlib import Path
 
 from benchmarks.common import drop_checkpoints, output_folder, train_run
 from benchmarks.parity_ablation import print_summary, summary
-from reid.runs.checkpoint import load_checkpoint, state_digest
-from reid.runs.run import setup_logging
+from reidlab.runs.checkpoint import load_checkpoint, state_digest
+from reidlab.runs.run import setup_logging
 
 ROWS = ("seed 1, default kernels, threads as listed", "deterministic, 2 threads, seeds as listed")
 

@@ -120,8 +120,8 @@ def make_folder(out: str | Path, data_root: str | None = None, size: str = "smal
     """The scrambled folder of the synthetic benchmark's training images (generated first if missing); ``mixed``:
     in the kinds of file real crops arrive in, with a spreadsheet's CSV of cameras and some persons beside it
     (:func:`mixed_copy`; the measurement's rows use the plain copy)."""
-    from reid.data import dataset_from_config
-    from reid.runs.config import build_config
+    from reidlab.data import dataset_from_config
+    from reidlab.runs.config import build_config
     sets = [{"data": {"dataset": "synthetic", "synthetic_size": size, **({"root": data_root} if data_root else {})}}]
     cfg = build_config("demo", sets)
     ds = dataset_from_config(cfg)
@@ -165,7 +165,7 @@ def main(argv=None) -> None:
     if a.make_folder:
         make_folder(a.make_folder, a.data_root)
         return
-    from reid.runs.run import setup_logging
+    from reidlab.runs.run import setup_logging
     setup_logging()
     out = output_folder(a.output, "own_data_")
     crops = Path(out, "crops")

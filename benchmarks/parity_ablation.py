@@ -31,7 +31,7 @@ import statistics
 from pathlib import Path
 
 from benchmarks.common import output_folder, train_run
-from reid.runs.run import setup_logging
+from reidlab.runs.run import setup_logging
 
 OPTIONS = ("aug.erasing_box", "data.resize", "train.pass_end", "train.replace_below")
 ROWS = {

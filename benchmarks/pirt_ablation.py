@@ -33,7 +33,7 @@ from pathlib import Path
 
 from benchmarks.common import (common_sets, output_folder, print_table, result_row, save_rows, synthetic_arguments,
                                train_run)
-from reid.runs.run import setup_logging
+from reidlab.runs.run import setup_logging
 
 VARIANTS = {"baseline": dict(pose=False, intra=False, inter=False), "+P": dict(pose=True, intra=False, inter=False),
             "+P +Intra": dict(pose=True, intra=True, inter=False), "+P +Intra +Inter": dict()}
@@ -68,9 +68,9 @@ def main(argv=None) -> None:
                                    seed, PAPER_TABLE3[variant]))
             print(json.dumps(rows[-1]), flush=True)
             if full and not a.no_table5:
-                from reid.runs.checkpoint import load_checkpoint
-                from reid.runs.config import build_config
-                from reid.use.evaluate import evaluate_checkpoint
+                from reidlab.runs.checkpoint import load_checkpoint
+                from reidlab.runs.config import build_config
+                from reidlab.use.evaluate import evaluate_checkpoint
                 ckpt = load_checkpoint(Path(out) / tag, "best.pt")
                 no_local = {"global + pose, no re-ranking": {"local_rerank": False},
                             "global only": {"local_rerank": False, "feature": "global"}}

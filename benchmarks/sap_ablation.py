@@ -17,7 +17,7 @@ scratch, 5 px patch overlap (stride 11: 11 x 5 patches), the part stage of the p
 7 proxies: the synthetic parsing's labels), ``--epochs`` (8) with the recipe's schedule shape.
 
 Each student row also measures whether its attention follows the teacher's partition
-(reid.models.sap.attention_in_part on 256 query images with the training teacher's parsing): the share
+(reidlab.models.sap.attention_in_part on 256 query images with the training teacher's parsing): the share
 of each patch's attention on the patches of its own part, for the MSA heads and the distilled heads, and
 of each proxy's DA attention on its part's patches, each beside a uniform attention's share.
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from benchmarks.common import (common_sets, drop_checkpoints, output_folder, print_table, result_row, save_rows,
                                synthetic_arguments, train_run)
-from reid.runs.run import setup_logging
+from reidlab.runs.run import setup_logging
 
 VARIANTS = {
     "Base.": dict(semi_patch=False, semi_proxy=False),
@@ -46,20 +46,20 @@ PAPER = {"Base.": "56.0 / 64.8", "Base. +S-patch": "59.6 / 66.6", "Base. +S-prox
 
 
 def attention_row(run_dir: Path, images: int = 256) -> dict:
-    """The run's final model measured by reid.models.sap.attention_in_part on the first ``images`` query
+    """The run's final model measured by reidlab.models.sap.attention_in_part on the first ``images`` query
     images, with the teacher parsing it trained on (the same noise): the share of the patch heads' and
     proxies' attention inside the teacher's part, against a uniform attention's share."""
     import torch
-    from reid.data.annotations import load_teacher
-    from reid.data.augment import normalise
-    from reid.data.datasets import dataset_from_config
-    from reid.data.images import load_images
-    from reid.models.sap import attention_in_part
-    from reid.runs.checkpoint import load_checkpoint
-    from reid.runs.config import build_config
-    from reid.runs.loop import teacher_noise
-    from reid.runs.run import resolve_device
-    from reid.use.trained import build_trained
+    from reidlab.data.annotations import load_teacher
+    from reidlab.data.augment import normalise
+    from reidlab.data.datasets import dataset_from_config
+    from reidlab.data.images import load_images
+    from reidlab.models.sap import attention_in_part
+    from reidlab.runs.checkpoint import load_checkpoint
+    from reidlab.runs.config import build_config
+    from reidlab.runs.loop import teacher_noise
+    from reidlab.runs.run import resolve_device
+    from reidlab.use.trained import build_trained
     ckpt = load_checkpoint(run_dir, "last.pt")
     cfg = build_config(None, [], base=ckpt["config"])
     device = resolve_device(cfg.device)

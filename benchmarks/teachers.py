@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reid.data.parsing import PART_NAMES, derive_parsing
+from reidlab.data.parsing import PART_NAMES, derive_parsing
 
 
 def throughput(images: int, batch: int, min_size: int, device: str, size: str = "small") -> dict:
-    from reid.data import build_dataset
-    from reid.data.teachers import _read, build_detector
-    from reid.runs.run import resolve_device
+    from reidlab.data import build_dataset
+    from reidlab.data.teachers import _read, build_detector
+    from reidlab.runs.run import resolve_device
     dev = resolve_device(device)
     ds = build_dataset("synthetic", "datasets", synthetic_size=size)
     pictures = [_read(s.path) for s in ds.train[:images]]
@@ -55,7 +55,7 @@ def picture(path: str, dataset_root: str, count: int = 6) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from PIL import Image
-    from reid.data.parsing import SEGMENTS
+    from reidlab.data.parsing import SEGMENTS
     root = Path(dataset_root)
     table = json.loads((root / "annotations" / "keypoints.json").read_text())["images"]
     names = [n for n in sorted(table) if n.startswith("bounding_box_train")][::97][:count]
@@ -103,7 +103,7 @@ def main(argv=None) -> None:
     p.add_argument("--picture", default=None, help="draw annotations of synthetic-small into this PNG instead")
     a = p.parse_args(argv)
     if a.picture:
-        from reid.data.synthetic import ensure_synthetic
+        from reidlab.data.synthetic import ensure_synthetic
         print(picture(a.picture, ensure_synthetic("datasets", "small")))
         return
     print(json.dumps(throughput(a.images, a.batch, a.min_size, a.device)), flush=True)

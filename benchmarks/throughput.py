@@ -26,9 +26,9 @@ import time
 
 import torch
 
-from reid.models import MODELS, build_model
-from reid.runs.loop import amp_dtype
-from reid.runs.run import resolve_device
+from reidlab.models import MODELS, build_model
+from reidlab.runs.loop import amp_dtype
+from reidlab.runs.run import resolve_device
 
 ARGS = {"resnet18": {}, "resnet50": {}, "resnet50_ibn_a": {}, "daaf": dict(base="resnet50"),
         "vit": dict(size="base", stride=16), "aaformer": dict(size="base", stride=16),
@@ -112,13 +112,13 @@ def measure(name: str, device, batch: int, steps: int, height: int, width: int, 
     if peak:
         row["fraction_of_peak"] = round(3 * flops * train_ips / 1e12 / peak, 3)
     if bn_images:
-        from reid.models.sliced_bn import slice_batchnorms
+        from reidlab.models.sliced_bn import slice_batchnorms
         slice_batchnorms(model, bn_images)
         sliced_s = timed(train_step, steps, device)
         row.update(bn_images=bn_images, train_images_per_s_sliced=round(batch / sliced_s, 1),
                    sliced_step_time_ratio=round(sliced_s / train_s, 3))
     if deterministic:
-        from reid.runs.determinism import set_deterministic
+        from reidlab.runs.determinism import set_deterministic
         set_deterministic(True)
         try:
             det_s = timed(train_step, steps, device)

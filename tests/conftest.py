@@ -1,7 +1,7 @@
-import reid  # noqa: F401  (first: OpenMP's wait policy, before torch loads; reid/__init__.py)
+import reidlab  # noqa: F401  (first: OpenMP's wait policy, before torch loads; reidlab/__init__.py)
 import pytest
 
-from reid.data.synthetic import ensure_synthetic
+from reidlab.data.synthetic import ensure_synthetic
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from reid.models import build_model
-from reid.models.aaformer import assign_patches, sinkhorn, stripe_of_patch
-from reid.models.vit import resize_position_embedding
+from reidlab.models import build_model
+from reidlab.models.aaformer import assign_patches, sinkhorn, stripe_of_patch
+from reidlab.models.vit import resize_position_embedding
 
 
 def test_sinkhorn_meets_the_polytope_constraints():
@@ -95,7 +95,7 @@ def test_timm_vit_small_state_dict_loads_and_the_log_lists_skipped_keys(tmp_path
 def test_imagenet_vit_offline_is_a_clear_error(monkeypatch):
     import timm
 
-    from reid.errors import ReIDError
+    from reidlab.errors import ReIDError
 
     def offline(*a, **k):
         raise OSError("no network")
@@ -137,7 +137,7 @@ def test_part_queries_see_neither_cls_nor_the_other_granularitys_parts():
     """MAA (eq. 2): a [PART] query attends to its own patches only, so changing [CLS], or a [PART] of the other
     granularity, leaves its output as it was; changing a patch does not (the check can fail), and [CLS], which
     keeps eq. 1 over the whole sequence, does see the [PART]s."""
-    from reid.models.aaformer import AutoAlignAttention
+    from reidlab.models.aaformer import AutoAlignAttention
     torch.manual_seed(0)
     layer = AutoAlignAttention(32, num_heads=4, granularities=(2, 3), grid=(4, 2)).eval()
     x = torch.randn(2, 1 + 5 + 8, 32)                     # [CLS], 2 + 3 [PART]s, 4 x 2 patches
@@ -179,8 +179,8 @@ def test_eqs_6_and_7_composition_numerically(w):
     """AAformer's ID loss is the mean of the [CLS] and per-[PART] cross-entropies (eq. 6; loss.parts = w weighs
     the parts), its triplet the mean of the [CLS] triplet and the concatenated-[PART]s triplet (eq. 7), each
     against a hand-written cross-entropy and batch-hard triplet."""
-    from reid.runs.config import build_config
-    from reid.supervised.trainer import reid_loss
+    from reidlab.runs.config import build_config
+    from reidlab.supervised.trainer import reid_loss
     torch.manual_seed(0)
     m = build_model("aaformer", size="tiny", depth=2, pretrained="none", input_size=(64, 32), stride=16,
                     num_classes=4).train()

@@ -13,17 +13,17 @@ import pytest
 import torch
 
 import main
-from reid.evaluation.extract import extract_features
-from reid.memory import ClusterMemory
-from reid.models import MODELS, build_model
-from reid.runs.config import build_config
-from reid.runs.loop import amp_dtype, check_amp
-from reid.supervised.losses import batch_hard_triplet
-from reid.supervised.trainer import reid_loss
+from reidlab.evaluation.extract import extract_features
+from reidlab.memory import ClusterMemory
+from reidlab.models import MODELS, build_model
+from reidlab.runs.config import build_config
+from reidlab.runs.loop import amp_dtype, check_amp
+from reidlab.supervised.losses import batch_hard_triplet
+from reidlab.supervised.trainer import reid_loss
 from tests.test_model_contract import SMALL, teacher
 from tests.test_supervised import TINY_SUP
 from tests.test_unsup import TINY
-from reid.unsup.trainer import cluster_contrast_loss
+from reidlab.unsup.trainer import cluster_contrast_loss
 
 H, W, B = 64, 32, 8
 CONVOLUTIONAL = {n for n in MODELS.names()
@@ -163,7 +163,7 @@ def test_both_loops_train_as_on_a_gpu_on_the_cpu(tmp_path, tiny_root):
 
 
 def test_extraction_follows_the_runs_precision():
-    """Evaluation and the Python API extract in the run's precision (reid.precision): bf16 autocast when
+    """Evaluation and the Python API extract in the run's precision (reidlab.precision): bf16 autocast when
     train.amp says bf16 (on any device), fp32 when it says off; before, CUDA always took fp16 and the CPU fp32."""
     torch.manual_seed(0)
     model = build_model("resnet18", pretrained="none", input_size=(H, W)).eval()

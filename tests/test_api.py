@@ -12,9 +12,9 @@ from PIL import Image
 
 import main
 from benchmarks.own_data import scrambled_copy
-from reid.errors import ReIDError
+from reidlab.errors import ReIDError
 from tests.test_unsup import TINY
-from reid.use.api import Features, TrainedModel
+from reidlab.use.api import Features, TrainedModel
 
 DOC = Path(__file__).parent.parent / "docs" / "api.md"
 
@@ -43,7 +43,7 @@ def test_the_pages_example_runs(place, monkeypatch, capsys):
 
 
 def test_every_input_kind_gives_the_folders_features(place, capsys):
-    handlers = (list(logging.getLogger().handlers), list(logging.getLogger("reid").handlers))
+    handlers = (list(logging.getLogger().handlers), list(logging.getLogger("reidlab").handlers))
     model = TrainedModel.load(place / "outputs" / "demo", device="cpu")
     capsys.readouterr()
     folder = model.extract(place / "my_crops")
@@ -59,9 +59,9 @@ def test_every_input_kind_gives_the_folders_features(place, capsys):
         assert torch.allclose(got.features, folder.features[:6], atol=1e-5), name
     one = model.extract(kinds["tensor"][0])
     assert one.features.shape == (1, model.dim) and one.paths == ["image_0"]
-    out, err = capsys.readouterr()                # the broken file's warning, through the reid logger only
+    out, err = capsys.readouterr()                # the broken file's warning, through the reidlab logger only
     assert "features of" not in out + err and "━" not in out + err and "skipped unreadable" in out
-    assert (list(logging.getLogger().handlers), list(logging.getLogger("reid").handlers)) == handlers
+    assert (list(logging.getLogger().handlers), list(logging.getLogger("reidlab").handlers)) == handlers
     hits = model.search(files[:2], folder, topk=4)
     assert [h[0].path for h in hits] == folder.paths[:2] and hits[0][0].distance < 1e-4
     assert all(a.distance <= b.distance for h in hits for a, b in zip(h, h[1:]))

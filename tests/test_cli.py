@@ -46,7 +46,7 @@ def test_corrupt_image_is_named(tmp_path):
 
 
 def test_checkpoint_of_another_model(tmp_path):
-    from reid.models import build_model
+    from reidlab.models import build_model
     m = build_model("resnet18", pretrained="none")
     torch.save({"model": m.state_dict(), "config": {"model": {"name": "resnet18"}}, "epoch": 1}, tmp_path / "x.pt")
     code, _, err = run_main("--mode", "evaluate", "--checkpoint", str(tmp_path / "x.pt"),

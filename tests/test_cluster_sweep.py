@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from reid.clustering import pseudo_labels
-from reid.clustering.sweep import describe, sweep, with_singletons
+from reidlab.clustering import pseudo_labels
+from reidlab.clustering.sweep import describe, sweep, with_singletons
 from tests.test_unsup import TINY
 
 

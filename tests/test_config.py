@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from reid.errors import ConfigError
-from reid.runs.config import all_keys, build_config, parse_override, read_recipe
+from reidlab.errors import ConfigError
+from reidlab.runs.config import all_keys, build_config, parse_override, read_recipe
 
 
 def test_recipe_inheritance_and_overrides():
@@ -39,7 +39,7 @@ def test_types_are_checked():
 
 
 def test_all_recipes_parse():
-    from reid.runs.config import RECIPES
+    from reidlab.runs.config import RECIPES
     for p in RECIPES.glob("*.yaml"):
         read_recipe(p)
         build_config(p)
@@ -62,7 +62,7 @@ def test_dict_keys_merge():
 
 
 def test_model_args_reach_the_constructor_and_unknown_ones_are_named():
-    from reid.models import model_from_config
+    from reidlab.models import model_from_config
     cfg = build_config(None, [parse_override("model.name=daaf"), parse_override("model.pretrained=none"),
                               parse_override("model.args.base=resnet18"), parse_override("model.args.pab=false"),
                               parse_override("data.height=64"), parse_override("data.width=32")])

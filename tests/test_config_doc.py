@@ -4,14 +4,14 @@ import re
 
 import yaml
 
-from reid.runs.config import all_keys, build_config
-from reid.runs.catalogue import recipes_page
-from reid.runs.config import RECIPES
-from reid.runs.config_doc import PAGE, RECIPES_PAGE, entries, explain, page
+from reidlab.runs.config import all_keys, build_config
+from reidlab.runs.catalogue import recipes_page
+from reidlab.runs.config import RECIPES
+from reidlab.runs.config_doc import PAGE, RECIPES_PAGE, entries, explain, page
 
 
 def test_the_pages_are_the_declarations_and_the_recipes():
-    assert PAGE.read_text() == page(), "docs/config.md is out of date: python -m reid.runs.config_doc --write"
+    assert PAGE.read_text() == page(), "docs/config.md is out of date: python -m reidlab.runs.config_doc --write"
     assert RECIPES_PAGE.read_text() == recipes_page(), "docs/recipes.md is out of date: same command"
     text = RECIPES_PAGE.read_text()
     assert all(f"## {p.stem}\n" in text for p in RECIPES.glob("*.yaml"))

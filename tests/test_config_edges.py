@@ -17,8 +17,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reid.errors import ConfigError
-from reid.runs.config import Config, build_config
+from reidlab.errors import ConfigError
+from reidlab.runs.config import Config, build_config
 
 BASE = [{"data": {"synthetic_size": "tiny", "height": 32, "width": 16}, "train": {"num_ids": 4, "num_instances": 4,
                                                                                   "iters": 1, "epochs": 2},
@@ -77,26 +77,26 @@ def image_files() -> list[str]:
 
 def tiny_step(cfg) -> None:
     """Each consumer of a numeric key, run with ``cfg``'s values on tiny data (on the CPU)."""
-    from reid.clustering import pseudo_labels
-    from reid.data.annotations import TeacherNoise, degrade
-    from reid.data.augment import augment_with_teacher
-    from reid.data.images import load_images
-    from reid.data.samplers import PKSampler, PseudoLabelSampler
-    from reid.data.store import budget_bytes
-    from reid.data.synthetic.generate import SIZES, _plan
-    from reid.data.teachers import pick_person
-    from reid.evaluation import extract_features
-    from reid.evaluation.rerank import re_ranking
-    from reid.models.factory import model_from_config
-    from reid.models.sliced_bn import slice_batchnorms
-    from reid.runs import determinism
-    from reid.runs.loop import StepGuard
-    from reid.runs.optim import build_optimizer
-    from reid.runs.run import seed_everything
-    from reid.supervised.losses import CenterLoss
-    from reid.supervised.trainer import reid_loss
-    from reid.unsup.label_free import draw_pool_now, pool_queries
-    from reid.unsup.trainer import cluster_contrast_loss, cluster_memories
+    from reidlab.clustering import pseudo_labels
+    from reidlab.data.annotations import TeacherNoise, degrade
+    from reidlab.data.augment import augment_with_teacher
+    from reidlab.data.images import load_images
+    from reidlab.data.samplers import PKSampler, PseudoLabelSampler
+    from reidlab.data.store import budget_bytes
+    from reidlab.data.synthetic.generate import SIZES, _plan
+    from reidlab.data.teachers import pick_person
+    from reidlab.evaluation import extract_features
+    from reidlab.evaluation.rerank import re_ranking
+    from reidlab.models.factory import model_from_config
+    from reidlab.models.sliced_bn import slice_batchnorms
+    from reidlab.runs import determinism
+    from reidlab.runs.loop import StepGuard
+    from reidlab.runs.optim import build_optimizer
+    from reidlab.runs.run import seed_everything
+    from reidlab.supervised.losses import CenterLoss
+    from reidlab.supervised.trainer import reid_loss
+    from reidlab.unsup.label_free import draw_pool_now, pool_queries
+    from reidlab.unsup.trainer import cluster_contrast_loss, cluster_memories
     t, cpu = cfg.train, torch.device("cpu")
     threads = torch.get_num_threads()
     try:

@@ -3,9 +3,9 @@
 recipe descriptions with each recipe's mode."""
 import re
 
-from reid import progress
-from reid.runs.catalogue import recipe_description, recipe_mode
-from reid.runs.config import RECIPES
+from reidlab import progress
+from reidlab.runs.catalogue import recipe_description, recipe_mode
+from reidlab.runs.config import RECIPES
 from tests.test_unsup import TINY
 
 

@@ -2,13 +2,13 @@
 import pytest
 import torch
 
-from reid.data import build_dataset
-from reid.data.annotations import FLIP_PERMUTATION, TeacherNoise, degrade, load_teacher
-from reid.data.augment import augment_with_teacher
-from reid.errors import DatasetError
-from reid.models import build_model
-from reid.models.daaf import GROUPINGS, gaussian_heatmaps
-from reid.models.resnet import ReIDResNet
+from reidlab.data import build_dataset
+from reidlab.data.annotations import FLIP_PERMUTATION, TeacherNoise, degrade, load_teacher
+from reidlab.data.augment import augment_with_teacher
+from reidlab.errors import DatasetError
+from reidlab.models import build_model
+from reidlab.models.daaf import GROUPINGS, gaussian_heatmaps
+from reidlab.models.resnet import ReIDResNet
 
 
 def dotted_batch(B=6, H=32, W=16, seed=0):
@@ -168,7 +168,7 @@ def test_authors_loss_form_is_mse_with_their_weights_and_linear_decoder():
     assert z.shape == (4, 1, 64, 32)
     mse = torch.nn.functional.mse_loss(z, t["mask"].float()).item()
     assert out.aux_losses["hab"].item() == pytest.approx(10.0 * mse, rel=1e-4)
-    from reid.errors import ConfigError
+    from reidlab.errors import ConfigError
     with pytest.raises(ConfigError, match="loss_form"):
         build_model("daaf", base="resnet18", pretrained="none", loss_form="mine")
 
@@ -177,7 +177,7 @@ def test_authors_loss_form_is_mse_with_their_weights_and_linear_decoder():
 def test_the_decoder_is_an_option_of_its_own(decoder, layers):
     """model.args.decoder: the paper's Table 1 decoder or the authors' lighter linear one, with either loss form;
     model.args.decoder_layers: fewer doublings, the targets resized to the smaller maps."""
-    from reid.errors import ConfigError
+    from reidlab.errors import ConfigError
     m = build_model("daaf", base="resnet18", pretrained="none", num_classes=5, input_size=(64, 32),
                     decoder=decoder, decoder_layers=layers)
     assert (m.lambda_h, m.lambda_p) == (0.003, 0.003)                      # the paper's loss form stays

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from reid.data import build_dataset
-from reid.data.synthetic import SIZES, ensure_synthetic
-from reid.errors import DatasetError
+from reidlab.data import build_dataset
+from reidlab.data.synthetic import SIZES, ensure_synthetic
+from reidlab.errors import DatasetError
 
 MARKET_NAMES = {
     "bounding_box_train": ["0002_c1s1_000451_03.jpg", "0002_c2s1_000301_01.jpg", "0007_c3s3_077419_03.jpg",
@@ -94,7 +94,7 @@ def test_occluded_variant_hides_keypoints(tiny_root):
 def test_market_size_plan_has_market_counts():
     from collections import Counter
 
-    from reid.data.synthetic.generate import _plan
+    from reidlab.data.synthetic.generate import _plan
     _, jobs = _plan(SIZES["market"], occluded=False, seed=0)
     folders = Counter(j.folder for j in jobs)
     assert folders == {"bounding_box_train": 12936, "query": 3368, "bounding_box_test": 19732}
@@ -109,7 +109,7 @@ def test_a_market_tree_at_any_path_trains_and_evaluates(tmp_path, tiny_root, cap
     import shutil
 
     import main
-    from reid.data.datasets import build_dataset
+    from reidlab.data.datasets import build_dataset
     from tests.test_unsup import TINY
     tree = tmp_path / "site A" / "cams 2024"
     shutil.copytree(tiny_root / "synthetic-tiny", tree)

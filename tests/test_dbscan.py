@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.cluster import DBSCAN
 
-from reid.clustering import dbscan, jaccard_distance
+from reidlab.clustering import dbscan, jaccard_distance
 from tests.test_jaccard import clustered, dense
 
 
@@ -62,7 +62,7 @@ def test_eps_must_be_below_one():
 def test_components_of_long_chains_and_torch_input():
     import torch
 
-    from reid.clustering.dbscan import connected_components
+    from reidlab.clustering.dbscan import connected_components
     rng = np.random.default_rng(0)
     perm = torch.from_numpy(rng.permutation(500))
     u, v = perm[:-1], perm[1:]                                   # one chain through 500 shuffled points

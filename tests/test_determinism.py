@@ -4,11 +4,11 @@ import torch
 import torch.nn.functional as F
 
 import main
-from reid.models.heads import GeM, GlobalPool
-from reid.runs.compare import differences
-from reid.runs.compare import main as compare_main
-from reid.runs.config import build_config
-from reid.runs.determinism import DEFAULT_THREADS, configure
+from reidlab.models.heads import GeM, GlobalPool
+from reidlab.runs.compare import differences
+from reidlab.runs.compare import main as compare_main
+from reidlab.runs.config import build_config
+from reidlab.runs.determinism import DEFAULT_THREADS, configure
 from tests.test_supervised import TINY_SUP
 from tests.test_unsup import TINY
 

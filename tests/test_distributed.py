@@ -109,7 +109,7 @@ def test_a_checkpoint_of_another_device_loads_on_this_one(tmp_path, tiny_root):
     load the checkpoint on what this machine has."""
     import torch
 
-    from reid import TrainedModel
+    from reidlab import TrainedModel
     launch(*SUP, "--data-root", str(tiny_root), "--output", str(tmp_path), "--epochs", "1", "--name", "g",
            "--set", "train.sync_bn=false", procs=1)
     ckpt = torch.load(tmp_path / "g" / "best.pt", weights_only=True)

@@ -13,12 +13,12 @@ from PIL import Image
 
 import main
 from benchmarks.own_data import scrambled_copy
-from reid.evaluation.visualize import grid_size
-from reid.data.datasets import build_dataset
-from reid.errors import ConfigError, DatasetError
-from reid.runs.config import build_config
+from reidlab.evaluation.visualize import grid_size
+from reidlab.data.datasets import build_dataset
+from reidlab.errors import ConfigError, DatasetError
+from reidlab.runs.config import build_config
 from tests.test_unsup import TINY
-from reid.unsup.label_free import changed_labels, intra_cluster_similarity, label_free_metrics
+from reidlab.unsup.label_free import changed_labels, intra_cluster_similarity, label_free_metrics
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +116,9 @@ def test_check_data_counts_a_folder_without_a_published_benchmark(crops, main_in
 
 
 def test_pool_rank_lists_read_a_disk_store_as_a_tensor(crops, tmp_path):
-    from reid.data.images import load_images
-    from reid.data.store import build_disk_store
-    from reid.unsup.label_free import pool_queries, pool_rank_lists
+    from reidlab.data.images import load_images
+    from reidlab.data.store import build_disk_store
+    from reidlab.unsup.label_free import pool_queries, pool_rank_lists
     paths = [str(p) for p in sorted(crops.rglob("*")) if p.suffix in (".jpg", ".png")][:40]
     memory = load_images(paths, 32, 16)
     disk = build_disk_store(paths, 32, 16, tmp_path / "store", "train", 1)
@@ -217,7 +217,7 @@ def test_labels_moved_and_agreement_on_constructed_cases():
     1 for a relabelling, 0 for all outliers, about 0 for two unrelated clusterings that are 60% outliers."""
     from sklearn.metrics import adjusted_rand_score
 
-    from reid.clustering.sweep import agreement, describe, with_singletons
+    from reidlab.clustering.sweep import agreement, describe, with_singletons
     one = np.zeros(100, dtype=int)
     assert changed_labels(one, np.arange(100) // 10) == 90
     assert changed_labels(np.arange(100) // 50, one) == 50

@@ -4,7 +4,7 @@ half a second) is stopped while the others still run."""
 import json
 
 from benchmarks import gpu_check
-from reid.models import MODELS
+from reidlab.models import MODELS
 
 
 def test_every_part_gives_its_rows_and_a_slow_one_is_stopped(tmp_path, tiny_root, capsys):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from reid.data.images import decode_image, open_rgb, rgb_image
+from reidlab.data.images import decode_image, open_rgb, rgb_image
 from tests.test_use import trained  # noqa: F401  (the module's trained run)
 
 WHITE = (255, 255, 255)
@@ -78,7 +78,7 @@ def test_large_and_lab_images():
 def test_every_path_reads_a_file_as_its_viewer_pixels(trained, tmp_path):  # noqa: F811
     """The Python API (paths, PIL images of any mode, numpy arrays), --mode extract and check-data: the features
     of each file equal those of its viewer pixels given as an RGB image."""
-    from reid import TrainedModel
+    from reidlab import TrainedModel
     model = TrainedModel.load(trained)
     (tmp_path / "kinds").mkdir()
     files = kinds(tmp_path / "kinds")
@@ -99,8 +99,8 @@ def test_every_path_reads_a_file_as_its_viewer_pixels(trained, tmp_path):  # noq
 @pytest.mark.parametrize("bad", [np.zeros((0, 4, 3), np.uint8), np.zeros((4, 4, 2), np.uint8),
                                  np.zeros((4, 4), np.int64)])
 def test_numpy_images_that_are_not_images_are_refused(trained, bad):  # noqa: F811
-    from reid import TrainedModel
-    from reid.errors import ReIDError
+    from reidlab import TrainedModel
+    from reidlab.errors import ReIDError
     with pytest.raises(ReIDError, match="numpy image"):
         TrainedModel.load(trained).extract([bad])
 
@@ -111,7 +111,7 @@ def test_an_embedded_colour_profile_is_applied(tmp_path, monkeypatch):
     is another RGB space: the conversion's own numbers are littleCMS's, so the test checks it is used.)"""
     from PIL import ImageCms
 
-    from reid.data import images
+    from reidlab.data import images
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     Image.new("RGB", (4, 4), (90, 120, 60)).save(tmp_path / "srgb.png", icc_profile=srgb)
     used = []

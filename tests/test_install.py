@@ -1,7 +1,8 @@
 """The project installs (pyproject.toml): ``pip install -e .`` into a new virtual environment (reusing this one's
 installed packages, so nothing large is downloaded), then the API, a recipe and the ``reid`` command work from a
 folder outside the repository that holds modules named as users often name theirs (data, models, errors, utils,
-runs, memory): none of them shadows the project's, which all live under the one package ``reid``."""
+runs, memory): none of them shadows the project's, which all live under the one package ``reidlab`` (the
+distribution's name too: PyPI's ``reid`` is another project, whose import name is ``reid``)."""
 import importlib.util
 import subprocess
 import sys
@@ -30,14 +31,14 @@ def test_pip_install_e_then_import_from_anywhere(tmp_path):
     script = (
         "import data, models, errors, utils, runs, memory\n"
         "assert data.WHO == 'the user data' and runs.WHO == 'the user runs'\n"
-        "import reid\n"
-        "from reid import TrainedModel, Features\n"
-        "from reid.runs.config import build_config\n"
-        f"assert reid.__file__.startswith({str(ROOT / 'reid')!r}), reid.__file__\n"
+        "import reidlab\n"
+        "from reidlab import TrainedModel, Features\n"
+        "from reidlab.runs.config import build_config\n"
+        f"assert reidlab.__file__.startswith({str(ROOT / 'reidlab')!r}), reidlab.__file__\n"
         "cfg = build_config('demo')\n"
         "assert cfg.name == 'demo' and cfg.model.name == 'resnet18'\n"
-        "assert models.WHO == 'the user models' and TrainedModel.__module__ == 'reid.use.api'\n"
-        "print('ok', reid.__version__)\n")
+        "assert models.WHO == 'the user models' and TrainedModel.__module__ == 'reidlab.use.api'\n"
+        "print('ok', reidlab.__version__)\n")
     run = subprocess.run([py, "-c", script], cwd=elsewhere, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.startswith("ok "), run.stdout + run.stderr
     cli = subprocess.run([venv / "bin" / "reid", "--config", "demo", "--print-config"], cwd=elsewhere,

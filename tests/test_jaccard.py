@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reid.clustering import jaccard_distance, jaccard_graph, knn
-from reid.clustering.jaccard import to_csr
-from reid.clustering.knn import knn_torch, self_first
+from reidlab.clustering import jaccard_distance, jaccard_graph, knn
+from reidlab.clustering.jaccard import to_csr
+from reidlab.clustering.knn import knn_torch, self_first
 from tests.reference import jaccard_loop
 
 
@@ -93,7 +93,7 @@ def test_no_dense_n_by_n_allocation(tmp_path):
     script = tmp_path / "big.py"
     script.write_text(
         "import resource, torch, torch.nn.functional as F\n"
-        "from reid.clustering import jaccard_distance, dbscan\n"
+        "from reidlab.clustering import jaccard_distance, dbscan\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "g = torch.Generator().manual_seed(0)\n"
         "c = torch.randn(1000, 32, generator=g)\n"
@@ -113,7 +113,7 @@ def test_no_dense_n_by_n_allocation(tmp_path):
 @pytest.mark.parametrize("backend", ["faiss-ivf", "faiss-hnsw"])
 def test_approximate_knn_has_high_recall(backend):
     pytest.importorskip("faiss")
-    from reid.clustering.knn import recall_at_k
+    from reidlab.clustering.knn import recall_at_k
     x = clustered(200, [15] * 200, dim=64, seed=6)
     r = knn(x, 10, backend=backend)
     assert (r[:, 0] == torch.arange(len(x))).all()
@@ -121,13 +121,13 @@ def test_approximate_knn_has_high_recall(backend):
 
 
 def test_block_budget_is_bounded():
-    from reid.clustering.kreciprocal import block_budget
+    from reidlab.clustering.kreciprocal import block_budget
     b = block_budget(torch.device("cpu"))
     assert (1 << 16) <= b <= (1 << 23)
 
 
 def test_numpy_features_work_as_tensors_do():
-    from reid.clustering import pseudo_labels
+    from reidlab.clustering import pseudo_labels
     x = clustered(8, [12] * 8, seed=2)
     a = jaccard_distance(x, k1=10, k2=3, knn_backend="torch")
     b = jaccard_distance(x.numpy(), k1=10, k2=3, knn_backend="torch")

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reid.memory import ClusterMemory
+from reidlab.memory import ClusterMemory
 
 
 def setup(seed=0, n=60, c=6, d=8, b=20):

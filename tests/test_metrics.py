@@ -4,7 +4,7 @@ import numpy as np
 import torch
 import pytest
 
-from reid.evaluation import evaluate
+from reidlab.evaluation import evaluate
 from tests.reference import ap_loop
 
 
@@ -45,7 +45,7 @@ def test_random_cases_match_per_query_loop():
 
 
 def test_no_valid_query_is_an_error():
-    from reid.errors import DatasetError
+    from reidlab.errors import DatasetError
     with pytest.raises(DatasetError):
         evaluate(np.zeros((1, 1)), [1], [1], [0], [0])
 
@@ -66,7 +66,7 @@ def test_ties_are_ordered_by_gallery_index_as_a_stable_sort():
 
 def test_features_path_equals_the_distance_matrix_path():
     import torch
-    from reid.evaluation import evaluate_features, pairwise_distance
+    from reidlab.evaluation import evaluate_features, pairwise_distance
     g = torch.Generator().manual_seed(0)
     qf = torch.nn.functional.normalize(torch.randn(150, 16, generator=g), dim=1)
     gf = torch.nn.functional.normalize(torch.randn(900, 16, generator=g), dim=1)
@@ -83,7 +83,7 @@ def test_peak_memory_is_bounded_by_the_chunks(tmp_path):
     import sys
     script = (
         "import resource, numpy as np, torch\n"
-        "from reid.evaluation import evaluate_features\n"
+        "from reidlab.evaluation import evaluate_features\n"
         "torch.manual_seed(0); Q, G = 2000, 30000\n"
         "qf = torch.nn.functional.normalize(torch.randn(Q, 8), dim=1)\n"
         "gf = torch.nn.functional.normalize(torch.randn(G, 8), dim=1)\n"
@@ -105,10 +105,10 @@ def test_global_only_evaluation_ranks_by_the_global_piece_alone():
     with the parts (Pirt Table 5's global-only row; AAformer's [CLS]-only check)."""
     from types import SimpleNamespace
 
-    from reid.data.augment import MEAN, STD
-    from reid.evaluation.extract import evaluate_run
-    from reid.models.registry import retrieval_feature
-    from reid.runs.config import build_config
+    from reidlab.data.augment import MEAN, STD
+    from reidlab.evaluation.extract import evaluate_run
+    from reidlab.models.registry import retrieval_feature
+    from reidlab.runs.config import build_config
 
     class Parts(torch.nn.Module):
         feature_splits = (8, 8, 8, 8)

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 import main
-from reid.data.files import write_atomically
-from reid.errors import ReIDError
+from reidlab.data.files import write_atomically
+from reidlab.errors import ReIDError
 from tests.test_unsup import TINY
 from tests.test_use import trained  # noqa: F401  (the module's trained run)
 
@@ -164,7 +164,7 @@ def test_best_pt_weighs_the_model_before_training(tmp_path, tiny_root):
 
 
 def test_market_names_that_half_match_are_skipped(tmp_path, caplog):
-    from reid.data.datasets import Skipped, parse_market_folder
+    from reidlab.data.datasets import Skipped, parse_market_folder
     folder = tmp_path / "bounding_box_train"
     folder.mkdir()
     for name in ("0002_c1s1_000451_03.jpg", "2020-01-05_c1_cam.jpg", "0003_c0s1_01.jpg", "x0004_c2.jpg",
@@ -178,8 +178,8 @@ def test_market_names_that_half_match_are_skipped(tmp_path, caplog):
 
 
 def test_a_decompression_bomb_is_an_unreadable_image(tmp_path, monkeypatch):
-    from reid.data.images import decode_image
-    from reid.errors import DatasetError
+    from reidlab.data.images import decode_image
+    from reidlab.errors import DatasetError
     Image.new("RGB", (64, 64)).save(tmp_path / "bomb.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)     # 4,096 pixels: over twice the limit
     with pytest.raises(DatasetError, match="decompression bomb"):
@@ -187,7 +187,7 @@ def test_a_decompression_bomb_is_an_unreadable_image(tmp_path, monkeypatch):
 
 
 def test_explain_names_two_cameras_same_file_apart(tmp_path):
-    from reid.use.explain import picture_names
+    from reidlab.use.explain import picture_names
     files = [tmp_path / "cam1" / "0001.jpg", tmp_path / "cam2" / "0001.jpg", tmp_path / ("y" * 300 + ".jpg")]
     names = picture_names(tmp_path, files)
     assert names[:2] == ["cam1__0001_explain.png", "cam2__0001_explain.png"]

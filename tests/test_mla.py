@@ -6,8 +6,8 @@ import torch
 import torchvision
 
 import main
-from reid.models import build_model
-from reid.models.mla import DLA, HLA, PLA, MLA
+from reidlab.models import build_model
+from reidlab.models.mla import DLA, HLA, PLA, MLA
 
 VARIANTS = ["", "hla", "pla", "pla+hla", "dla", "mla"]        # baseline first: the rows of Table 6
 
@@ -77,13 +77,13 @@ def test_user_block_by_import_path(tmp_path, tiny_root):
                   "--set", "model.attention=examples.se_block:SqueezeExcitation",
                   "--set", "model.attention_placement=after", "--set", "model.attention_args.reduction=8")
     assert records[-1]["loss"] is not None or records[-1]["num_clusters"] == 0
-    from reid.runs.checkpoint import load_checkpoint
+    from reidlab.runs.checkpoint import load_checkpoint
     state = load_checkpoint(tmp_path / "se" / "last.pt")["model"]
     assert "after.fc.0.weight" in state and state["after.fc.0.weight"].shape == (512 // 8, 512)
 
 
 def test_unknown_block_names_the_closest():
-    from reid.errors import ConfigError
+    from reidlab.errors import ConfigError
     with pytest.raises(ConfigError, match="'mla'"):
         build_model("resnet18", pretrained="none", attention="mlaa")
     with pytest.raises(ConfigError, match="cannot import"):
@@ -103,6 +103,6 @@ def test_hla_position_term_has_the_papers_scale():
     assert term.std().item() == pytest.approx(2 ** 0.5, rel=0.1)
     scaled = HLA(256, 16, 8, heads=4, position_init="scaled")
     assert scaled.pos_h.std().item() == pytest.approx(64 ** -0.5, rel=0.1)   # BoTNet code's, as an option
-    from reid.errors import ConfigError
+    from reidlab.errors import ConfigError
     with pytest.raises(ConfigError, match="position_init"):
         HLA(256, 16, 8, position_init="uniform")

@@ -4,10 +4,10 @@ returns one L2-normalised B x D tensor whose pieces are ``feature_splits`` wide.
 import pytest
 import torch
 
-from reid.models import MODELS, ModelOutput, build_model
-from reid.models.attention import ATTENTION_BLOCKS, resolve_block
-from reid.runs.config import build_config
-from reid.supervised.trainer import reid_loss
+from reidlab.models import MODELS, ModelOutput, build_model
+from reidlab.models.attention import ATTENTION_BLOCKS, resolve_block
+from reidlab.runs.config import build_config
+from reidlab.supervised.trainer import reid_loss
 
 resolve_block("mla")                       # registers the MLA blocks
 SIZES = [(64, 32), (96, 48)]

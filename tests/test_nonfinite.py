@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import main
-from reid.memory import ClusterMemory
-from reid.runs.checkpoint import non_finite
-from reid.runs.compare import differences
+from reidlab.memory import ClusterMemory
+from reidlab.runs.checkpoint import non_finite
+from reidlab.runs.compare import differences
 from tests.test_supervised import TINY_SUP
 from tests.test_unsup import TINY
 
@@ -32,7 +32,7 @@ def records(run_dir):
 
 def watch_steps(monkeypatch):
     """The model's weights and buffers (and the memory banks' features) at the start of every training step."""
-    from reid.runs import loop
+    from reidlab.runs import loop
     seen: list[dict] = []
     banks: list[list[torch.Tensor]] = []
     original = loop.training_module
@@ -79,7 +79,7 @@ def test_a_nan_gradient_is_skipped_with_the_batchnorm_statistics_its_forward_mov
     """Supervised BoT with its centre loss, a finite forward and NaN gradients at step 2: the step is skipped,
     and the running statistics that step's (finite) forward updated are put back."""
     seen, _ = watch_steps(monkeypatch)
-    from reid.supervised import trainer
+    from reidlab.supervised import trainer
     centres = []
     original = trainer.extra_parameters
 
@@ -175,7 +175,7 @@ def test_compare_calls_two_runs_with_the_same_nan_identical(tmp_path):
 
 
 def test_a_weight_file_with_nan_is_refused_before_the_run_folder(tmp_path, tiny_root):
-    from reid.models import build_model
+    from reidlab.models import build_model
     state = build_model("resnet18", pretrained="none", input_size=(64, 32)).state_dict()
     state[next(k for k in state if k.endswith("conv1.weight"))].view(-1)[0] = float("inf")
     torch.save(state, tmp_path / "w.pt")

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import main
-from reid.errors import ConfigError, ReIDError
-from reid.runs.config import build_config
-from reid.use.cluster_sweep import parse_grid
+from reidlab.errors import ConfigError, ReIDError
+from reidlab.runs.config import build_config
+from reidlab.use.cluster_sweep import parse_grid
 from tests.conftest import run_in_process
 from tests.test_small_data import person_folder
 from tests.test_use import trained  # noqa: F401  (the module's trained run)
@@ -99,7 +99,7 @@ def test_a_read_only_dataset_stores_its_images_in_the_users_cache(tmp_path, tiny
 
 def test_a_full_disk_while_generating_leaves_nothing_and_says_so(tmp_path, monkeypatch):
     import importlib
-    gen = importlib.import_module("reid.data.synthetic.generate")
+    gen = importlib.import_module("reidlab.data.synthetic.generate")
 
     def full(out, *a, **k):
         out.mkdir(parents=True)
@@ -112,8 +112,8 @@ def test_a_full_disk_while_generating_leaves_nothing_and_says_so(tmp_path, monke
 
 
 def test_the_python_api_at_its_edges(trained, tmp_path):  # noqa: F811
-    from reid import TrainedModel
-    from reid.use.api import Features
+    from reidlab import TrainedModel
+    from reidlab.use.api import Features
     model = TrainedModel.load(trained)
     for bad, words in ((torch.zeros(0, 3, 64, 32, dtype=torch.uint8), "no images"), ("", "an empty path"),
                        ("   ", "an empty path")):
@@ -140,7 +140,7 @@ def test_evaluating_a_run_without_a_query_says_so(trained, tmp_path, tiny_root):
 
 
 def test_what_a_small_or_badly_clustered_dataset_is_told():
-    from reid.unsup.label_free import clustering_advice
+    from reidlab.unsup.label_free import clustering_advice
     said = clustering_advice(np.zeros(60, dtype=int), 0.4, 4, (16, 4), "outputs/mine")
     assert set(said) == {"small", "merged"} and "cluster-sweep --checkpoint outputs/mine" in said["merged"]
     assert set(clustering_advice(np.full(100, -1), 0.4, 4, (4, 4), "r")) == {"none"}

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from scipy import stats
 
-from reid.data.augment import erasing_boxes, normalise, train_augment
-from reid.data.samplers import PseudoLabelSampler
+from reidlab.data.augment import erasing_boxes, normalise, train_augment
+from reidlab.data.samplers import PseudoLabelSampler
 
 
 def published_erasing(H: int, W: int, rng: random.Random, p: float = 0.5):
@@ -99,8 +99,8 @@ def test_bicubic_store_resize_matches_pil(tmp_path):
     PIL image (Cluster Contrast's transform), and not the bilinear one; the disk store keeps them apart."""
     from torchvision import transforms as T
 
-    from reid.data.images import decode_image, load_images
-    from reid.data.store import build_disk_store
+    from reidlab.data.images import decode_image, load_images
+    from reidlab.data.store import build_disk_store
     rng = np.random.default_rng(0)
     paths = []
     for i in range(3):
@@ -183,8 +183,8 @@ def test_replacement_threshold(rule):
 
 
 def test_config_refuses_unknown_rules():
-    from reid.errors import ConfigError
-    from reid.runs.config import build_config
+    from reidlab.errors import ConfigError
+    from reidlab.runs.config import build_config
     for key in ("aug.erasing_box=fit", "data.resize=lanczos", "train.pass_end=keep", "train.replace_below=2"):
         k, v = key.split("=")
         section, name = k.split(".")

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torchvision
 
-from reid.evaluation.local_rerank import local_rerank
-from reid.models import build_model
-from reid.models.ibn import IBN
-from reid.models.pirt import GROUPS, expanded_heatmaps, human_mask, pose_features
+from reidlab.evaluation.local_rerank import local_rerank
+from reidlab.models import build_model
+from reidlab.models.ibn import IBN
+from reidlab.models.pirt import GROUPS, expanded_heatmaps, human_mask, pose_features
 
 
 def test_heatmap_expansion_and_mask_on_a_hand_made_case():
@@ -68,8 +68,8 @@ def ibn_net_release(m) -> dict:
 def test_ibn_a_imagenet_is_ibn_nets_own_file(monkeypatch):
     """pretrained=imagenet for IBN-a is IBN-Net's release (its InstanceNorms trained), not torchvision's plain
     ResNet-50; offline, an error that names the file and where it goes."""
-    from reid.errors import ConfigError
-    from reid.models import resnet
+    from reidlab.errors import ConfigError
+    from reidlab.models import resnet
     source = build_model("resnet50_ibn_a", pretrained="none", input_size=(64, 32))
     release = ibn_net_release(source)
     asked = []
@@ -148,9 +148,9 @@ def test_one_supervised_epoch_of_pirt_with_local_rerank(tmp_path, tiny_root):
     last = records[-1]
     assert last["id"] > 0 and last["triplet"] > 0 and 0 <= last["mAP"] <= 1
     import main
-    from reid.runs.config import build_config
-    from reid.runs.checkpoint import load_checkpoint
-    from reid.use.evaluate import evaluate_checkpoint
+    from reidlab.runs.config import build_config
+    from reidlab.runs.checkpoint import load_checkpoint
+    from reidlab.use.evaluate import evaluate_checkpoint
     ckpt = load_checkpoint(tmp_path / "p", "best.pt")                 # evaluate mode loads the test keypoints
     r = evaluate_checkpoint(build_config(base=ckpt["config"], overrides=[{"data": {"root": str(tiny_root)}}]), ckpt)
     assert r["mAP"] == pytest.approx(last["mAP"], abs=1e-5)

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import main
-from reid.data.synthetic.generate import PRETRAIN_SEED, SIZES, shared_identities
-from reid.models import build_model
+from reidlab.data.synthetic.generate import PRETRAIN_SEED, SIZES, shared_identities
+from reidlab.models import build_model
 
 
 def test_the_pretraining_population_shares_no_person_with_the_evaluation_sets():
@@ -59,7 +59,7 @@ def test_pretrained_vit_tiny_loads_into_every_transformer_student(pretrained_vit
 def test_weights_of_another_model_stop_the_run_before_its_folder(pretrained_vit, tiny_root, tmp_path):
     """A ViT's file given to a ResNet (or a ResNet's to a ViT) loads nothing: an error naming what the file
     holds, exit 2 when the config is checked, and no run folder."""
-    from reid.errors import CheckpointError
+    from reidlab.errors import CheckpointError
     from tests.conftest import run_in_process
     ckpt, _ = pretrained_vit
     with pytest.raises(CheckpointError, match="none of its .* tensors is a ResNet's"):

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 import main
-from reid.data import DATASETS, build_dataset, dataset_from_config
-from reid.data.check import check_dataset
-from reid.errors import DatasetError
+from reidlab.data import DATASETS, build_dataset, dataset_from_config
+from reidlab.data.check import check_dataset
+from reidlab.errors import DatasetError
 
 
 def touch(path, size=(32, 64), fmt=None):
@@ -114,12 +114,12 @@ def test_test_only_partial_datasets(tmp_path, name, qdir, gdir, qnames, gnames):
     assert [s.pid for s in ds.query] == [1, 1, 2] and [s.pid for s in ds.gallery] == [1, 2]
     # query cam 0, gallery cam 1: the same-camera removal of the evaluation never drops a gallery image
     assert {s.camid for s in ds.query} == {0} and {s.camid for s in ds.gallery} == {1}
-    from reid.evaluation.metrics import evaluate
+    from reidlab.evaluation.metrics import evaluate
     dist = np.array([[0.1, 0.9], [0.2, 0.8], [0.9, 0.1]])
     r = evaluate(dist, [s.pid for s in ds.query], [s.pid for s in ds.gallery],
                  [s.camid for s in ds.query], [s.camid for s in ds.gallery])
     assert r["mAP"] == pytest.approx(1.0)
-    from reid.data.datasets import require_training_split
+    from reidlab.data.datasets import require_training_split
     with pytest.raises(DatasetError, match="test-only"):
         require_training_split(ds)
     assert main.main(["--mode", "supervised", "--dataset", name, "--data-root", str(tmp_path), "--device", "cpu",
@@ -147,7 +147,7 @@ def test_check_data_reports_truncated_copy_corrupt_image_and_duplicates(tiny_roo
     q = sorted((root / "synthetic-tiny" / "query").glob("*.jpg"))[0]
     shutil.copy(train[20], q)                                    # the same image in train and query
     ds = build_dataset("synthetic", root, synthetic_size="tiny")
-    from reid.data.check import published_counts
+    from reidlab.data.check import published_counts
     report = check_dataset(ds, published_counts("synthetic", {"synthetic_size": "tiny"}))
     assert not report.ok
     assert "train: 195 images, published 200" in report.mismatches

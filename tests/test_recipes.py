@@ -1,7 +1,7 @@
 """Each recipe holds the values its paper (or the code the paper follows) states; the header cites them."""
 import pytest
 
-from reid.runs.config import RECIPES, build_config
+from reidlab.runs.config import RECIPES, build_config
 
 
 def test_every_recipe_header_cites_its_source():

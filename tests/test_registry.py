@@ -1,11 +1,11 @@
 """One registry class for models, attention blocks and datasets: unknown names name the closest one."""
 import pytest
 
-from reid.data import DATASETS
-from reid.errors import ConfigError, DatasetError
-from reid.models import MODELS
-from reid.models.attention import ATTENTION_BLOCKS, resolve_block
-from reid.registry import Registry
+from reidlab.data import DATASETS
+from reidlab.errors import ConfigError, DatasetError
+from reidlab.models import MODELS
+from reidlab.models.attention import ATTENTION_BLOCKS, resolve_block
+from reidlab.registry import Registry
 
 
 @pytest.mark.parametrize("registry,typo,right,error", [

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from reid.evaluation.rerank import re_ranking
+from reidlab.evaluation.rerank import re_ranking
 from tests.reference import re_ranking_loop
 from tests.test_jaccard import clustered
 
@@ -20,7 +20,7 @@ def test_re_ranking_matches_the_original_algorithm(k1, k2, lam):
 
 
 def test_re_ranking_in_evaluation_improves_on_clustered_data():
-    from reid.evaluation import evaluate
+    from reidlab.evaluation import evaluate
     x = clustered(30, [10] * 30, dim=32, noise=0.9, seed=1)
     pids = np.repeat(np.arange(30), 10)
     cams = np.tile(np.arange(10), 30)

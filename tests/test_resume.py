@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import main
-from reid.runs.compare import differences
+from reidlab.runs.compare import differences
 from tests.conftest import run_in_process
 from tests.test_mistakes import tree_digest
 from tests.test_supervised import TINY_SUP
@@ -62,8 +62,8 @@ def test_a_resume_with_another_learning_rate_takes_it(tmp_path, tiny_root):
     assert train("--resume", run, "--epochs", "2", "--data-root", tiny_root, "--set", "train.lr=3.5e-5") == 0
     now = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]["lr"]
     # epoch 2 of the run's schedule (its warm-up of one epoch from 0.1 x), at the new rate
-    from reid.runs.config import build_config
-    from reid.runs.optim import build_optimizer
+    from reidlab.runs.config import build_config
+    from reidlab.runs.optim import build_optimizer
     config = torch.load(run / "last.pt", weights_only=True)["config"]
     _, schedule = build_optimizer(torch.nn.Linear(1, 1), build_config(base=config).train)
     f = schedule.lr_lambdas[0]

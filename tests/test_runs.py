@@ -75,8 +75,8 @@ def test_2_two_processes_on_one_run_folder(tmp_path, tiny_root):
 
 
 def test_3_resume_from_any_point_and_no_epoch_twice(tmp_path, tiny_root):
-    from reid.runs.config import build_config
-    from reid.runs.run import make_run_dir, release_run_dir
+    from reidlab.runs.config import build_config
+    from reidlab.runs.run import make_run_dir, release_run_dir
     # stopped before its first checkpoint (while loading data): only config.yaml
     cfg = build_config("demo", [{"output": str(tmp_path), "name": "early"}])
     run_dir = make_run_dir(cfg, explicit_name=True)
@@ -230,7 +230,7 @@ def test_8_output_and_data_root_problems(tmp_path, tiny_root, main_in_process):
 
 
 def test_9_two_first_time_generations_at_once(tmp_path):
-    code = ("import sys; from reid.data.synthetic import ensure_synthetic; "
+    code = ("import sys; from reidlab.data.synthetic import ensure_synthetic; "
             "print(ensure_synthetic(sys.argv[1], 'tiny', seed=int(sys.argv[2])))")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), "3"], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -241,12 +241,12 @@ def test_9_two_first_time_generations_at_once(tmp_path):
 
 
 def test_9_the_seed_never_deletes_another_generation(tmp_path):
-    from reid.data.synthetic import ensure_synthetic
+    from reidlab.data.synthetic import ensure_synthetic
     a = ensure_synthetic(tmp_path, "tiny", seed=0)
     stamp = (a / ".complete").stat().st_mtime_ns
     b = ensure_synthetic(tmp_path, "tiny", seed=1)
     assert a != b and (a / ".complete").stat().st_mtime_ns == stamp
-    from reid.errors import DatasetError
+    from reidlab.errors import DatasetError
     with pytest.raises(DatasetError, match="synthetic_seed"):
         ensure_synthetic(tmp_path, "tiny", seed=-5)
     assert a.is_dir() and b.is_dir()
@@ -255,13 +255,13 @@ def test_9_the_seed_never_deletes_another_generation(tmp_path):
 def test_10_a_users_recipe_can_base_on_a_shipped_one(tmp_path):
     (tmp_path / "mine.yaml").write_text("_base_: demo.yaml\ntrain:\n  lr: 1.0e-3\n")
     (tmp_path / "child.yaml").write_text("_base_: mine\ntrain:\n  epochs: 3\n")
-    from reid.runs.config import build_config
+    from reidlab.runs.config import build_config
     cfg = build_config(str(tmp_path / "child.yaml"))
     assert (cfg.train.lr, cfg.train.epochs, cfg.model.name) == (1e-3, 3, "resnet18")
 
 
 def test_11_a_misnamed_training_image_is_a_warning(tmp_path, caplog):
-    from reid.data import build_dataset
+    from reidlab.data import build_dataset
     from tests.test_datasets import market_tree
     root = market_tree(tmp_path)
     (root / "bounding_box_train" / "IMG_0001.jpg").write_bytes((root / "query").iterdir().__next__().read_bytes())
@@ -296,7 +296,7 @@ def test_14_readme_keeps_to_the_repository():
 
 
 def test_checkpoint_files_are_not_private(tmp_path):
-    from reid.runs.checkpoint import save_checkpoint
+    from reidlab.runs.checkpoint import save_checkpoint
     save_checkpoint(tmp_path / "x.pt", {"a": torch.zeros(1)})
     (tmp_path / "y.txt").write_text("y")
     assert (tmp_path / "x.pt").stat().st_mode & 0o777 == (tmp_path / "y.txt").stat().st_mode & 0o777

@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from reid.data.augment import normalise, train_augment
-from reid.data.samplers import PKSampler, PseudoLabelSampler
+from reidlab.data.augment import normalise, train_augment
+from reidlab.data.samplers import PKSampler, PseudoLabelSampler
 
 
 def test_pseudo_label_sampler_prefers_other_cameras():

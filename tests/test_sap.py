@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from reid.models import build_model
-from reid.models.sap import distillation, part_frequencies, patch_labels, patch_target, signal_dropout
+from reidlab.models import build_model
+from reidlab.models.sap import distillation, part_frequencies, patch_labels, patch_target, signal_dropout
 
 
 def test_targets_of_eqs_2_and_4_on_a_hand_made_parsing_map():
@@ -102,7 +102,7 @@ def test_attention_in_part_is_the_parts_share_for_a_uniform_head_and_rises_when_
     """A DA head with zero q / k weights attends uniformly: its mass inside the part is the part's share of the
     patches, for the patch heads and the proxies alike. A few steps on L_patch + L_proxy alone move both
     above that share, and the MSA heads are measured in the same units."""
-    from reid.models.sap import SemiAttention, attention_in_part
+    from reidlab.models.sap import SemiAttention, attention_in_part
     torch.manual_seed(0)
     m = build_model("sap", size="tiny", depth=1, pretrained="none", input_size=(64, 32), parts=4, p_drop=0.0)
     x, parsing = torch.randn(4, 3, 64, 32), _stripes(4, 64, 32, 4)
@@ -137,7 +137,7 @@ def test_attention_in_part_is_the_parts_share_for_a_uniform_head_and_rises_when_
 
 
 def test_attention_in_part_of_the_baseline_has_msa_only():
-    from reid.models.sap import attention_in_part
+    from reidlab.models.sap import attention_in_part
     m = build_model("sap", size="tiny", depth=2, pretrained="none", input_size=(64, 32), parts=4, semi_patch=False,
                     semi_proxy=False)
     r = attention_in_part(m, torch.randn(2, 3, 64, 32), _stripes(2, 64, 32, 4))
@@ -148,7 +148,7 @@ def test_attention_in_part_target_share_by_hand():
     """Stripes of 16 rows under 16 x 16 patches without overlap: every window is one part, so every entry of
     eq. 4's patch block is 0 or 1 (up to lambda's softmax) and a row's target mass in its part of share f is
     e f / (e f + 1 - f); a uniform head has f."""
-    from reid.models.sap import attention_in_part
+    from reidlab.models.sap import attention_in_part
     m = build_model("sap", size="tiny", depth=1, pretrained="none", input_size=(64, 32), parts=5, overlap=0)
     r = attention_in_part(m, torch.randn(2, 3, 64, 32), _stripes(2, 64, 32, 5))
     f = 0.25                                            # 4 stripes of 2 x 1 patches of the 4 x 2 grid

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from reid.errors import ConfigError
-from reid.models.sliced_bn import SlicedBatchNorm, slice_batchnorms, slice_sizes
-from reid.runs.config import build_config
+from reidlab.errors import ConfigError
+from reidlab.models.sliced_bn import SlicedBatchNorm, slice_batchnorms, slice_sizes
+from reidlab.runs.config import build_config
 from tests.test_distributed import SUP, TINY, launch
 
 
@@ -103,7 +103,7 @@ def test_mean_of_the_slices_running_stats():
 
 def test_every_batchnorm_of_every_model_is_sliced_and_nothing_else():
     """The same Parameter objects and state-dict keys after the conversion; LayerNorm and InstanceNorm kept."""
-    from reid.models import build_model
+    from reidlab.models import build_model
     for name, kwargs in (("resnet18", {}), ("resnet50_ibn_a", {}), ("vit", {"size": "tiny"})):
         model = build_model(name, pretrained="none", input_size=(64, 32), **kwargs)
         before = {k: v for k, v in model.state_dict().items()}

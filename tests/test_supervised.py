@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import main
-from reid.runs.optim import LRFactor
-from reid.supervised.losses import batch_hard_triplet, label_smoothed_cross_entropy
+from reidlab.runs.optim import LRFactor
+from reidlab.supervised.losses import batch_hard_triplet, label_smoothed_cross_entropy
 from tests.reference import batch_hard_triplet_loop, label_smoothed_ce_loop
 
 
@@ -87,7 +87,7 @@ def test_resume_continues_exactly(tmp_path, tiny_root, capsys):
 
 
 def test_center_loss_matches_the_loop():
-    from reid.supervised.losses import CenterLoss
+    from reidlab.supervised.losses import CenterLoss
     torch.manual_seed(0)
     c = CenterLoss(4, 3)
     f, y = torch.randn(6, 3), torch.tensor([0, 1, 1, 3, 2, 0])
@@ -97,7 +97,7 @@ def test_center_loss_matches_the_loop():
 
 def test_identity_sampler_is_bots():
     import numpy as np
-    from reid.data.samplers import IdentitySampler
+    from reidlab.data.samplers import IdentitySampler
     labels = np.repeat(np.arange(10), [8, 8, 4, 4, 4, 9, 2, 4, 5, 4])
     s = IdentitySampler(labels, num_ids=4, num_instances=4, rng=np.random.default_rng(0))
     one = s.one_pass()

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import main
-from reid.data.parsing import (FEET, HEAD, LOWER_ARM, LOWER_LEG, TORSO, UPPER_ARM, UPPER_LEG,
+from reidlab.data.parsing import (FEET, HEAD, LOWER_ARM, LOWER_LEG, TORSO, UPPER_ARM, UPPER_LEG,
                           agreement_with_ground_truth, derive_parsing)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,8 +96,8 @@ def files(root):
 
 
 def test_plumbing_end_to_end_and_resume_after_a_kill(tiny_root, tmp_path):
-    from reid.data import build_dataset
-    from reid.data.annotations import load_teacher
+    from reidlab.data import build_dataset
+    from reidlab.data.annotations import load_teacher
     full = copy_tree(tiny_root, tmp_path / "a")
     p = teachers_cli(tmp_path / "a")
     _, err = p.communicate(timeout=600)
@@ -147,8 +147,8 @@ def test_daaf_trains_on_annotations_written_by_teachers(tiny_root, tmp_path):
 def test_a_saved_state_dict_loads_and_a_missing_file_is_exit_2(tmp_path, kind, builder, monkeypatch):
     import torchvision.models.detection as det
 
-    from reid.data.teachers import build_detector
-    from reid.errors import ConfigError
+    from reidlab.data.teachers import build_detector
+    from reidlab.errors import ConfigError
     torch.manual_seed(3)
     ref = getattr(det, builder)(weights=None, weights_backbone=None)
     torch.save(ref.state_dict(), tmp_path / "w.pth")

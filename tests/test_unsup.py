@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import main
-from reid.runs.checkpoint import load_checkpoint
+from reidlab.runs.checkpoint import load_checkpoint
 
 TINY = ["--config", "demo", "--set", "data.synthetic_size=tiny", "--set", "data.height=32", "--set", "data.width=16",
         "--set", "train.iters=3", "--set", "train.num_ids=4", "--set", "train.num_instances=4",
@@ -32,8 +32,8 @@ def test_loop_runs_and_writes_its_run_folder(tmp_path, tiny_root):
     # --mode evaluate recomputes the saved model's metrics
     best = load_checkpoint(d / "best.pt")
     rec = [r for r in records if r["epoch"] == best["epoch"]][0]
-    from reid.use.evaluate import evaluate_checkpoint
-    from reid.runs.config import build_config
+    from reidlab.use.evaluate import evaluate_checkpoint
+    from reidlab.runs.config import build_config
     r = evaluate_checkpoint(build_config(base=best["config"], overrides=[{"data": {"root": str(tiny_root)}}]), best)
     assert r["mAP"] == pytest.approx(rec["mAP"], abs=1e-5)
 
@@ -58,7 +58,7 @@ def test_epoch_without_clusters_is_skipped(tmp_path, tiny_root):
 
 
 def test_model_output_contract():
-    from reid.models import build_model
+    from reidlab.models import build_model
     m = build_model("resnet18", pretrained="none")
     x = torch.randn(4, 3, 32, 16)
     out = m(x)
@@ -70,13 +70,13 @@ def test_model_output_contract():
 
 def test_pretrained_from_a_local_file(tmp_path):
     import torchvision
-    from reid.models import build_model
+    from reidlab.models import build_model
     tv = torchvision.models.resnet18(weights=None)
     torch.save(tv.state_dict(), tmp_path / "r18.pth")
     m = build_model("resnet18", pretrained=str(tmp_path / "r18.pth"))
     assert torch.equal(m.base[0].weight, tv.conv1.weight)
     assert torch.equal(m.base[7][1].conv2.weight, tv.layer4[1].conv2.weight)
-    from reid.errors import ReIDError
+    from reidlab.errors import ReIDError
     with pytest.raises(ReIDError, match="another architecture"):
         build_model("resnet50", pretrained=str(tmp_path / "r18.pth"))
 
@@ -86,8 +86,8 @@ def test_imagenet_weights_unavailable_is_a_clear_error(monkeypatch):
 
     import torchvision
 
-    from reid.errors import ReIDError
-    from reid.models import build_model
+    from reidlab.errors import ReIDError
+    from reidlab.models import build_model
 
     def offline(self, *a, **k):
         raise urllib.error.URLError("no network")

@@ -34,8 +34,8 @@ def cli(*args):
 
 
 def test_run_pictures_exist_and_have_their_size(trained):
-    from reid.evaluation.visualize import rank_list_size
-    from reid.runs.curves import CURVES_SIZE
+    from reidlab.evaluation.visualize import rank_list_size
+    from reidlab.runs.curves import CURVES_SIZE
     with Image.open(trained / "curves.png") as im:
         im.load()
         assert im.size == CURVES_SIZE
@@ -45,9 +45,9 @@ def test_run_pictures_exist_and_have_their_size(trained):
 
 
 def test_extract_gives_the_evaluation_features(trained, tiny_root, tmp_path):
-    from reid.data.images import load_images
-    from reid.evaluation import extract_features
-    from reid.use.trained import load_trained
+    from reidlab.data.images import load_images
+    from reidlab.evaluation import extract_features
+    from reidlab.use.trained import load_trained
     query = tiny_root / "synthetic-tiny" / "query"
     assert main.main(["--mode", "extract", "--checkpoint", str(trained), "--images", str(query),
                       "--output", str(tmp_path / "q.npz")]) == 0
@@ -64,7 +64,7 @@ def test_extract_gives_the_evaluation_features(trained, tiny_root, tmp_path):
 
 
 def test_search_finds_the_query_itself_first(trained, tiny_root, tmp_path):
-    from reid.evaluation.visualize import rank_list_size
+    from reidlab.evaluation.visualize import rank_list_size
     gallery = tiny_root / "synthetic-tiny" / "bounding_box_test"
     some = sorted(gallery.glob("0*.jpg"))[5]
     png = tmp_path / "search.png"
@@ -85,8 +85,8 @@ def test_search_finds_the_query_itself_first(trained, tiny_root, tmp_path):
 
 
 def test_explain_draws_one_picture_per_image(trained, tiny_root, tmp_path):
-    from reid.models import build_model
-    from reid.runs.config import build_config
+    from reidlab.models import build_model
+    from reidlab.runs.config import build_config
     images = sorted((tiny_root / "synthetic-tiny" / "query").glob("*.jpg"))[:3]
     for f in images:
         (tmp_path / "imgs").mkdir(exist_ok=True)
@@ -113,8 +113,8 @@ def test_explain_draws_one_picture_per_image(trained, tiny_root, tmp_path):
 
 def test_onnx_export_matches_pytorch(trained, tmp_path):
     pytest.importorskip("onnxruntime", reason="onnxruntime is an optional extra (make test installs it)")
-    from reid.use.export import export_onnx
-    from reid.use.trained import load_trained
+    from reidlab.use.export import export_onnx
+    from reidlab.use.trained import load_trained
     model, cfg, _, _ = load_trained(str(trained))
     assert export_onnx(model, 32, 16, tmp_path / "m.onnx") < 1e-4
     assert main.main(["--mode", "export", "--checkpoint", str(trained), "--output", str(tmp_path / "cli.onnx")]) == 0
@@ -130,8 +130,8 @@ def test_export_without_onnx_says_what_to_install(trained, monkeypatch):
             raise ImportError(f"No module named {name!r}", name=name)
         return real(name, *a, **k)
     monkeypatch.setattr(builtins, "__import__", no_onnx)
-    from reid.errors import ReIDError
-    from reid.use.export import export_onnx
+    from reidlab.errors import ReIDError
+    from reidlab.use.export import export_onnx
     with pytest.raises(ReIDError, match="pip install"):
         export_onnx(torch.nn.Identity(), 32, 16, "/tmp/never.onnx")
 

@@ -1,0 +1,90 @@
+"""k-reciprocal re-ranking (Zhong et al., CVPR 2017), on the same k-reciprocal code as the Jaccard
+distance of the unsupervised loop (clustering.jaccard).
+
+Exactly the original algorithm: the distances of all Q + G items are squared and each row is divided
+by its maximum (the original divides columns of the symmetric matrix and transposes); R(i, k1) looks at
+the first k1 + 1 items of i's full ranking, the expansion at round(k1/2) + 1; V[i, S] = exp(-d) / sum;
+query expansion over the first k2 items; the Jaccard distance of each query to every item; and
+final = (1 - lambda) * jaccard + lambda * original, restricted to query x gallery.
+
+No (Q + G) x (Q + G) matrix is built: rankings, weights and the Jaccard sums are computed in row blocks
+from the three input blocks.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from reidlab.clustering.kreciprocal import (block_budget, expanded_sets, min_overlap_sums, query_expansion,
+                                           rows_to_padded)
+
+
+class _Blocks:
+    """The normalised squared distance of the (Q+G) x (Q+G) matrix [[qq, qg], [qg.T, gg]], by rows."""
+
+    def __init__(self, q_g, q_q, g_g):
+        self.qg, self.qq, self.gg = (torch.as_tensor(np.asarray(a), dtype=torch.float32) ** 2 for a in (q_g, q_q, g_g))
+        self.Q, self.G = self.qg.shape
+        self.row_max = torch.cat([torch.maximum(self.qq.max(1).values, self.qg.max(1).values),
+                                  torch.maximum(self.qg.max(0).values, self.gg.max(1).values)])
+
+    def rows(self, a: int, b: int) -> torch.Tensor:
+        """Rows a..b-1 of the normalised matrix (b - a) x (Q + G)."""
+        Q = self.Q
+        parts = []
+        if a < Q:
+            e = min(b, Q)
+            parts.append(torch.cat([self.qq[a:e], self.qg[a:e]], 1))
+        if b > Q:
+            s = max(a, Q) - Q
+            parts.append(torch.cat([self.qg[:, s:b - Q].T, self.gg[s:b - Q]], 1))
+        return torch.cat(parts) / self.row_max[a:b, None]
+
+    def at(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """Elements (i, j) of the normalised matrix."""
+        Q = self.Q
+        out = torch.empty(i.shape, dtype=torch.float32)
+        qi, qj = i < Q, j < Q
+        m = qi & qj
+        out[m] = self.qq[i[m], j[m]]
+        m = qi & ~qj
+        out[m] = self.qg[i[m], j[m] - Q]
+        m = ~qi & qj
+        out[m] = self.qg[j[m], i[m] - Q]
+        m = ~qi & ~qj
+        out[m] = self.gg[i[m] - Q, j[m] - Q]
+        return out / self.row_max[i]
+
+
+def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
+               block: int = 2048) -> np.ndarray:
+    """Re-ranked query x gallery distances (Q x G float32 numpy)."""
+    d = _Blocks(q_g_dist, q_q_dist, g_g_dist)
+    n, Q = d.Q + d.G, d.Q
+    ranking = torch.cat([d.rows(s, min(n, s + block)).topk(min(n, k1 + 1), dim=1, largest=False).indices
+                         for s in range(0, n, block)])
+    # the item itself first (distance 0), as a full argsort puts it unless it has exact duplicates
+    from reidlab.clustering.knn import self_first
+    ranking = self_first(ranking)
+    rows, cols, vals = [], [], []
+    start = 0
+    for sets in expanded_sets(ranking, k1):
+        r = torch.arange(start, start + sets.shape[0])[:, None].expand_as(sets)
+        ok = sets >= 0
+        w = torch.zeros(sets.shape)
+        w[ok] = torch.exp(-d.at(r[ok], sets[ok]))
+        w = w / w.sum(1, keepdim=True)
+        rows.append(r[ok])
+        cols.append(sets[ok])
+        vals.append(w[ok])
+        start += sets.shape[0]
+    rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
+    if k2 != 1:
+        vcol, vval = rows_to_padded(rows, cols, vals, n)
+        rows, cols, vals = query_expansion(vcol, vval, ranking[:, :k2], k2)
+    i, j, s = min_overlap_sums(rows, cols, vals, n, block_budget(torch.device("cpu")), n_rows=Q)
+    jaccard = torch.ones(Q, d.G)
+    gal = j >= Q
+    jaccard[i[gal], j[gal] - Q] = 1 - s[gal] / (2 - s[gal])
+    original = d.rows(0, Q)[:, Q:]
+    return (jaccard * (1 - lambda_value) + original * lambda_value).numpy()

@@ -1,0 +1,54 @@
+"""One registry class for everything a recipe names: models, attention blocks, datasets.
+
+A registry maps a name to a constructor (and, optionally, a record of facts about it). Looking up an
+unknown name raises the project's user error with the closest registered name and the full list.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from reidlab.errors import ConfigError, ReIDError, closest
+
+T = TypeVar("T", bound=Callable[..., Any])
+
+
+class Registry(Generic[T]):
+    """Name -> constructor. ``kind`` ("model", "dataset", ...) words the errors; ``error`` is their class;
+    ``hint`` is appended to the unknown-name error (e.g. another way to name a thing)."""
+
+    def __init__(self, kind: str, error: type[ReIDError] = ConfigError, hint: str = ""):
+        self.kind, self.error, self.hint = kind, error, hint
+        self._items: dict[str, T] = {}
+        self._info: dict[str, Any] = {}
+
+    def register(self, name: str, info: Any = None) -> Callable[[T], T]:
+        """Decorator: ``@REG.register("name")`` on a class or function."""
+        def deco(obj: T) -> T:
+            if name in self._items and self._items[name] is not obj:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = obj
+            self._info[name] = info
+            return obj
+        return deco
+
+    def get(self, name: str) -> T:
+        if name not in self._items:
+            raise self.error(f"unknown {self.kind} {name!r}{closest(name, self._items)}; registered: "
+                             f"{', '.join(self.names())}{self.hint}")
+        return self._items[name]
+
+    def info(self, name: str) -> Any:
+        self.get(name)
+        return self._info[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)
