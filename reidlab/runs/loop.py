@@ -51,6 +51,7 @@ from . import determinism, dist
 from .checkpoint import TrainingState
 from .config import Config
 from .curves import plot_curves
+from .events import Events
 from .optim import build_optimizer
 from reidlab.progress import metrics_table, progress_bar, show
 from .run import MetricsLog, check_run_dir, resolve_device, seed_epoch, seed_everything
@@ -479,6 +480,7 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
     if resume is None and main:
         metrics.truncate_after(-1)          # a fresh start in a folder that was stopped before its first checkpoint
         state.save(0, {})
+    events = Events(s.run_dir, begin + 1 if begin else 0, write=main)    # its writer's thread is a daemon
 
     def evaluate(last: bool = False) -> dict:
         return evaluate_run(model, s.query_images, s.gallery_images, s.ds, cfg, device,
@@ -495,6 +497,7 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
         record = {"epoch": 0, **evaluate()}
         if main:
             metrics.append(record)
+            events.record(record)
         state.save(0, record, write=main)    # best.pt weighs the model before training too
         log.info("epoch 0 (before training): mAP %.1f%%, rank-1 %.1f%%", 100 * record["mAP"], 100 * record["rank1"])
 
@@ -523,6 +526,7 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
                 record.update(evaluate(last=epoch == cfg.train.epochs))
             if main:
                 metrics.append(record)
+                events.record(record, losses)
             state.save(epoch, record, write=main)    # every rank checks the tensors are finite; rank 0 writes
         except NonFiniteSteps as e:
             raise diverged(s, state, epoch, f"{e.steps} training steps in a row had a non-finite {e.what} and were "
@@ -534,6 +538,7 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
                         "%d skipped in a row stop the run (train.max_nonfinite_steps)", epoch,
                         record["skipped_steps"], plan.iters, cfg.train.max_nonfinite_steps)
         log.info(epoch_line(record, plan.summary, [k for k in losses if k not in ("loss", "skipped_steps")]))
+    events.close()
     if not main:
         return []
     records = metrics.read()
