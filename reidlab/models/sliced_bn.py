@@ -122,6 +122,17 @@ class SlicedBatchNorm(nn.modules.batchnorm._BatchNorm):
         return torch.cat(out)
 
 
+def adopt(new: nn.Module, old: nn.Module) -> nn.Module:
+    """``new``, a BatchNorm of another kind, holding ``old``'s very Parameter objects (a frozen BN-neck bias stays
+    frozen) and buffers, and its training flag: the state dict, the optimiser and the checkpoints see no change."""
+    if old.affine:
+        new.weight, new.bias = old.weight, old.bias
+    if old.track_running_stats:
+        new.running_mean, new.running_var = old.running_mean, old.running_var
+        new.num_batches_tracked = old.num_batches_tracked
+    return new.train(old.training)
+
+
 def slice_batchnorms(model: nn.Module, images: int, running: str = "first", batch: int | None = None,
                      group: int = 1) -> nn.Module:
     """Every BatchNorm (1d, 2d, 3d) of ``model`` replaced, in place, by a ``SlicedBatchNorm`` with the very
@@ -134,15 +145,8 @@ def slice_batchnorms(model: nn.Module, images: int, running: str = "first", batc
         if isinstance(child, nn.SyncBatchNorm):
             raise ValueError("train.bn_images and train.sync_bn exclude each other")
         if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, SlicedBatchNorm):
-            sliced = SlicedBatchNorm(child.num_features, images, running, child.eps, child.momentum, child.affine,
-                                     child.track_running_stats, devices, group)
-            if child.affine:
-                sliced.weight, sliced.bias = child.weight, child.bias
-            if child.track_running_stats:
-                sliced.running_mean, sliced.running_var = child.running_mean, child.running_var
-                sliced.num_batches_tracked = child.num_batches_tracked
-            sliced.train(child.training)
-            setattr(model, name, sliced)
+            setattr(model, name, adopt(SlicedBatchNorm(child.num_features, images, running, child.eps, child.momentum,
+                                                       child.affine, child.track_running_stats, devices, group), child))
         else:
             slice_batchnorms(child, images, running, batch, group)
     return model

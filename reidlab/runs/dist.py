@@ -233,15 +233,9 @@ def convert_sync_batchnorm(model: torch.nn.Module, device: torch.device) -> torc
         return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for name, child in model.named_children():
         if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
-            sync = CPUSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
-                                    child.track_running_stats)
-            if child.affine:
-                sync.weight, sync.bias = child.weight, child.bias
-            if child.track_running_stats:
-                sync.running_mean, sync.running_var = child.running_mean, child.running_var
-                sync.num_batches_tracked = child.num_batches_tracked
-            sync.train(child.training)
-            setattr(model, name, sync)
+            from reidlab.models.sliced_bn import adopt
+            setattr(model, name, adopt(CPUSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                                        child.track_running_stats), child))
         else:
             convert_sync_batchnorm(child, device)
     return model
