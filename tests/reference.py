@@ -12,19 +12,23 @@ def k_reciprocal(ranking: np.ndarray, i: int, k: int) -> np.ndarray:
     return forward[np.where(backward == i)[0]]
 
 
+def expanded_loop(ranking: np.ndarray, i: int, k1: int) -> np.ndarray:
+    """S(i): R(i, k1) united with each R(c, round(k1/2)), c in R(i, k1), of which more than 2/3 lies in R(i, k1)."""
+    r1 = k_reciprocal(ranking, i, k1)
+    expansion = r1
+    for c in r1:
+        cand = k_reciprocal(ranking, c, int(np.around(k1 / 2)))
+        if len(np.intersect1d(cand, r1)) > 2 / 3 * len(cand):
+            expansion = np.append(expansion, cand)
+    return np.unique(expansion)
+
+
 def jaccard_loop(features: np.ndarray, ranking: np.ndarray, k1: int, k2: int) -> np.ndarray:
     """The k-reciprocal Jaccard distance, point by point and dense, as the Cluster Contrast code."""
     n = features.shape[0]
-    r1 = [k_reciprocal(ranking, i, k1) for i in range(n)]
-    rh = [k_reciprocal(ranking, i, int(np.around(k1 / 2))) for i in range(n)]
     V = np.zeros((n, n), dtype=np.float64)
     for i in range(n):
-        expansion = r1[i]
-        for c in r1[i]:
-            cand = rh[c]
-            if len(np.intersect1d(cand, r1[i])) > 2 / 3 * len(cand):
-                expansion = np.append(expansion, cand)
-        expansion = np.unique(expansion)
+        expansion = expanded_loop(ranking, i, k1)
         dist = 2 - 2 * features[i] @ features[expansion].T
         w = np.exp(-dist - (-dist).max())
         V[i, expansion] = w / w.sum()
@@ -36,6 +40,76 @@ def jaccard_loop(features: np.ndarray, ranking: np.ndarray, k1: int, k2: int) ->
             s = np.minimum(V[i], V[j]).sum()
             jac[i, j] = 1 - s / (2 - s)
     return np.maximum(jac, 0)
+
+
+def camera_lists(d: np.ndarray, cams: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Item i's full ranking among its own camera's items (itself first) and among the other cameras' items,
+    by a stable argsort of row i of the dense distance matrix ``d``."""
+    order = np.argsort(d[i], kind="stable")
+    mine = cams[order] == cams[i]
+    intra = order[mine]
+    return np.concatenate([[i], intra[intra != i]]), order[~mine]
+
+
+def ca_v_loop(d: np.ndarray, cams: np.ndarray, k1_intra: int, k1_inter: int, k2_intra: int, k2_inter: int,
+              weight, ckrnns: bool = True, clqe: bool = True, k1: int = 30, k2: int = 6) -> np.ndarray:
+    """CA-Jaccard's V after CKRNNs and CLQE, dense and point by point (Chen et al., CVPR 2024, section 3):
+    N(i) = R_intra(i, k1_intra) united with R_inter(i, k1_inter), each k-reciprocal on its own camera-split
+    ranking list; V[i, N(i)] = weight(i, N(i)) normalised; then V[i] <- mean of V over the first k2_intra of
+    i's intra-camera list and the first k2_inter of its inter-camera list. ``ckrnns=False``: N(i) is the
+    Jaccard distance's expanded set on the global ranking's first k1 columns; ``clqe=False``: the mean is over
+    the global ranking's first k2."""
+    n = d.shape[0]
+    lists = [camera_lists(d, cams, i) for i in range(n)]
+    ranking = np.argsort(d, axis=1, kind="stable")[:, :k1]
+
+    def recip(which: int, i: int, k: int) -> list[int]:
+        forward = lists[i][which][: k + 1]
+        return [int(j) for j in forward if i in lists[int(j)][which][: k + 1]]
+
+    V = np.zeros((n, n), dtype=np.float64)
+    for i in range(n):
+        if ckrnns:
+            nb = np.array(sorted(set(recip(0, i, k1_intra)) | set(recip(1, i, k1_inter))), dtype=int)
+        else:
+            nb = expanded_loop(ranking, i, k1)
+        w = weight(i, nb)
+        V[i, nb] = w / w.sum()
+    if not clqe:
+        return V if k2 == 1 else np.stack([V[ranking[i, :k2]].mean(0) for i in range(n)])
+    return np.stack([V[np.concatenate([lists[i][0][:k2_intra], lists[i][1][:k2_inter]])].mean(0)
+                     for i in range(n)])
+
+
+def overlap_distance(V: np.ndarray, rows: int | None = None) -> np.ndarray:
+    """1 - s / (2 - s), s = sum_k min(V[i, k], V[j, k]), clipped at 0, for the first ``rows`` rows."""
+    rows = V.shape[0] if rows is None else rows
+    jac = np.stack([1 - (s := np.minimum(V[i], V).sum(1)) / (2 - s) for i in range(rows)])
+    return np.maximum(jac, 0)
+
+
+def ca_jaccard_loop(features: np.ndarray, cams: np.ndarray, k1_intra=5, k1_inter=20, k2_intra=3,
+                    k2_inter=3, **parts) -> np.ndarray:
+    """The CA-Jaccard distance of the clustering scene, dense: softmax weights of -(2 - 2 <f_i, f_j>);
+    ``parts``: ckrnns, clqe, k1, k2 of :func:`ca_v_loop`."""
+    d = 2 - 2 * features @ features.T
+
+    def weight(i, nb):
+        return np.exp(-d[i, nb] - (-d[i, nb]).max())
+    return overlap_distance(ca_v_loop(d, cams, k1_intra, k1_inter, k2_intra, k2_inter, weight, **parts))
+
+
+def ca_re_ranking_loop(q_g, q_q, g_g, q_cams, g_cams, k1_intra=5, k1_inter=20, k2_intra=3, k2_inter=3,
+                       lambda_value=0.3):
+    """CA-Jaccard as a re-ranking (the paper's re-ranking scene), dense: the squared distances normalised as
+    Zhong et al.'s re-ranking, weights exp(-d), final = (1 - lambda) jaccard + lambda original, query x gallery."""
+    d = np.concatenate([np.concatenate([q_q, q_g], 1), np.concatenate([q_g.T, g_g], 1)], 0) ** 2
+    d = np.transpose(d / d.max(0)).astype(np.float64)
+    Q = q_g.shape[0]
+    cams = np.concatenate([q_cams, g_cams])
+    V = ca_v_loop(d, cams, k1_intra, k1_inter, k2_intra, k2_inter, lambda i, nb: np.exp(-d[i, nb]))
+    final = overlap_distance(V, Q) * (1 - lambda_value) + d[:Q] * lambda_value
+    return final[:, Q:]
 
 
 def ap_loop(dist_row, q_pid, q_cam, g_pids, g_cams):

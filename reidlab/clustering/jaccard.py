@@ -59,19 +59,30 @@ def jaccard_graph(features: torch.Tensor, k1: int = 30, k2: int = 6, ranking: to
     search), which spare most of the weights' feature gathers."""
     phase = phase or (lambda name: contextlib.nullcontext())
     features = torch.as_tensor(features, dtype=torch.float32)      # a numpy array works too
-    max_block_elems = max_block_elems or block_budget(features.device)
-    n = features.shape[0]
     if ranking is None:
         with phase("knn"):
             ranking, ranking_sims = knn(features, k1, knn_backend, return_sims=True)
     ranking = ranking.to(features.device).long()
     with phase("reciprocal"):
         blocks = expanded_sets(ranking, k1)
+    return overlap_graph(features, blocks, ranking, ranking_sims, ranking[:, :k2] if k2 != 1 else None,
+                         phase, max_block_elems)
+
+
+def overlap_graph(features: torch.Tensor, blocks: list[torch.Tensor], known: torch.Tensor,
+                  known_sims: torch.Tensor | None, expansion: torch.Tensor | None, phase,
+                  max_block_elems: int | None = None):
+    """Steps (c)-(e) from the neighbour sets S(i) on: the weights V (``known`` and ``known_sims``: indices
+    and inner products already found by the kNN search, looked up instead of recomputed), the query
+    expansion over each row's ``expansion`` neighbours (None: none; -1 padding left out of the mean), and the
+    pairs with distance < 1. Shared by the Jaccard distance and CA-Jaccard (``clustering.ca_jaccard``)."""
+    n = features.shape[0]
+    max_block_elems = max_block_elems or block_budget(features.device)
     with phase("weights"):
         rows, cols, vals = [], [], []
         start = 0
         for sets in blocks:
-            w = _weights(features, sets, start, ranking, ranking_sims)
+            w = _weights(features, sets, start, known, known_sims)
             ok = sets >= 0
             rows.append(torch.arange(start, start + sets.shape[0], device=sets.device)[:, None].expand_as(sets)[ok])
             cols.append(sets[ok])
@@ -79,10 +90,10 @@ def jaccard_graph(features: torch.Tensor, k1: int = 30, k2: int = 6, ranking: to
             start += sets.shape[0]
         del blocks
         rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
-    if k2 != 1:
+    if expansion is not None:
         with phase("query_expansion"):
             vcol, vval = rows_to_padded(rows, cols, vals, n)
-            rows, cols, vals = query_expansion(vcol, vval, ranking, k2)
+            rows, cols, vals = query_expansion(vcol, vval, expansion, expansion.shape[1])
             del vcol, vval
     with phase("jaccard"):
         i, j, s = min_overlap_sums(rows, cols, vals, n, max_block_elems)

@@ -110,3 +110,35 @@ def knn(features: torch.Tensor, k: int, backend: str = "auto", return_sims: bool
     if not return_sims:
         return self_first(ranking)
     return self_first(ranking, sims, (features * features).sum(1))
+
+
+def _padded(top, ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A top-k of masked similarities with its masked-out slots (-inf) as -1 indices and 0 similarities."""
+    return top.indices.masked_fill(~ok, -1), top.values.masked_fill(~ok, 0)
+
+
+def camera_knn(features: torch.Tensor, cams: torch.Tensor, k_intra: int, k_inter: int, block: int = 1024):
+    """The two ranking lists of CA-Jaccard (Chen et al., CVPR 2024): each item's ``k_intra`` nearest among
+    the images of its own camera (self first) and its ``k_inter`` nearest among the other cameras' images,
+    by inner product, exact, in row blocks on the features' device (one product per block serves both).
+
+    Returns ``(intra, intra_sims, inter, inter_sims)``: N x k_intra and N x k_inter index and similarity
+    tensors; where a camera (or the rest) holds fewer images, the row ends in -1 (similarity 0)."""
+    n = features.shape[0]
+    cams = torch.as_tensor(cams, device=features.device).long()
+    if cams.shape != (n,):
+        raise ValueError(f"camera_knn: {cams.numel()} camera ids for {n} features")
+    k_intra, k_inter = min(k_intra, n), min(k_inter, n)
+    intra = torch.empty((n, k_intra), dtype=torch.long, device=features.device)
+    inter = torch.empty((n, k_inter), dtype=torch.long, device=features.device)
+    intra_s = torch.empty((n, k_intra), dtype=features.dtype, device=features.device)
+    inter_s = torch.empty((n, k_inter), dtype=features.dtype, device=features.device)
+    for s in range(0, n, block):
+        sim = features[s:s + block] @ features.T
+        same = cams[s:s + block, None] == cams[None, :]
+        top = sim.masked_fill(~same, float("-inf")).topk(k_intra, dim=1)
+        intra[s:s + block], intra_s[s:s + block] = _padded(top, top.values > float("-inf"))
+        top = sim.masked_fill_(same, float("-inf")).topk(k_inter, dim=1)
+        inter[s:s + block], inter_s[s:s + block] = _padded(top, top.values > float("-inf"))
+    intra, intra_s = self_first(intra, intra_s, (features * features).sum(1))
+    return intra, intra_s, inter, inter_s

@@ -7,6 +7,7 @@ All functions work in blocks of rows with torch on their inputs' device, on padd
 
 - :func:`reciprocal_sets`: R(i, k), the k-reciprocal neighbours of every i;
 - :func:`expanded_sets`: S(i), R(i, k1) expanded by the R(c, round(k1/2)) that overlap it by > 2/3;
+- :func:`camera_sets`: CA-Jaccard's CKRNNs, R on the intra-camera list united with R on the inter-camera one;
 - :func:`rows_to_padded`, :func:`query_expansion`: V as padded rows, and its average over each
   item's first k2 neighbours;
 - :func:`min_overlap_sums`: s(i, j) = sum_k min(V[i, k], V[j, k]) for every pair with s > 0;
@@ -34,7 +35,7 @@ def reciprocal_sets(ranking: torch.Tensor, k: int, block: int = 8192) -> torch.T
     return out
 
 
-def _compact(idx: torch.Tensor, n: int) -> torch.Tensor:
+def compact(idx: torch.Tensor, n: int) -> torch.Tensor:
     """Per row: unique valid entries first (ascending), then -1 padding; trailing all-pad columns cut."""
     key = torch.where(idx < 0, n, idx)
     key, _ = key.sort(dim=1)
@@ -60,8 +61,21 @@ def expanded_sets(ranking: torch.Tensor, k1: int, block: int = 2048) -> list[tor
         size, hits = valid.sum(-1).double(), inside.sum(-1).double()
         accept = (hits > (2.0 / 3.0) * size) & (cand >= 0)
         extra = torch.where(accept[..., None], ch, PAD).flatten(1)
-        blocks.append(_compact(torch.cat([cand, extra], dim=1), n))
+        blocks.append(compact(torch.cat([cand, extra], dim=1), n))
     return blocks
+
+
+def camera_sets(intra: torch.Tensor, inter: torch.Tensor, k1_intra: int, k1_inter: int,
+                block: int = 2048) -> list[torch.Tensor]:
+    """CA-Jaccard's camera-aware k-reciprocal neighbours (CKRNNs, Chen et al. CVPR 2024, section 3.2):
+    R_intra(i, k1_intra) on the ranking among i's own camera (``intra``, self first) united with
+    R_inter(i, k1_inter) on the ranking among the other cameras (``inter``), as padded blocks of rows. The
+    two are disjoint (one holds i's camera only, the other none of it), and no expansion follows (the
+    published code's ``nn_k1 = union1d(nn_intra, nn_inter)``)."""
+    r_intra, r_inter = reciprocal_sets(intra, k1_intra), reciprocal_sets(inter, k1_inter)
+    n = intra.shape[0]
+    return [compact(torch.cat([r_intra[s:s + block], r_inter[s:s + block]], dim=1), n)
+            for s in range(0, n, block)]
 
 
 def rows_to_padded(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n_rows: int):
@@ -78,14 +92,19 @@ def rows_to_padded(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n
 
 
 def query_expansion(vcol: torch.Tensor, vval: torch.Tensor, ranking: torch.Tensor, k2: int, block: int = 4096):
-    """Step (d): V[i] <- mean over r in ranking[i, :k2] of V[r], as COO (rows, cols, vals) sorted by row."""
+    """Step (d): V[i] <- mean over r in ranking[i, :k2] of V[r], as COO (rows, cols, vals) sorted by row.
+
+    Padding (-1) in ``ranking`` is left out of the mean: a row with fewer than k2 neighbours (CA-Jaccard's
+    inter-camera list when the other cameras hold fewer images) averages the ones it has."""
     n = vcol.shape[0]
     out_r, out_c, out_v = [], [], []
     for s in range(0, n, block):
         nb = ranking[s:s + block, :k2]
         b = nb.shape[0]
-        cols = vcol[nb].flatten(1)                                  # b x (k2*M)
-        vals = vval[nb].flatten(1)
+        real = nb >= 0
+        count = real.sum(1)
+        cols = torch.where(real[..., None], vcol[nb.clamp(min=0)], PAD).flatten(1)   # b x (k2*M)
+        vals = vval[nb.clamp(min=0)].flatten(1)
         ok = cols >= 0
         local = torch.arange(b, device=cols.device)[:, None].expand_as(cols)
         key = (local * n + cols)[ok]
@@ -93,7 +112,7 @@ def query_expansion(vcol: torch.Tensor, vval: torch.Tensor, ranking: torch.Tenso
         summed = torch.zeros(uniq.shape[0], dtype=vals.dtype, device=vals.device).index_add_(0, inv, vals[ok])
         out_r.append(uniq // n + s)
         out_c.append(uniq % n)
-        out_v.append(summed / k2)
+        out_v.append(summed / (k2 if bool(real.all()) else count[uniq // n].to(summed.dtype)))
     return torch.cat(out_r), torch.cat(out_c), torch.cat(out_v)
 
 

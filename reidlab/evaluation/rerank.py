@@ -7,6 +7,12 @@ the first k1 + 1 items of i's full ranking, the expansion at round(k1/2) + 1; V[
 query expansion over the first k2 items; the Jaccard distance of each query to every item; and
 final = (1 - lambda) * jaccard + lambda * original, restricted to query x gallery.
 
+With ``ca`` (and the items' cameras), CA-Jaccard's re-ranking scene (Chen et al., CVPR 2024; its code's
+``caj/utils/rerank.py``): the k-reciprocal sets are found on each item's intra-camera and inter-camera
+ranking lists (CKRNNs) and the query expansion averages the first k2_intra and k2_inter of those lists
+(CLQE); the normalisation, the weights and the final mix are the ones above (clustering.ca_jaccard has
+the details and the choices).
+
 No (Q + G) x (Q + G) matrix is built: rankings, weights and the Jaccard sums are computed in row blocks
 from the three input blocks.
 """
@@ -15,8 +21,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reidlab.clustering.kreciprocal import (block_budget, expanded_sets, min_overlap_sums, query_expansion,
-                                           rows_to_padded)
+from reidlab.clustering.knn import self_first
+from reidlab.clustering.kreciprocal import (PAD, block_budget, camera_sets, expanded_sets, min_overlap_sums,
+                                           query_expansion, rows_to_padded)
 
 
 class _Blocks:
@@ -56,19 +63,47 @@ class _Blocks:
         return out / self.row_max[i]
 
 
+def _camera_rankings(d: _Blocks, cams: torch.Tensor, k_intra: int, k_inter: int, block: int):
+    """Each item's nearest among its own camera's items (self first) and among the other cameras' items;
+    rows end in -1 where those hold fewer items."""
+    n = d.Q + d.G
+    out = [], []
+    for s in range(0, n, block):
+        rows = d.rows(s, min(n, s + block))
+        same = cams[s:s + rows.shape[0], None] == cams[None, :]
+        for lists, mask, k in ((out[0], ~same, k_intra), (out[1], same, k_inter)):
+            top = rows.masked_fill(mask, float("inf")).topk(min(n, k), dim=1, largest=False)
+            lists.append(top.indices.masked_fill(top.values == float("inf"), PAD))
+    return self_first(torch.cat(out[0])), torch.cat(out[1])
+
+
 def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
-               block: int = 2048) -> np.ndarray:
-    """Re-ranked query x gallery distances (Q x G float32 numpy)."""
+               block: int = 2048, cams=None, ca: dict | None = None) -> np.ndarray:
+    """Re-ranked query x gallery distances (Q x G float32 numpy). ``ca``: CA-Jaccard's parameters (k1_intra,
+    k1_inter, k2_intra, k2_inter, ckrnns, clqe; :func:`clustering.ca_jaccard.ca_jaccard_graph`'s defaults
+    where absent), with ``cams`` = (query cameras, gallery cameras); None: Zhong et al.'s re-ranking."""
     d = _Blocks(q_g_dist, q_q_dist, g_g_dist)
     n, Q = d.Q + d.G, d.Q
     ranking = torch.cat([d.rows(s, min(n, s + block)).topk(min(n, k1 + 1), dim=1, largest=False).indices
                          for s in range(0, n, block)])
     # the item itself first (distance 0), as a full argsort puts it unless it has exact duplicates
-    from reidlab.clustering.knn import self_first
     ranking = self_first(ranking)
+    sets_of = lambda: expanded_sets(ranking, k1)                    # noqa: E731
+    expansion = ranking[:, :k2] if k2 != 1 else None
+    if ca is not None:
+        if cams is None:
+            raise ValueError("re_ranking: CA-Jaccard (ca=...) needs the query and gallery cameras (cams=...)")
+        p = {**dict(k1_intra=5, k1_inter=20, k2_intra=3, k2_inter=3, ckrnns=True, clqe=True), **ca}
+        cams_t = torch.as_tensor(np.concatenate([np.asarray(cams[0]), np.asarray(cams[1])])).long()
+        intra, inter = _camera_rankings(d, cams_t, max(p["k1_intra"] + 1, p["k2_intra"]),
+                                        max(p["k1_inter"] + 1, p["k2_inter"]), block)
+        if p["ckrnns"]:
+            sets_of = lambda: camera_sets(intra, inter, p["k1_intra"], p["k1_inter"])   # noqa: E731
+        if p["clqe"]:
+            expansion = torch.cat([intra[:, :p["k2_intra"]], inter[:, :p["k2_inter"]]], dim=1)
     rows, cols, vals = [], [], []
     start = 0
-    for sets in expanded_sets(ranking, k1):
+    for sets in sets_of():
         r = torch.arange(start, start + sets.shape[0])[:, None].expand_as(sets)
         ok = sets >= 0
         w = torch.zeros(sets.shape)
@@ -79,9 +114,9 @@ def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6, lambda_v
         vals.append(w[ok])
         start += sets.shape[0]
     rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
-    if k2 != 1:
+    if expansion is not None:
         vcol, vval = rows_to_padded(rows, cols, vals, n)
-        rows, cols, vals = query_expansion(vcol, vval, ranking[:, :k2], k2)
+        rows, cols, vals = query_expansion(vcol, vval, expansion, expansion.shape[1])
     i, j, s = min_overlap_sums(rows, cols, vals, n, block_budget(torch.device("cpu")), n_rows=Q)
     jaccard = torch.ones(Q, d.G)
     gal = j >= Q
