@@ -34,7 +34,9 @@ CONSUMED = {
     "train.warmup_factor", "train.cosine_start", "train.bn_images", "train.threads",
     "train.max_nonfinite_steps", "aug.flip", "aug.pad",
     "aug.erasing", "test.eval_every", "test.batch_size", "test.rerank_k1", "test.rerank_k2", "test.rerank_lambda",
-    "test.visualize", "test.local_topn", "test.pool_ranklists", "test.pool_ranklists_every"}
+    "test.visualize", "test.local_topn", "test.pool_ranklists", "test.pool_ranklists_every",
+    "cluster.k1_intra", "cluster.k1_inter", "cluster.k2_intra", "cluster.k2_inter", "test.rerank_k1_intra",
+    "test.rerank_k1_inter", "test.rerank_k2_intra", "test.rerank_k2_inter"}
 
 
 def numeric_keys() -> dict[str, dataclasses.Field]:
@@ -96,7 +98,7 @@ def tiny_step(cfg) -> None:
     from reidlab.supervised.losses import CenterLoss
     from reidlab.supervised.trainer import reid_loss
     from reidlab.unsup.label_free import draw_pool_now, pool_queries
-    from reidlab.unsup.trainer import cluster_contrast_loss, cluster_memories
+    from reidlab.unsup.trainer import ca_jaccard, cluster_contrast_loss, cluster_memories
     t, cpu = cfg.train, torch.device("cpu")
     threads = torch.get_num_threads()
     try:
@@ -154,8 +156,18 @@ def tiny_step(cfg) -> None:
     points = torch.nn.functional.normalize(centers.repeat_interleave(8, 0) + 0.1 * torch.randn(64, 16, generator=g),
                                            dim=1)
     pseudo_labels(points, cfg.cluster.k1, cfg.cluster.k2, cfg.cluster.eps, cfg.cluster.min_samples, cfg.cluster.knn)
+    cams = np.arange(64) % 4
+    for epoch in (1, 2):                                        # CA-Jaccard, its first epoch's warm-up and after
+        ca = dict(ca_jaccard(cfg.cluster, epoch) or ca_jaccard(dataclasses.replace(cfg.cluster, distance="ca-jaccard"),
+                                                                epoch))
+        pseudo_labels(points, cfg.cluster.k1, cfg.cluster.k2, cfg.cluster.eps, cfg.cluster.min_samples, "torch",
+                      cams=cams, ca=ca)
     d = (1 - points @ points.T).clamp(min=0).numpy()
     re_ranking(d[:8, 8:], d[:8, :8], d[8:, 8:], cfg.test.rerank_k1, cfg.test.rerank_k2, cfg.test.rerank_lambda)
+    t_ = cfg.test
+    re_ranking(d[:8, 8:], d[:8, :8], d[8:, 8:], t_.rerank_k1, t_.rerank_k2, t_.rerank_lambda, cams=(cams[:8], cams[8:]),
+               ca=dict(k1_intra=t_.rerank_k1_intra, k1_inter=t_.rerank_k1_inter, k2_intra=t_.rerank_k2_intra,
+                       k2_inter=t_.rerank_k2_inter))
     min(cfg.test.visualize, 8)
     queries = pool_queries(len(points), cfg.test.pool_ranklists)
     [draw_pool_now(e, cfg.test.pool_ranklists_every, len(queries)) for e in range(1, 4)]

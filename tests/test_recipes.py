@@ -63,6 +63,8 @@ def test_daaf_recipes():
 def test_recipes_state_their_papers_devices():
     """train.bn_images = the per-device batch of the paper or code each recipe follows (its header says so)."""
     expected = {"cluster_contrast_resnet50": 64, "aaformer_unsup_market1501": 64, "mla_market1501": 32,
+                "cluster_contrast_cajaccard_market1501": 64, "cluster_contrast_cajaccard_msmt17": 64,
+                "demo_cajaccard": 16,
                 "pirt_occluded_duke": 32, "demo": 16, "bot_market1501": 0, "daaf_bot_market1501": 0,
                 "daaf_trinet_market1501": 0, "aaformer_market1501": 0, "sap_occluded_duke": 0, "sap_market1501": 0,
                 "vit_base_market1501": 0, "pretrain_resnet18": 0, "pretrain_vit_tiny": 0}
@@ -70,6 +72,18 @@ def test_recipes_state_their_papers_devices():
     for name, images in expected.items():
         assert build_config(name).train.bn_images == images, name
         assert "# Devices:" in (RECIPES / f"{name}.yaml").read_text(), name
+
+
+def test_the_ca_jaccard_recipes_are_its_readmes_commands():
+    """CA-Jaccard's README: market1501 -eps 0.4 --iters 200, msmt17 --eps 0.6 --iters 400, both --ckrnns --clqe
+    --k2-intra 2 --k2-inter 4; train_caj.py's defaults k1_intra 5, k1_inter 20, avg pooling, batch 256 = 16 x 16."""
+    m, s = build_config("cluster_contrast_cajaccard_market1501"), build_config("cluster_contrast_cajaccard_msmt17")
+    for cfg, dataset, eps, iters in ((m, "market1501", 0.4, 200), (s, "msmt17", 0.6, 400)):
+        c = cfg.cluster
+        assert (cfg.data.dataset, c.eps, cfg.train.iters) == (dataset, eps, iters)
+        assert (c.distance, c.ckrnns, c.clqe, c.clqe_warmup) == ("ca-jaccard", True, True, True)
+        assert (c.k1_intra, c.k1_inter, c.k2_intra, c.k2_inter, c.min_samples) == (5, 20, 2, 4, 4)
+        assert (cfg.model.pooling, cfg.train.num_ids, cfg.train.num_instances, cfg.train.epochs) == ("avg", 16, 16, 50)
 
 
 def test_the_demo_is_deterministic_at_the_readmes_thread_count():

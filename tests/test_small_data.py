@@ -50,6 +50,22 @@ def test_the_demo_recipe_trains_and_resumes_on_the_tiny_set(tmp_path, tiny_root)
     assert "fewer than train.num_ids=16 clusters" in log and "as nn.DataParallel over 4 devices chunks" in log
 
 
+def test_the_ca_jaccard_demo_trains_on_the_tiny_set(tmp_path, tiny_root):
+    """demo_cajaccard.yaml unchanged on 16 persons and 4 cameras: CLQE's first-epoch warm-up, then its own k2,
+    the camera gap in every record; on a folder of one camera it stops before any folder is made."""
+    where = ["--data-root", tiny_root, "--output", tmp_path, "--name", "ca"]
+    assert train("--config", "demo_cajaccard", *SMALL, "--epochs", "2", *where) == 0
+    r = records(tmp_path / "ca")
+    assert [x["epoch"] for x in r] == [0, 1, 2] and all(0 < x["num_clusters"] and "camera_gap" in x for x in r[1:])
+    log = (tmp_path / "ca" / "log.txt").read_text()
+    assert "CA-Jaccard distances over 4 cameras: CKRNNs k1_intra 5 / k1_inter 20, CLQE k2_intra 2 / k2_inter 4 " \
+           "(3 / 3 at the first epoch)" in log
+    folder = person_folder(tiny_root / "synthetic-tiny", tmp_path / "crops")
+    assert train("--config", "demo_cajaccard", "--dataset", f"folder:{folder}", "--set", "data.camera_from=none",
+                 "--device", "cpu", "--output", tmp_path / "one", "--name", "x") == 2
+    assert not (tmp_path / "one" / "x").exists()
+
+
 def test_the_demo_recipe_on_a_folder_of_12_persons(tmp_path, tiny_root):
     folder = person_folder(tiny_root / "synthetic-tiny", tmp_path / "crops")
     assert len(list(folder.rglob("*.jpg"))) == 60

@@ -155,3 +155,16 @@ def test_bad_inputs_stop_with_a_clear_message(trained, tiny_root, tmp_path, main
     code, _, err = main_in_process("--mode", "search", "--checkpoint", str(trained), "--query", str(query),
                        "--gallery", str(tmp_path / "other.npz"))
     assert code == 2 and "256 x 128" in err and "extract the gallery again" in err, err
+
+
+def test_evaluate_with_ca_jaccard_re_ranking(trained, tiny_root, capsys):
+    """--mode evaluate with test.rerank_distance=ca-jaccard re-ranks with the query and gallery cameras: its
+    numbers are those of evaluation.rerank with cameras, and differ from Zhong et al.'s re-ranking's."""
+    import json
+    got = {}
+    for distance in ("jaccard", "ca-jaccard"):
+        assert main.main(["--mode", "evaluate", "--checkpoint", str(trained / "last.pt"), "--data-root",
+                          str(tiny_root), "--set", "test.rerank=true", "--set",
+                          f"test.rerank_distance={distance}"]) == 0
+        got[distance] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0 < got["ca-jaccard"]["mAP"] <= 1 and got["ca-jaccard"]["mAP"] != got["jaccard"]["mAP"]

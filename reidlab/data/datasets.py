@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reidlab.errors import DatasetError, closest
+from reidlab.errors import ConfigError, DatasetError, closest
 from reidlab.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -277,6 +277,24 @@ def dataset_from_config(cfg, name: str | None = None) -> ReIDDataset:
         ds = dataclasses.replace(ds, name=f"{ds.name}->{t.name}", query=t.query, gallery=t.gallery,
                                  query_from_train=False)
     return ds
+
+
+def require_cameras(ds: ReIDDataset, cfg, training: bool = True) -> None:
+    """CA-Jaccard (``cluster.distance`` when ``training``, ``test.rerank_distance``) compares each image with
+    its own camera's images and with the others': with one camera there are no others, so the run stops
+    before it starts."""
+    wants = []
+    if training and cfg.mode == "unsup" and cfg.cluster.distance == "ca-jaccard":
+        wants.append(("cluster.distance", "training", ds.train, "cluster.distance=jaccard"))
+    if cfg.test.rerank and cfg.test.rerank_distance == "ca-jaccard" and ds.query and ds.gallery:
+        wants.append(("test.rerank_distance", "query and gallery", ds.query + ds.gallery,
+                      "test.rerank_distance=jaccard"))
+    for key, split, samples, fix in wants:
+        cams = {s.camid for s in samples}
+        if len(cams) < 2:
+            raise ConfigError(f"{key}=ca-jaccard needs images from two cameras or more, and {ds.name}'s {split} "
+                              f"images come from {len(cams)}: give the cameras (a folder's data.camera_from / "
+                              f"data.camera_pattern, or a camera column in data.labels_csv), or set {fix}")
 
 
 def require_training_split(ds: ReIDDataset) -> None:

@@ -108,7 +108,8 @@ def evaluate_model(model: torch.nn.Module, query_images: torch.Tensor, gallery_i
         dist = pairwise_distance(qf, gf)
         if rerank is not None:
             from .rerank import re_ranking
-            dist = re_ranking(dist, pairwise_distance(qf, qf), pairwise_distance(gf, gf), **rerank)
+            dist = re_ranking(dist, pairwise_distance(qf, qf), pairwise_distance(gf, gf), **rerank,
+                              cams=(labels[2], labels[3]))
         r = evaluate(dist, *labels)
         if visualize:
             from .visualize import dataset_rank_lists
@@ -124,6 +125,9 @@ def evaluate_run(model: torch.nn.Module, query_images: torch.Tensor, gallery_ima
     import time
     t = cfg.test
     rerank = dict(k1=t.rerank_k1, k2=t.rerank_k2, lambda_value=t.rerank_lambda) if t.rerank else None
+    if rerank is not None and t.rerank_distance == "ca-jaccard":
+        rerank["ca"] = dict(k1_intra=t.rerank_k1_intra, k1_inter=t.rerank_k1_inter, k2_intra=t.rerank_k2_intra,
+                            k2_inter=t.rerank_k2_inter)
     start = time.perf_counter()
     visualize = (rank_lists, t.visualize) if rank_lists is not None and t.visualize > 0 else None
     local = dict(top_n=t.local_topn, confidence=t.local_confidence) if t.local_rerank else None

@@ -119,6 +119,17 @@ class ClusterConfig:
     min_samples: int = key(4, ge=1)      # DBSCAN: neighbours within eps (the point included) of a core point
     # the kNN search: auto (faiss when installed, else torch), exact faiss or torch, approximate faiss-ivf / -hnsw
     knn: str = key("auto", choices=("auto", "faiss", "torch", "faiss-ivf", "faiss-hnsw"))
+    # jaccard: k-reciprocal Jaccard (k1, k2); ca-jaccard: camera-aware Jaccard (Chen et al., CVPR 2024;
+    # clustering/ca_jaccard.py): neighbours and query expansion on per-camera ranking lists; needs 2+ cameras
+    distance: str = key("jaccard", choices=("jaccard", "ca-jaccard"))
+    k1_intra: int = key(5, ge=1)         # ca-jaccard: k-reciprocal neighbours among the image's own camera
+    k1_inter: int = key(20, ge=1)        # ca-jaccard: k-reciprocal neighbours among the other cameras
+    k2_intra: int = key(3, ge=1)         # ca-jaccard's CLQE: first of the own camera's list averaged (self first)
+    k2_inter: int = key(3, ge=0)         # ca-jaccard's CLQE: first of the other cameras' list averaged
+    ckrnns: bool = True                  # ca-jaccard: camera-aware neighbours (false: the Jaccard's, with k1)
+    clqe: bool = True                    # ca-jaccard: camera-aware query expansion (false: the first k2 overall)
+    # ca-jaccard: the first epoch's CLQE averages 3 + 3 whatever k2_intra / k2_inter say (its code's warm-up)
+    clqe_warmup: bool = True
 
 
 @dataclass
@@ -217,6 +228,13 @@ class TestConfig:
     rerank_k1: int = key(20, ge=1)       # re-ranking's k-reciprocal neighbours
     rerank_k2: int = key(6, ge=1)        # re-ranking's query expansion neighbours
     rerank_lambda: float = key(0.3, ge=0, le=1)   # weight of the original distance against the Jaccard one
+    # the re-ranking's distance: jaccard (Zhong et al.) or ca-jaccard (CA-Jaccard's re-ranking, with the query
+    # and gallery images' cameras; its code's defaults below; rerank_k1 / rerank_k2 then serve no part)
+    rerank_distance: str = key("jaccard", choices=("jaccard", "ca-jaccard"))
+    rerank_k1_intra: int = key(5, ge=1)  # ca-jaccard re-ranking: k-reciprocal neighbours in the own camera
+    rerank_k1_inter: int = key(20, ge=1)   # ca-jaccard re-ranking: k-reciprocal neighbours in the other cameras
+    rerank_k2_intra: int = key(3, ge=1)  # ca-jaccard re-ranking's CLQE: own camera's first, self included
+    rerank_k2_inter: int = key(3, ge=0)  # ca-jaccard re-ranking's CLQE: the other cameras' first
     visualize: int = key(0, ge=0)        # rank lists of this many queries at the last evaluation (ranklist.png)
     # unsupervised runs: rank lists of this many fixed training images against the training pool, for the models
     # after 0, every, 2 x every, ... epochs (pool_ranklists/epoch_E.png; a run without labels has no other picture)

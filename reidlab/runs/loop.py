@@ -37,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from reidlab.data import dataset_from_config
 from reidlab.data.annotations import TeacherNoise, load_teacher
 from reidlab.data.augment import augment_with_teacher
-from reidlab.data.datasets import ReIDDataset, require_training_split
+from reidlab.data.datasets import ReIDDataset, require_cameras, require_training_split
 from reidlab.data.images import load_dataset_images
 from reidlab.data.store import prefetch
 from reidlab.errors import ConfigError, NonFiniteError, ReIDError
@@ -156,6 +156,7 @@ def check_run_inputs(cfg: Config, new_run: bool = True, explicit_name: bool = Fa
         resolve_block(cfg.model.attention)
     ds = dataset_from_config(cfg)
     require_training_split(ds)
+    require_cameras(ds, cfg)
     if cfg.mode == "supervised" and not ds.labelled:
         raise ConfigError(f"{ds.name} has no identity labels: supervised training needs them; train it with "
                           f"--mode unsup, or give data.labels_csv with a pid column")

@@ -78,10 +78,26 @@ def ranks_agree(memories: list[ClusterMemory], labels: np.ndarray) -> dict:
     return {"ranks_agree": len(everyone)}
 
 
+def ca_jaccard(c, epoch: int) -> dict | None:
+    """CA-Jaccard's arguments for this epoch's clustering (``cluster.distance=ca-jaccard``), else None; at the
+    first epoch with ``cluster.clqe_warmup`` its CLQE averages 3 + 3 neighbours, as its training code does
+    (``train_caj.py``: ``if epoch == 0: k2_intra, k2_inter = 3, 3``)."""
+    if c.distance != "ca-jaccard":
+        return None
+    first = epoch == 1 and c.clqe_warmup
+    return dict(k1_intra=c.k1_intra, k1_inter=c.k1_inter, k2_intra=3 if first else c.k2_intra,
+                k2_inter=3 if first else c.k2_inter, ckrnns=c.ckrnns, clqe=c.clqe)
+
+
 def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -> list[dict]:
     s = start(cfg, run_dir, ds=ds)
     camids = np.array([x.camid for x in s.ds.train])
     c = cfg.cluster
+    if c.distance == "ca-jaccard":
+        log.info("pseudo-labels on CA-Jaccard distances over %d cameras: %s k1_intra %d / k1_inter %d, %s "
+                 "k2_intra %d / k2_inter %d%s", len(np.unique(camids)), "CKRNNs" if c.ckrnns else "KRNNs (k1)",
+                 c.k1_intra, c.k1_inter, "CLQE" if c.clqe else "LQE (k2)", c.k2_intra, c.k2_inter,
+                 " (3 / 3 at the first epoch)" if c.clqe_warmup and c.clqe else "")
 
     previous: dict = {}                       # the last epoch's pseudo-labels (label_free_metrics)
     advised: set[str] = set()                 # the kinds of clustering_advice already said in this run
@@ -95,9 +111,11 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
                                  description="train features", shard=dist.shard_spec(), amp=cfg.train.amp)
         t1 = time.perf_counter()
         # under torchrun: clustered once, on rank 0, and broadcast (runs/dist.py)
-        labels, info = dist.broadcast_object(pseudo_labels(feats, c.k1, c.k2, c.eps, c.min_samples, c.knn)
+        labels, info = dist.broadcast_object(pseudo_labels(feats, c.k1, c.k2, c.eps, c.min_samples, c.knn,
+                                                           cams=camids, ca=ca_jaccard(c, epoch))
                                              if dist.is_main() else None)
         record = {"num_clusters": info["num_clusters"], "num_outliers": info["num_outliers"],
+                  **({"camera_gap": info["camera_gap"]} if "camera_gap" in info else {}),
                   "extract_s": round(t1 - t0, 2), "cluster_s": round(time.perf_counter() - t1, 2),
                   **label_free_metrics(feats, labels, previous.get("labels"))}
         previous["labels"] = labels

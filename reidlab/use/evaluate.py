@@ -5,6 +5,7 @@ import json
 import logging
 
 from reidlab.data import dataset_from_config
+from reidlab.data.datasets import require_cameras
 from reidlab.data.images import load_images
 from reidlab.errors import DatasetError
 from reidlab.evaluation import evaluate_run
@@ -24,6 +25,7 @@ def evaluate_checkpoint(cfg: Config, ckpt: dict) -> dict:
         raise DatasetError(f"{ds.name} has no {'query' if not ds.query else 'gallery'} to evaluate on (a folder of "
                            f"your own has one only where data.labels_csv gives pids in two cameras or more); give a "
                            f"labelled set: --mode evaluate --checkpoint {ckpt['path']} --test-dataset market:PATH")
+    require_cameras(ds, cfg, training=False)
     size = (cfg.data.height, cfg.data.width, cfg.data.workers)
     q = load_images([s.path for s in ds.query], *size, description="query images", resize=cfg.data.resize)
     g = load_images([s.path for s in ds.gallery], *size, description="gallery images", resize=cfg.data.resize)
