@@ -7,8 +7,13 @@ structure of the published code (dense N x N V, Python loops over points, an inv
 Jaccard sums) followed by scikit-learn's DBSCAN on the dense matrix, with the largest difference of
 the two distance matrices and whether the labels agree.
 
+With ``--distance ca-jaccard`` the same for CA-Jaccard (clustering.ca_jaccard; its recipe's values: k1_intra 5,
+k1_inter 20, k2_intra 2, k2_inter 4), and with ``--distance both`` the two one after the other on the same
+features (cameras: 6 up to 20,000 points, as Market-1501, else 15, as MSMT17), with their ratios.
+
     python -m benchmarks.clustering                      # N = 12,936, 32,621, 100,000 (and 1,000,000 on a GPU)
     python -m benchmarks.clustering --sizes 12936 --device cuda
+    python -m benchmarks.clustering --distance both --dense-max 0
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from reidlab.clustering import dbscan, knn
+from reidlab.clustering.ca_jaccard import ca_jaccard_graph
 from reidlab.clustering.jaccard import jaccard_graph, to_csr
 
 
@@ -124,6 +130,32 @@ def dense_reference(x: torch.Tensor, ranking: np.ndarray, k1: int, k2: int, mete
     return jac
 
 
+CA_RECIPE = dict(k1_intra=5, k1_inter=20, k2_intra=2, k2_inter=4)
+
+
+def cameras(n: int, device: torch.device, seed: int = 0) -> torch.Tensor:
+    """Camera ids: 6 cameras up to 20,000 images (Market-1501's count), 15 beyond (MSMT17's), drawn at random."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 6 if n <= 20000 else 15, (n,), generator=g).to(device)
+
+
+def run_ca(n: int, device: torch.device, eps: float, min_samples: int, x: torch.Tensor | None = None) -> dict:
+    """CA-Jaccard's pseudo-label step, phase by phase (its kNN is the two camera-split lists)."""
+    x = clustered_features(n, 2048, device) if x is None else x
+    cams = cameras(n, device)
+    meter = Meter(device, {"N": n, "impl": "sparse-ca-jaccard", "device": str(device)})
+    i, j, d = ca_jaccard_graph(x, cams, phase=meter, **CA_RECIPE)
+    with meter("dbscan"):
+        labels = dbscan((i, j, d, n), eps, min_samples)
+    summary = {"N": n, "summary": True, "distance": "ca-jaccard", "cameras": int(cams.max()) + 1,
+               "sparse_s": round(sum(r["seconds"] for r in meter.rows), 2),
+               "jaccard_dbscan_s": round(sum(r["seconds"] for r in meter.rows if r["phase"] != "knn"), 2),
+               "sparse_peak_mb": max(r["peak_mb"] for r in meter.rows), "clusters": int(labels.max() + 1),
+               "outliers": int((labels < 0).sum()), "pairs": int(d.numel())}
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
 def run(n: int, device: torch.device, dense_max: int, k1: int, k2: int, eps: float, min_samples: int) -> dict:
     x = clustered_features(n, 2048, device)
     meter = Meter(device, {"N": n, "impl": "sparse", "device": str(device)})
@@ -171,11 +203,33 @@ def main(argv=None) -> None:
     p.add_argument("--k2", type=int, default=6)
     p.add_argument("--eps", type=float, default=0.4)
     p.add_argument("--min-samples", type=int, default=4)
+    p.add_argument("--distance", choices=("jaccard", "ca-jaccard", "both"), default="jaccard")
     a = p.parse_args(argv)
     device = torch.device(a.device)
     sizes = a.sizes or ([12936, 32621, 100000] + ([1000000] if device.type == "cuda" else []))
     for n in sizes:
-        run(n, device, a.dense_max, a.k1, a.k2, a.eps, a.min_samples)
+        if a.distance == "jaccard":
+            run(n, device, a.dense_max, a.k1, a.k2, a.eps, a.min_samples)
+        elif a.distance == "ca-jaccard":
+            run_ca(n, device, a.eps, a.min_samples)
+        else:                        # each in a fresh process: the peak memory is the process' resident set
+            plain, ca = (child(n, distance, a) for distance in ("jaccard", "ca-jaccard"))
+            print(json.dumps({"N": n, "ca_over_jaccard": {
+                "time": round(ca["sparse_s"] / plain["sparse_s"], 2),
+                "time_without_knn": round(ca["jaccard_dbscan_s"] / plain["jaccard_dbscan_s"], 2),
+                "peak_memory": round(ca["sparse_peak_mb"] / plain["sparse_peak_mb"], 2)}}), flush=True)
+
+
+def child(n: int, distance: str, a) -> dict:
+    """One size and distance in a new process; its lines are printed here, its summary returned."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "benchmarks.clustering", "--sizes", str(n), "--distance", distance,
+                          "--device", a.device, "--dense-max", str(a.dense_max), "--k1", str(a.k1), "--k2", str(a.k2),
+                          "--eps", str(a.eps), "--min-samples", str(a.min_samples)],
+                         check=True, capture_output=True, text=True).stdout
+    print(out, end="", flush=True)
+    return [json.loads(line) for line in out.splitlines() if '"summary"' in line][-1]
 
 
 if __name__ == "__main__":
