@@ -75,9 +75,11 @@ def test_both_parts_off_is_the_jaccard_distance():
     assert torch.allclose(a[2], b[2], atol=1e-6)
 
 
-def test_camera_lists_and_small_blocks():
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_camera_lists_and_small_blocks(backend):
+    pytest.importorskip("faiss")
     x, cams, _ = people(30, 8, 5, seed=6, cam_sizes=[2])
-    intra, intra_s, inter, inter_s = camera_knn(x, cams, 6, 21, block=7)
+    intra, intra_s, inter, inter_s = camera_knn(x, cams, 6, 21, block=7, backend=backend)
     c = torch.as_tensor(cams)
     assert torch.equal(intra[:, 0], torch.arange(len(x)))                 # self first
     real = intra >= 0
@@ -85,7 +87,9 @@ def test_camera_lists_and_small_blocks():
     assert (c[inter] != c[:, None]).all()                                  # other cameras only
     assert (~real[c == 0]).sum() == (c == 0).sum() * 4                     # a 2-image camera: 4 of 6 padded
     assert (intra_s[:, :-1] >= intra_s[:, 1:] - 1e-6)[real[:, 1:]].all()  # nearest first
-    assert torch.equal(inter, camera_knn(x, cams, 6, 21)[2])
+    other = camera_knn(x, cams, 6, 21, backend="faiss" if backend == "torch" else "torch")
+    assert torch.equal(intra, other[0]) and torch.equal(inter, other[2])       # the two backends agree
+    assert torch.allclose(inter_s, other[3], atol=1e-5)
     big = ca_jaccard_distance(x, cams)
     small = ca_jaccard_distance(x, cams, max_block_elems=1 << 10)
     assert np.abs(dense(big) - dense(small)).max() < 1e-6

@@ -22,6 +22,8 @@ def test_every_part_gives_its_rows_and_a_slow_one_is_stopped(tmp_path, tiny_root
     assert all(r["precision"] == "torch.bfloat16" for r in rows if "precision" in r)
     assert next(r for r in rows if r.get("model") == "resnet50" and r.get("channels_last") is not None)["channels_last"]
     assert [r["N"] for r in rows if r["part"] == "pseudo_labels"] == [300, 1000]
+    assert [r["N"] for r in rows if r["part"] == "ca_jaccard"] == [300, 1000]
+    assert all(r["num_clusters"] > 0 and "camera_gap" in r for r in rows if r["part"] == "ca_jaccard")
     assert all(r["num_clusters"] > 0 for r in rows if r["part"] == "pseudo_labels")
     assert len([r for r in rows if r["part"] == "evaluation"]) == 2
     epochs = [r for r in rows if r["part"] == "unsup_epochs" and "epoch" in r]

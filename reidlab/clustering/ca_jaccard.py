@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 
-import numpy as np
 import torch
 
 from .jaccard import overlap_graph, to_csr
@@ -71,14 +70,17 @@ def ca_jaccard_graph(features: torch.Tensor, cams, k1_intra: int = 5, k1_inter: 
                      knn_backend: str = "auto", max_block_elems: int | None = None, phase=None):
     """The pairs with CA-Jaccard distance < 1 as (rows, cols, distances) on the features' device, sorted by
     row then column (module docstring). ``cams``: the N camera ids. ``k1`` and ``k2`` serve the parts turned
-    off (``ckrnns=False``, ``clqe=False``); ``knn_backend`` the global ranking those need. ``phase``: as in
+    off (``ckrnns=False``, ``clqe=False``); ``knn_backend``: the kNN search (clustering.knn's; the camera
+    lists are exact: faiss when installed, else torch, and ``faiss-ivf`` / ``faiss-hnsw`` serve the global
+    ranking only). ``phase``: as in
     :func:`clustering.jaccard_graph` (knn, reciprocal, weights, query_expansion, jaccard)."""
     phase = phase or (lambda name: contextlib.nullcontext())
     features = torch.as_tensor(features, dtype=torch.float32)
-    cams = torch.as_tensor(np.asarray(cams), device=features.device).long()
+    cams = torch.as_tensor(cams, device=features.device).long()       # numpy or a tensor on any device
     with phase("knn"):
-        intra, intra_s, inter, inter_s = camera_knn(features, cams, max(k1_intra + 1, k2_intra),
-                                                    max(k1_inter + 1, k2_inter))
+        intra, intra_s, inter, inter_s = camera_knn(     # exact (the approximate backends serve the global list)
+            features, cams, max(k1_intra + 1, k2_intra), max(k1_inter + 1, k2_inter),
+            backend=knn_backend if knn_backend in ("faiss", "torch") else "auto")
         if not (ckrnns and clqe):
             ranking, ranking_s = knn(features, k1, knn_backend, return_sims=True)
             ranking, ranking_s = ranking.to(features.device).long(), ranking_s.to(features.device)

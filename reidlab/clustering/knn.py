@@ -117,10 +117,34 @@ def _padded(top, ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return top.indices.masked_fill(~ok, -1), top.values.masked_fill(~ok, 0)
 
 
-def camera_knn(features: torch.Tensor, cams: torch.Tensor, k_intra: int, k_inter: int, block: int = 1024):
+def _camera_knn_faiss(features: torch.Tensor, cams: torch.Tensor, k_intra: int, k_inter: int, faiss):
+    """camera_knn with exact faiss indexes: per camera, one over its images and one over all the others'."""
+    x = features.detach().float().cpu().contiguous().numpy()
+    c = cams.cpu().numpy()
+    n = x.shape[0]
+    out = [np.full((n, k_intra), -1, dtype=np.int64), np.zeros((n, k_intra), dtype=np.float32),
+           np.full((n, k_inter), -1, dtype=np.int64), np.zeros((n, k_inter), dtype=np.float32)]
+    for cam in np.unique(c):
+        mine = np.flatnonzero(c == cam)
+        for members, k, (idx, sim) in ((mine, k_intra, (out[0], out[1])),
+                                       (np.flatnonzero(c != cam), k_inter, (out[2], out[3]))):
+            k = min(k, len(members))
+            if k == 0:
+                continue
+            index = faiss.IndexFlatIP(x.shape[1])
+            index.add(x[members])
+            s, i = index.search(x[mine], k)
+            idx[mine, :k], sim[mine, :k] = members[i], s
+    return [torch.from_numpy(a).to(features.device) for a in out]
+
+
+def camera_knn(features: torch.Tensor, cams: torch.Tensor, k_intra: int, k_inter: int, block: int = 1024,
+               backend: str = "auto"):
     """The two ranking lists of CA-Jaccard (Chen et al., CVPR 2024): each item's ``k_intra`` nearest among
     the images of its own camera (self first) and its ``k_inter`` nearest among the other cameras' images,
-    by inner product, exact, in row blocks on the features' device (one product per block serves both).
+    by inner product, exact: with faiss (``auto`` when it is installed, or ``faiss``: per camera, an index of
+    its images and one of the others'), or in row blocks of torch on the features' device (``torch``, or
+    ``auto`` without faiss; one product per block serves both lists).
 
     Returns ``(intra, intra_sims, inter, inter_sims)``: N x k_intra and N x k_inter index and similarity
     tensors; where a camera (or the rest) holds fewer images, the row ends in -1 (similarity 0)."""
@@ -129,16 +153,23 @@ def camera_knn(features: torch.Tensor, cams: torch.Tensor, k_intra: int, k_inter
     if cams.shape != (n,):
         raise ValueError(f"camera_knn: {cams.numel()} camera ids for {n} features")
     k_intra, k_inter = min(k_intra, n), min(k_inter, n)
-    intra = torch.empty((n, k_intra), dtype=torch.long, device=features.device)
-    inter = torch.empty((n, k_inter), dtype=torch.long, device=features.device)
-    intra_s = torch.empty((n, k_intra), dtype=features.dtype, device=features.device)
-    inter_s = torch.empty((n, k_inter), dtype=features.dtype, device=features.device)
-    for s in range(0, n, block):
-        sim = features[s:s + block] @ features.T
-        same = cams[s:s + block, None] == cams[None, :]
-        top = sim.masked_fill(~same, float("-inf")).topk(k_intra, dim=1)
-        intra[s:s + block], intra_s[s:s + block] = _padded(top, top.values > float("-inf"))
-        top = sim.masked_fill_(same, float("-inf")).topk(k_inter, dim=1)
-        inter[s:s + block], inter_s[s:s + block] = _padded(top, top.values > float("-inf"))
-    intra, intra_s = self_first(intra, intra_s, (features * features).sum(1))
+    faiss = _faiss() if backend in ("auto", "faiss") else None
+    if backend == "faiss" and faiss is None:
+        raise ImportError("knn backend 'faiss' asked for, but faiss is not installed (pip install faiss-cpu)")
+    if faiss is not None:
+        intra, intra_s, inter, inter_s = _camera_knn_faiss(features, cams, k_intra, k_inter, faiss)
+        inter_s = inter_s.to(features.dtype)
+    else:
+        intra = torch.empty((n, k_intra), dtype=torch.long, device=features.device)
+        inter = torch.empty((n, k_inter), dtype=torch.long, device=features.device)
+        intra_s = torch.empty((n, k_intra), dtype=features.dtype, device=features.device)
+        inter_s = torch.empty((n, k_inter), dtype=features.dtype, device=features.device)
+        for s in range(0, n, block):
+            sim = features[s:s + block] @ features.T
+            same = cams[s:s + block, None] == cams[None, :]
+            top = sim.masked_fill(~same, float("-inf")).topk(k_intra, dim=1)
+            intra[s:s + block], intra_s[s:s + block] = _padded(top, top.values > float("-inf"))
+            top = sim.masked_fill_(same, float("-inf")).topk(k_inter, dim=1)
+            inter[s:s + block], inter_s[s:s + block] = _padded(top, top.values > float("-inf"))
+    intra, intra_s = self_first(intra, intra_s.to(features.dtype), (features * features).sum(1))
     return intra, intra_s, inter, inter_s

@@ -44,6 +44,6 @@ def pseudo_labels(features: torch.Tensor, k1: int = 30, k2: int = 6, eps: float 
         bar.update(task, advance=1)
     info.update(num_clusters=int(labels.max() + 1) if labels.size else 0, num_outliers=int((labels < 0).sum()),
                 pairs=int(d.numel()), knn_s=t1 - t0, jaccard_s=t2 - t1, dbscan_s=t3 - t2)
-    if cams is not None and len(np.unique(np.asarray(cams))) > 1:
-        info["camera_gap"] = round(camera_gap(features, torch.as_tensor(np.asarray(cams))), 4)
+    if cams is not None and torch.as_tensor(cams).unique().numel() > 1:
+        info["camera_gap"] = round(camera_gap(features, cams), 4)
     return labels, info
