@@ -3,6 +3,8 @@ project's previous implementation: per chunk of queries, a stable argsort of eve
 
     python -m benchmarks.evaluation                  # Market size on the distance matrix, with the reference
     python -m benchmarks.evaluation --msmt           # MSMT17 size from features (peak memory in a child)
+    python -m benchmarks.evaluation --rerank both    # re-ranking, Zhong et al.'s and CA-Jaccard's, each in a
+                                                     # process of its own (add --msmt for MSMT17's size)
 
 The features are random clusters (751 / 3,060 identities, 6 / 15 cameras, D 2,048 / 256), hard enough
 that mAP is far from 1.
@@ -61,14 +63,40 @@ def timed(f):
     return r, round(time.perf_counter() - start, 2)
 
 
+def rerank_row(msmt: bool, distance: str) -> dict:
+    """Re-ranking of the query x gallery from the features (evaluation.rerank.re_ranking_features): seconds,
+    the process' peak memory growth, mAP before and after."""
+    from reidlab.evaluation.metrics import evaluate, evaluate_features
+    from reidlab.evaluation.rerank import re_ranking_features
+    qf, gf, labels = case(11659, 82161, 3060, 15, 256, 2.5) if msmt else case(3368, 19732, 751, 6, 2048, 4.0)
+    plain = evaluate_features(qf, gf, *labels)["mAP"]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    ca = dict(k1_intra=5, k1_inter=20, k2_intra=3, k2_inter=3) if distance == "ca-jaccard" else None
+    dist, t = timed(lambda: re_ranking_features(qf, gf, cams=(labels[2], labels[3]), ca=ca))
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    return {"benchmark": "rerank", "distance": distance, "size": f"{len(qf)} x {len(gf)}", "D": qf.shape[1],
+            "seconds": t, "peak_growth_MB": round(grown), "result_float32_MB": round(len(qf) * len(gf) * 4 / 2**20),
+            "gallery_square_float32_MB": round(len(gf) ** 2 * 4 / 2**20), "mAP": round(plain, 4),
+            "reranked_mAP": round(evaluate(torch.from_numpy(dist), *labels)["mAP"], 4)}
+
+
 def main(argv=None) -> None:
     from reidlab.evaluation.metrics import evaluate, evaluate_features, pairwise_distance
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--msmt", action="store_true")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--rerank", choices=("jaccard", "ca-jaccard", "both"))
     a = p.parse_args(argv)
     dev = torch.device(a.device)
-    if not a.msmt:
+    if a.rerank == "both":
+        import subprocess
+        import sys
+        for distance in ("jaccard", "ca-jaccard"):
+            subprocess.run([sys.executable, "-m", "benchmarks.evaluation", "--rerank", distance]
+                           + (["--msmt"] if a.msmt else []), check=True)
+    elif a.rerank:
+        print(json.dumps(rerank_row(a.msmt, a.rerank)), flush=True)
+    elif not a.msmt:
         qf, gf, labels = case(3368, 19732, 751, 6, 2048, 4.0)
         dist = pairwise_distance(qf, gf)
         ref, t_ref = timed(lambda: reference_evaluate(dist, *labels))

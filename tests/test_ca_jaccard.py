@@ -159,3 +159,18 @@ def test_ca_jaccard_same_on_cuda():
     gpu = ca_jaccard_graph(x.cuda(), cams)
     assert torch.equal(cpu[0], gpu[0].cpu()) and torch.allclose(cpu[2], gpu[2].cpu(), atol=1e-5)
     assert to_csr(*gpu, len(x)).shape == (len(x), len(x))
+
+
+@pytest.mark.parametrize("ca", [None, dict(k2_intra=2, k2_inter=4)])
+def test_re_ranking_from_features_is_the_matrix_re_ranking(ca):
+    """Evaluation re-ranks from the features by row blocks: the numbers of the three-matrix interface."""
+    from reidlab.evaluation.metrics import pairwise_distance
+    from reidlab.evaluation.rerank import _FeatureBlocks, re_ranking_features
+    x, cams, _ = people(30, 6, 4, seed=10)
+    q, g = x[::5], x[torch.arange(len(x)) % 5 != 0]
+    cq, cg = cams[::5], cams[np.arange(len(x)) % 5 != 0]
+    dense = re_ranking(pairwise_distance(q, g), pairwise_distance(q, q), pairwise_distance(g, g), cams=(cq, cg), ca=ca)
+    blocks = re_ranking_features(q, g, cams=(cq, cg), ca=ca)
+    assert np.abs(dense - blocks).max() < 1e-5
+    small = _FeatureBlocks(q, g, block_elems=1000)                 # several row blocks
+    assert small.step < len(x) and torch.allclose(small.row_max, _FeatureBlocks(q, g).row_max)

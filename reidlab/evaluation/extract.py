@@ -105,11 +105,11 @@ def evaluate_model(model: torch.nn.Module, query_images: torch.Tensor, gallery_i
     if rerank is None and not visualize:                     # chunked, on the features' device
         r = evaluate_features(qf, gf, *labels)
     else:
-        dist = pairwise_distance(qf, gf)
-        if rerank is not None:
-            from .rerank import re_ranking
-            dist = re_ranking(dist, pairwise_distance(qf, qf), pairwise_distance(gf, gf), **rerank,
-                              cams=(labels[2], labels[3]))
+        if rerank is not None:                                 # from the features, by row blocks
+            from .rerank import re_ranking_features
+            dist = re_ranking_features(qf, gf, **rerank, cams=(labels[2], labels[3]))
+        else:
+            dist = pairwise_distance(qf, gf)
         r = evaluate(dist, *labels)
         if visualize:
             from .visualize import dataset_rank_lists

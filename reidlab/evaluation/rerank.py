@@ -13,8 +13,10 @@ ranking lists (CKRNNs) and the query expansion averages the first k2_intra and k
 (CLQE); the normalisation, the weights and the final mix are the ones above (clustering.ca_jaccard has
 the details and the choices).
 
-No (Q + G) x (Q + G) matrix is built: rankings, weights and the Jaccard sums are computed in row blocks
-from the three input blocks.
+No (Q + G) x (Q + G) matrix is built: rankings, weights and the Jaccard sums are computed in row blocks,
+from the three input blocks (:func:`re_ranking`, the original interface) or from the features themselves
+(:func:`re_ranking_features`, what evaluation uses: its memory is the Q x G result plus row blocks, so the
+query x gallery of MSMT17 (11,659 x 82,161) re-ranks without its 82,161 x 82,161 gallery matrix).
 """
 from __future__ import annotations
 
@@ -63,6 +65,31 @@ class _Blocks:
         return out / self.row_max[i]
 
 
+class _FeatureBlocks(_Blocks):
+    """The same normalised matrix, computed from L2-normalised features X = [query; gallery] by rows: the
+    distance is evaluation's cosine distance 1 - <x_i, x_j> (evaluation.metrics.pairwise_distance), squared,
+    each row divided by its maximum (found in a first pass over row blocks)."""
+
+    def __init__(self, qf: torch.Tensor, gf: torch.Tensor, block_elems: int = 1 << 24):
+        self.x = torch.cat([torch.as_tensor(qf), torch.as_tensor(gf)]).float().cpu()
+        self.Q, self.G = len(qf), len(gf)
+        n = len(self.x)
+        self.step = max(1, block_elems // n)
+        self.row_max = torch.ones(n)
+        self.row_max = torch.cat([self.rows(a, min(n, a + self.step)).max(1).values for a in range(0, n, self.step)])
+
+    def rows(self, a: int, b: int) -> torch.Tensor:
+        return (1 - self.x[a:b] @ self.x.T) ** 2 / self.row_max[a:b, None]
+
+    def at(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(i.shape, dtype=torch.float32)
+        step = max(1, (1 << 24) // self.x.shape[1])
+        for s in range(0, i.numel(), step):
+            a, b = i[s:s + step], j[s:s + step]
+            out[s:s + step] = (1 - (self.x[a] * self.x[b]).sum(1)) ** 2 / self.row_max[a]
+        return out
+
+
 def _camera_rankings(d: _Blocks, cams: torch.Tensor, k_intra: int, k_inter: int, block: int):
     """Each item's nearest among its own camera's items (self first) and among the other cameras' items;
     rows end in -1 where those hold fewer items."""
@@ -82,7 +109,18 @@ def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6, lambda_v
     """Re-ranked query x gallery distances (Q x G float32 numpy). ``ca``: CA-Jaccard's parameters (k1_intra,
     k1_inter, k2_intra, k2_inter, ckrnns, clqe; :func:`clustering.ca_jaccard.ca_jaccard_graph`'s defaults
     where absent), with ``cams`` = (query cameras, gallery cameras); None: Zhong et al.'s re-ranking."""
-    d = _Blocks(q_g_dist, q_q_dist, g_g_dist)
+    return _re_rank(_Blocks(q_g_dist, q_q_dist, g_g_dist), k1, k2, lambda_value, block, cams, ca)
+
+
+def re_ranking_features(query: torch.Tensor, gallery: torch.Tensor, k1: int = 20, k2: int = 6,
+                        lambda_value: float = 0.3, cams=None, ca: dict | None = None) -> np.ndarray:
+    """:func:`re_ranking` of the cosine distances of L2-normalised query and gallery features, computed from
+    the features by row blocks (module docstring): the same numbers, without any (Q + G)-square matrix."""
+    d = _FeatureBlocks(query, gallery)
+    return _re_rank(d, k1, k2, lambda_value, d.step, cams, ca)
+
+
+def _re_rank(d: _Blocks, k1: int, k2: int, lambda_value: float, block: int, cams, ca: dict | None) -> np.ndarray:
     n, Q = d.Q + d.G, d.Q
     ranking = torch.cat([d.rows(s, min(n, s + block)).topk(min(n, k1 + 1), dim=1, largest=False).indices
                          for s in range(0, n, block)])
@@ -121,5 +159,8 @@ def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6, lambda_v
     jaccard = torch.ones(Q, d.G)
     gal = j >= Q
     jaccard[i[gal], j[gal] - Q] = 1 - s[gal] / (2 - s[gal])
-    original = d.rows(0, Q)[:, Q:]
-    return (jaccard * (1 - lambda_value) + original * lambda_value).numpy()
+    jaccard.mul_(1 - lambda_value)
+    for a in range(0, Q, block):                  # + lambda * original, a block of query rows at a time
+        b = min(Q, a + block)
+        jaccard[a:b].add_(d.rows(a, b)[:, Q:], alpha=lambda_value)
+    return jaccard.numpy()
