@@ -18,7 +18,8 @@ A table file holds (tables/README.md has an example of each key):
     evaluations: [{name, sets, rows?, paper?}] optional: each row's best checkpoint evaluated again with these
                                                test overrides (e.g. Pirt's Table 5); rows: which (default all)
     epochs:  [2, 4, 6]                         optional: the summary's mAP at these epochs as well
-    measure: [params, inference]               optional: parameter count, inference images/s of the model
+    measure: [params, inference]               optional: parameter count, inference images/s of the model,
+                                               sap_attention (SAP's heads' attention inside the teacher's parts)
 
 Every run is a ``python main.py`` process of its own, in ``OUT/<row>-s<seed>-<key>`` (``--out``, default
 ``outputs/ablations/<table>``), where the key is a hash of the run's recipe and overrides: a table whose
@@ -136,8 +137,8 @@ def load_table(path: str | Path, extra_sets: list[str] | None = None) -> Table:
         evaluations.append(Evaluation(str(e["name"]), _strings(e.get("sets"), f"{p}: evaluation sets"), list(which),
                                       dict(e.get("paper") or {})))
     measure = list(d.get("measure") or [])
-    if set(measure) - {"params", "inference"}:
-        raise TableError(f"{p}: measure: params and / or inference, not {measure}")
+    if set(measure) - set(MEASURES):
+        raise TableError(f"{p}: measure: any of {', '.join(MEASURES)}, not {measure}")
     return Table(p, str(d.get("title", p.stem)), str(d.get("paper", "")), seeds, rows, evaluations,
                  [int(x) for x in d.get("epochs") or []], measure)
 
@@ -202,7 +203,40 @@ def evaluate(run_dir: Path, ev: Evaluation) -> dict:
     return {"mAP": round(r["mAP"], 4), "rank1": round(r["rank1"], 4)}
 
 
-def measure_model(run_dir: Path, what: list[str]) -> dict:
+def sap_attention(run_dir: Path, images: int = 256) -> dict:
+    """A SAP run's final model measured by reidlab.models.sap.attention_in_part on the first ``images`` query
+    images, with the teacher parsing it trained on (the same noise): the share of the patch heads' and proxies'
+    attention inside the teacher's part, against a uniform attention's share. Nothing for the teacher-partition
+    row (no distilled heads)."""
+    import torch
+
+    from reidlab.data.annotations import load_teacher
+    from reidlab.data.augment import normalise
+    from reidlab.data.datasets import dataset_from_config
+    from reidlab.data.images import load_images
+    from reidlab.models.sap import attention_in_part
+    from reidlab.runs.checkpoint import load_checkpoint
+    from reidlab.runs.config import build_config
+    from reidlab.runs.loop import teacher_noise
+    from reidlab.runs.run import resolve_device
+    from reidlab.use.trained import build_trained
+    ckpt = load_checkpoint(run_dir, "last.pt")
+    cfg = build_config(None, [], base=ckpt["config"])
+    if cfg.model.name != "sap" or (cfg.model.args or {}).get("partition") == "teacher":
+        return {}
+    device = resolve_device(cfg.device)
+    model = build_trained(cfg, ckpt, device)
+    ds = dataset_from_config(cfg)
+    samples = ds.query[:images]
+    x = normalise(load_images([q.path for q in samples], cfg.data.height, cfg.data.width, cfg.data.workers,
+                              resize=cfg.data.resize)).to(device)
+    parsing = load_teacher(ds, samples, cfg.data.height, cfg.data.width, ("parsing",), teacher_noise(cfg),
+                           cfg.data.workers)["parsing"].to(device)
+    with torch.no_grad():
+        return {f"attn_{k}": v for k, v in attention_in_part(model, x, parsing).items()}
+
+
+def model_size_and_speed(run_dir: Path, what: list[str]) -> dict:
     from benchmarks.common import images_per_second
     from reidlab.models import model_from_config
     from reidlab.runs.config import build_config
@@ -216,6 +250,18 @@ def measure_model(run_dir: Path, what: list[str]) -> dict:
         out["params_M"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
     if "inference" in what and not getattr(model, "test_teacher_targets", ()):
         out["inference_images_per_s"] = round(images_per_second(model, device, cfg.data.height, cfg.data.width), 1)
+    return out
+
+
+# what a table's ``measure`` may name: each a function of (run folder, the table's measure list) -> columns
+MEASURES = {"params": model_size_and_speed, "inference": model_size_and_speed,
+            "sap_attention": lambda run_dir, what: sap_attention(run_dir)}
+
+
+def measure_model(run_dir: Path, what: list[str]) -> dict:
+    out = {}
+    for fn in dict.fromkeys(MEASURES[w] for w in what):      # each function once
+        out.update(fn(run_dir, what))
     return out
 
 

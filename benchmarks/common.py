@@ -4,6 +4,7 @@ overrides, and inference speed."""
 from __future__ import annotations
 
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -60,66 +61,50 @@ def images_per_second(model, device, height, width, batch=128, repeats=3) -> flo
     return batch * repeats / (time.perf_counter() - t)
 
 
-def synthetic_arguments(p, height: int = 128, width: int = 64, epochs: int = 8) -> None:
-    """The options of the synthetic-benchmark ablations: data, input size, budget, weights, device, output."""
-    p.add_argument("--synthetic-size", default="small")
+# ---- seeds-by-rows benchmarks of the demo recipe (benchmarks.own_data, benchmarks.noise_floor) ----
+
+def summary(lines: list[dict], order=None) -> list[dict]:
+    """Per row (in ``order``, else as they first appear): seeds, and mean / min / max of each evaluated
+    epoch's mAP, the final rank-1 and clusters (None in the supervised loop)."""
+    out = []
+    order = order or list(dict.fromkeys(r["row"] for r in lines))
+    for name in [n for n in order if any(r["row"] == n for r in lines)]:
+        runs = sorted((r for r in lines if r["row"] == name), key=lambda r: r["seed"])
+        epochs = runs[0]["epochs"]
+        curve = [[r["mAP"][i] for r in runs] for i in range(len(epochs))]
+        final = curve[-1]
+        out.append({"row": name, "seeds": [r["seed"] for r in runs], "epochs": epochs,
+                    "mAP_mean": [round(100 * statistics.mean(c), 1) for c in curve],
+                    "mAP_min": round(100 * min(final), 1), "mAP_max": round(100 * max(final), 1),
+                    "mAP_sd": round(100 * statistics.stdev(final), 1) if len(final) > 1 else None,
+                    "rank1_mean": round(100 * statistics.mean(r["rank1"][-1] for r in runs), 1),
+                    "clusters_mean": None if runs[0]["clusters"][-1] is None else
+                    round(statistics.mean(r["clusters"][-1] for r in runs))})
+    return out
+
+
+def print_summary(rows: list[dict]) -> None:
+    if not rows:
+        print("no finished run")
+        return
+    epochs = rows[0]["epochs"]
+    print("| row | seeds | mAP at epochs " + " / ".join(map(str, epochs)) + " (mean) | final mAP min-max (sd) | "
+          "final rank-1 (mean) | final clusters (mean) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        sd = "" if r["mAP_sd"] is None else f" ({r['mAP_sd']})"
+        print(f"| {r['row']} | {len(r['seeds'])} | {' / '.join(f'{m:.1f}' for m in r['mAP_mean'])} | "
+              f"{r['mAP_min']}-{r['mAP_max']}{sd} | {r['rank1_mean']} | {r['clusters_mean']} |")
+
+
+def run_arguments(p) -> None:
+    """The options every seeds-by-rows benchmark of the demo recipe shares (this one, benchmarks.own_data)."""
     p.add_argument("--data-root", default=None)
-    p.add_argument("--height", type=int, default=height)
-    p.add_argument("--width", type=int, default=width)
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--pretrained", default="none")
     p.add_argument("--device", default="auto")
     p.add_argument("--output", default=None)
-    p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's best.pt / last.pt")
-    p.add_argument("--warmup-by", default="iter", choices=("iter", "epoch"),
-                   help="train.warmup_by of every row: iter (default; a few epochs' budget) or epoch (the papers' "
-                        "unit; the tables in docs/results.md were measured with it, before iter existed)")
+    p.add_argument("--summary", default=None, metavar="JSONL", help="print the table of the runs in this file and stop")
 
 
-def common_sets(a, dataset: str, name: str, out: str) -> list[str]:
-    """The overrides every synthetic-benchmark row shares: data, budget, seed, output."""
-    sets = [f"data.dataset={dataset}", f"data.synthetic_size={a.synthetic_size}", f"data.height={a.height}",
-            f"data.width={a.width}", "data.workers=2", f"train.epochs={a.epochs}", f"test.eval_every={a.epochs}",
-            "test.eval_initial=false", f"device={a.device}", f"seed={a.seed}", f"output={out}", f"name={name}",
-            f"train.warmup_by={getattr(a, 'warmup_by', 'epoch')}"]
-    if a.data_root:
-        sets.append(f"data.root={a.data_root}")
-    if a.height < 128:
-        sets.append("aug.pad=4")
-    return sets
-
-
-def result_row(benchmark, part, variant, dataset, cfg, records, minutes, seed, paper="") -> dict:
-    """A table row: final mAP / rank-1, training and inference images per second, parameters, minutes."""
-    from reidlab.models import model_from_config
-    from reidlab.runs.run import resolve_device
-    device = resolve_device(cfg.device)
-    model = model_from_config(cfg, device)
-    trained = [r for r in records if r.get("epoch", 0) > 0 and r.get("loss") is not None]
-    batch = cfg.train.num_ids * cfg.train.num_instances
-    iters = [r.get("iters") for r in trained]
-    train_ips = None
-    if trained and all(iters):
-        train_ips = round(sum(i * batch for i in iters) / sum(r["train_s"] for r in trained), 1)
-    last = records[-1]
-    inference = None if getattr(model, "test_teacher_targets", ()) else round(
-        images_per_second(model, device, cfg.data.height, cfg.data.width), 1)
-    return {"benchmark": benchmark, "part": part, "variant": variant, "dataset": dataset, "seed": seed,
-            "mAP": round(last["mAP"], 4), "rank1": round(last["rank1"], 4), "clusters": last.get("num_clusters"),
-            "train_images_per_s": train_ips, "inference_images_per_s": inference,
-            "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2), "minutes": round(minutes, 1),
-            "paper": paper}
-
-
-def print_table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
-    """A markdown table of ``rows``: (title, key) columns; mAP and rank-1 shown as percentages."""
-    print("| " + " | ".join(t for t, _ in columns) + " |")
-    print("|" + " --- |" * len(columns))
-    for r in rows:
-        cells = [f"{100 * r[k]:.1f}" if (k.endswith("mAP") or k == "rank1") and k in r else str(r.get(k, ""))
-                 for _, k in columns]
-        print("| " + " | ".join(cells) + " |")
-
-
-def save_rows(out: str, name: str, rows: list[dict]) -> None:
-    Path(out, f"{name}.json").write_text(json.dumps(rows, indent=1))
+def read_lines(path) -> list[dict]:
+    """The finished runs of a benchmark's JSON-lines file."""
+    return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]

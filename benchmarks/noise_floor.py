@@ -12,7 +12,7 @@
 
 One JSON line per run in ``OUT/noise_floor.jsonl``: the mAP curve, the final rank-1 and clusters, the
 thread count, and a digest of the final weights (two runs with one digest are the same run bit for
-bit), then the table of benchmarks.parity_ablation per part and one line per run.
+bit), then the table of benchmarks.common.summary per part and one line per run.
 """
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ import json
 from pathlib import Path
 
 
-from benchmarks.common import drop_checkpoints, output_folder, train_run
-from benchmarks.parity_ablation import print_summary, summary
+from benchmarks.common import drop_checkpoints, output_folder, print_summary, summary, train_run
 from reidlab.runs.checkpoint import load_checkpoint, state_digest
 from reidlab.runs.run import setup_logging
 

@@ -17,7 +17,7 @@ Rows (every other value is the demo recipe's, runs/recipes/demo.yaml):
 The folder's images are the labelled training images, pixel for pixel (a .jpg is copied byte for byte, a
 .png is the lossless copy of the decoded .jpg); what differs is the names, the order the files are read in
 (sorted by their new paths, so the sampler draws other batches), and, in the last row, the cameras. Each run
-appends one JSON line to ``OUT/own_data.jsonl`` when it ends (the format of benchmarks.parity_ablation).
+appends one JSON line to ``OUT/own_data.jsonl`` when it ends (the format of benchmarks.common.summary).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import shutil
 from pathlib import Path
 
 from benchmarks.common import output_folder, train_run
-from benchmarks.parity_ablation import print_summary, read_lines, run_arguments, summary
+from benchmarks.common import print_summary, read_lines, run_arguments, summary
 
 ROWS = {
     "labelled": ["data.dataset=synthetic"],

@@ -202,10 +202,3 @@ def test_eqs_6_and_7_composition_numerically(w):
         assert parts[f"ce_part{i}"].item() == pytest.approx(_smoothed_ce(g, y, eps).item(), rel=1e-5)
         assert not parts[f"ce_part{i}"].requires_grad
     assert sorted(parts) == sorted(["id", "triplet", "ce_global"] + [f"ce_part{i}" for i in range(1, P + 1)])
-
-
-def test_the_ablation_reports_the_last_epochs_token_losses():
-    from benchmarks.aaformer_ablation import token_losses
-    records = [{"epoch": 0, "mAP": 0.1}, {"epoch": 1, "ce_global": 5.0, "ce_part1": 4.0, "ce_part2": 6.0},
-               {"epoch": 2, "ce_global": 3.0, "ce_part1": 2.0, "ce_part2": 3.0, "mAP": 0.2}]
-    assert token_losses(records) == {"ce_cls": 3.0, "ce_parts": 2.5, "ce_parts_each": [2.0, 3.0]}

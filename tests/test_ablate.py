@@ -98,3 +98,20 @@ def test_the_shipped_tables_build_every_run_config():
             assert cfg.train.epochs >= 1, (path.name, row.name)
         for ev in table.evaluations:
             [parse_override(s) for s in ev.sets]
+
+
+def test_a_run_line_holds_its_last_epochs_losses_and_speed(tmp_path):
+    """The last trained epoch's record (AAformer's token losses ce_global, ce_part1..) and the training images/s."""
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"train": {"num_ids": 4, "num_instances": 2}}))
+    recs = [{"epoch": 0, "mAP": 0.1, "rank1": 0.2},
+            {"epoch": 1, "ce_global": 5.0, "ce_part1": 4.0, "loss": 9.0, "iters": 10, "train_s": 2.0},
+            {"epoch": 2, "ce_global": 3.0, "ce_part1": 2.0, "loss": 5.0, "iters": 10, "train_s": 2.0, "mAP": 0.3,
+             "rank1": 0.4}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs))
+    table = ablate.Table(tmp_path / "t.yaml", "t", "", [1], [], [], [], [])
+    line = ablate.record(table, ablate.Row("a", "demo", []), 1, run, 1.0)
+    assert (line["mAP"], line["rank1"], line["epoch"]) == (0.3, 0.4, 2)
+    assert line["last_epoch"]["ce_global"] == 3.0 and line["last_epoch"]["ce_part1"] == 2.0
+    assert line["train_images_per_s"] == 20.0 and set(line["by_epoch"]) == {"0", "2"}

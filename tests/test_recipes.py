@@ -18,7 +18,7 @@ def test_cluster_contrast_as_published():
     assert (t.optimizer, t.lr, t.weight_decay, t.step_size, t.gamma) == ("adam", 3.5e-4, 5e-4, 20, 0.1)
     assert (m.temp, m.momentum, m.update, m.init) == (0.05, 0.1, "momentum", "mean")
     assert (cfg.cluster.k1, cfg.cluster.k2, cfg.cluster.eps, cfg.cluster.min_samples) == (30, 6, 0.4, 4)
-    # its code's input rules (benchmarks/parity_ablation.py)
+    # its code's input rules (benchmarks/tables/parity.yaml)
     assert (cfg.data.resize, cfg.aug.erasing_box, t.pass_end, t.replace_below) == ("bicubic", "redraw", "drop", "k")
     for derived in ("demo", "aaformer_unsup_market1501", "mla_market1501"):
         d = build_config(derived)
