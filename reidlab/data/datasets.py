@@ -248,13 +248,14 @@ def market1501(data_root: Path, **_) -> ReIDDataset:
 
 def _synthetic(name: str, occluded: bool):
     layout = f"{name}-<size>/ (generated on first use; data/synthetic/)"
-    def build(data_root: Path, synthetic_size: str = "small", seed: int = 0, **_) -> ReIDDataset:
+    def build(data_root: Path, synthetic_size: str = "small", seed: int = 0, hard=(), **_) -> ReIDDataset:
         from .synthetic import SIZES, ensure_synthetic
+        from .synthetic.generate import hard_suffix
         if synthetic_size not in SIZES:
             raise DatasetError(f"unknown synthetic size {synthetic_size!r}{closest(synthetic_size, SIZES)}; "
                                f"choose one of {', '.join(SIZES)}")
-        root = ensure_synthetic(data_root, synthetic_size, occluded=occluded, seed=seed)
-        return market_format(f"{name}-{synthetic_size}", root)
+        root = ensure_synthetic(data_root, synthetic_size, occluded=occluded, seed=seed, hard=hard)
+        return market_format(f"{name}-{synthetic_size}{hard_suffix(hard)}", root)
     register_dataset(name, DatasetInfo(layout=layout))(build)
 
 
@@ -267,7 +268,8 @@ def dataset_from_config(cfg, name: str | None = None) -> ReIDDataset:
 
     With ``cfg.data.test_dataset`` the query and gallery come from that dataset instead (cross-domain)."""
     d = cfg.data
-    opts = dict(synthetic_size=d.synthetic_size, seed=d.synthetic_seed, camera_from=getattr(d, "camera_from", "auto"),
+    opts = dict(synthetic_size=d.synthetic_size, seed=d.synthetic_seed, hard=tuple(getattr(d, "synthetic_hard", ())),
+                camera_from=getattr(d, "camera_from", "auto"),
                 camera_pattern=getattr(d, "camera_pattern", ""), labels_csv=getattr(d, "labels_csv", ""))
     ds = build_dataset(name or cfg.data.dataset, cfg.data_root, **opts)
     test = getattr(cfg.data, "test_dataset", "")

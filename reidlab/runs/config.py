@@ -60,6 +60,10 @@ class DataConfig:
     # the synthetic benchmark's size; pretrain: the population the pretrain_* recipes pretrain on
     synthetic_size: str = key("small", choices=("tiny", "small", "market", "pretrain"))
     synthetic_seed: int = key(0, ge=0)   # 0: synthetic-<size>/; N: synthetic-<size>-seedN/
+    # the harder synthetic generator's switches (data/synthetic/generate.py): lookalike (realistic shared clothing),
+    # crops (detector boxes), crowd (a second person), viewpoint (view-only details), camera (resolution, response,
+    # clutter), or all; each set is its own tree, synthetic-<size>-hard[-<switches>]/
+    synthetic_hard: list = key([], choices=("lookalike", "crops", "crowd", "viewpoint", "camera", "all"))
     height: int = key(256, ge=16)        # input height in pixels: every image is resized to height x width
     width: int = key(128, ge=8)          # input width in pixels
     workers: int = key(4, ge=1)          # image decoding threads

@@ -24,6 +24,25 @@ separate them; every camera has its own scene, light, colour cast, viewpoint hab
 noise and JPEG quality, and every image its own walking pose. The occluded variant covers 20-60% of
 every query (and a fifth of the training and a tenth of the gallery images) with objects or other
 people and marks the covered keypoints v = 1.
+
+Harder variants (``hard``, ``data.synthetic_hard``; each switch alone or several, written to
+``synthetic-<size>-hard-<switches>/``, or ``-hard/`` with all five, so that the default trees and the tables
+measured on them stay as they were):
+
+- ``lookalike``: clothing from the colours of real crowds (dark, navy, grey, white, brown, beige, denim; mostly
+  plain) shared by many persons, so that identity lies in details: bag, shoes, logo, hair, hat, build;
+- ``crops``: detector-style boxes, loose or tight (scale 0.8-1.3) and off-centre (up to 15% / 10%), which cut
+  heads, feet, arms;
+- ``crowd``: in 30% of the person images a second person partly in the box, behind or in front of the target;
+- ``viewpoint``: view-dependent details: a logo on 60% of persons (front view only) and a print on the back of
+  50% (back view only), beside the backpack seen whole from behind and as straps from the front;
+- ``camera``: per camera a sensor resolution (35-100%, scaled back up), a colour response curve, a stronger cast,
+  blur, noise and JPEG loss, and a cluttered scene.
+
+Masks, parsing and keypoints follow every switch exactly (the target's pixels only: a person behind it is not
+in its mask, one in front removes what it covers and hides the keypoints there). With any switch,
+``annotations/meta.json`` records per image what the switches did (the crop's scale and offset, the second
+person's side and shift).
 """
 from __future__ import annotations
 
@@ -46,6 +65,8 @@ from . import render as pr
 
 log = logging.getLogger(__name__)
 GENERATOR_VERSION = 3
+HARD = ("lookalike", "crops", "crowd", "viewpoint", "camera")
+CROWD_SHARE = 0.3                 # person images with a second person in the box (the crowd switch)
 
 
 @dataclass(frozen=True)
@@ -85,8 +106,26 @@ def shared_identities(a: tuple[str, int], b: tuple[str, int], occluded: bool = F
     return sum(repr(i) in first for i in _plan(SIZES[b[0]], occluded, b[1])[0])
 
 
-def dataset_dir(root: str | os.PathLike, size: str, occluded: bool, seed: int = 0) -> Path:
-    name = f"synthetic-occluded-{size}" if occluded else f"synthetic-{size}"
+def hard_switches(hard) -> tuple[str, ...]:
+    """The harder generator's switches in HARD's order ("all": every one); an unknown name is an error."""
+    names = list(hard or ())
+    if "all" in names:
+        names = list(HARD)
+    unknown = [h for h in names if h not in HARD]
+    if unknown:
+        raise DatasetError(f"unknown synthetic switch(es) {', '.join(unknown)}; give any of {', '.join(HARD)}, or all")
+    return tuple(h for h in HARD if h in names)
+
+
+def hard_suffix(hard) -> str:
+    switches = hard_switches(hard)
+    if not switches:
+        return ""
+    return "-hard" if switches == HARD else "-hard-" + "-".join(switches)
+
+
+def dataset_dir(root: str | os.PathLike, size: str, occluded: bool, seed: int = 0, hard=()) -> Path:
+    name = (f"synthetic-occluded-{size}" if occluded else f"synthetic-{size}") + hard_suffix(hard)
     return Path(root) / (name if seed == 0 else f"{name}-seed{seed}")
 
 
@@ -102,15 +141,18 @@ def _is_complete(out: Path, params: dict) -> bool | None:
 
 
 def ensure_synthetic(root: str | os.PathLike, size: str = "small", occluded: bool = False, seed: int = 0,
-                     workers: int | None = None) -> Path:
+                     workers: int | None = None, hard=()) -> Path:
     """Return the benchmark's folder, generating it first if it is missing (see the module docstring)."""
     if size not in SIZES:
         raise DatasetError(f"unknown synthetic size {size!r}; choose one of {', '.join(SIZES)}")
     if not isinstance(seed, int) or seed < 0:
         raise DatasetError(f"data.synthetic_seed: a whole number >= 0, not {seed!r}")
-    out = dataset_dir(root, size, occluded, seed)
+    hard = hard_switches(hard)
+    out = dataset_dir(root, size, occluded, seed, hard)
     params = {"version": GENERATOR_VERSION, "size": size, "occluded": occluded, "seed": seed,
               "spec": asdict(SIZES[size])}
+    if hard:                           # absent without switches: the default trees' markers are unchanged
+        params["hard"] = list(hard)
     if _is_complete(out, params):
         return out
     root = Path(root)
@@ -141,7 +183,7 @@ def ensure_synthetic(root: str | os.PathLike, size: str = "small", occluded: boo
             shutil.rmtree(stale, ignore_errors=True)
         tmp = root / f".{out.name}.tmp-{os.getpid()}"
         try:
-            generate(tmp, SIZES[size], occluded=occluded, seed=seed, workers=workers, title=out.name)
+            generate(tmp, SIZES[size], occluded=occluded, seed=seed, workers=workers, title=out.name, hard=hard)
             (tmp / ".complete").write_text(json.dumps(params))
         except OSError as e:                         # a full disk, a quota: nothing half-made is left
             shutil.rmtree(tmp, ignore_errors=True)
@@ -172,11 +214,11 @@ class _Job:
     seed: tuple
 
 
-def _group_identities(rng: np.random.Generator, n: int) -> list[pr.Identity]:
+def _group_identities(rng: np.random.Generator, n: int, hard=()) -> list[pr.Identity]:
     """n identities in look-alike groups of 2-4 that differ in one or two attributes."""
     out: list[pr.Identity] = []
     while len(out) < n:
-        base = pr.random_identity(rng)
+        base = pr.random_identity(rng, realistic="lookalike" in hard, prints="viewpoint" in hard)
         out.append(base)
         for _ in range(int(rng.integers(1, 4))):
             if len(out) < n:
@@ -204,10 +246,10 @@ def _camera_sets(rng: np.random.Generator, n_ids: int, n_cams: int, total: int |
     return [np.sort(rng.choice(n_cams, size=s, replace=False)) for s in sizes]
 
 
-def _plan(spec: SizeSpec, occluded: bool, seed: int) -> tuple[list[pr.Identity], list[_Job]]:
+def _plan(spec: SizeSpec, occluded: bool, seed: int, hard=()) -> tuple[list[pr.Identity], list[_Job]]:
     rng = np.random.default_rng(seed)
     n_ids = spec.train_ids + spec.test_ids
-    idents = _group_identities(rng, n_ids)
+    idents = _group_identities(rng, n_ids, hard)
     # Look-alike groups are shuffled across the splits, so both halves hold look-alikes.
     pids = rng.permutation(np.arange(1, n_ids + 1))
     train_ids, test_ids = np.arange(spec.train_ids), np.arange(spec.train_ids, n_ids)
@@ -260,21 +302,25 @@ def _plan(spec: SizeSpec, occluded: bool, seed: int) -> tuple[list[pr.Identity],
 _STATE: dict = {}
 
 
-def _init_worker(idents, cameras, spec, out):
-    _STATE.update(idents=idents, cameras=cameras, spec=spec, out=out)
+def _init_worker(idents, cameras, spec, out, hard=()):
+    _STATE.update(idents=idents, cameras=cameras, spec=spec, out=out, hard=hard)
 
 
-def _render_job(job: _Job) -> tuple[str, list]:
+def _render_job(job: _Job) -> tuple[str, list, dict]:
     idents, cameras, spec, out = _STATE["idents"], _STATE["cameras"], _STATE["spec"], _STATE["out"]
+    hard = _STATE.get("hard", ())
     H, W = spec.height, spec.width
     rng = np.random.default_rng(job.seed)
     cam = cameras[job.cam]
     bg = pr.background_crop(cam, rng, H, W)
+    meta: dict = {}
     if job.kind == "junk":   # a detector's false positive: background only
         image, parsing, kps = bg.copy(), np.zeros((H, W), np.uint8), np.zeros((17, 3), np.float32)
     else:
         ident = idents[job.ident] if job.kind == "person" else pr.random_identity(rng)
         person, parsing, kps = pr.render_person(ident, cam, rng, H, W)
+        if "crops" in hard and job.kind == "person":
+            person, parsing, kps, meta["crop"] = pr.detector_crop(person, parsing, kps, rng)
         if job.kind == "distractor":  # a badly aligned detection: the person shifted half out
             dy, dx = int(rng.integers(-H // 2, H // 2)), int(rng.integers(-W // 2, W // 2))
             person, parsing = np.roll(person, (dy, dx), (0, 1)), np.roll(parsing, (dy, dx), (0, 1))
@@ -282,7 +328,13 @@ def _render_job(job: _Job) -> tuple[str, list]:
             kps[:, 0] += dx
             kps[:, 1] += dy
             kps[(kps[:, 0] < 0) | (kps[:, 0] >= W) | (kps[:, 1] < 0) | (kps[:, 1] >= H), 2] = 0
-        image = pr.compose(person, parsing, bg)
+        if "crowd" in hard and job.kind == "person" and rng.random() < CROWD_SHARE:
+            other = pr.random_identity(rng, realistic="lookalike" in hard, prints="viewpoint" in hard)
+            op, opars, _ = pr.render_person(other, cam, rng, H, W)
+            image, parsing, kps, meta["crowd"] = pr.crowd(pr.compose(person, parsing, bg), parsing, kps, (op, opars),
+                                                         bg, person, rng)
+        else:
+            image = pr.compose(person, parsing, bg)
         if job.occlude:
             other = None
             if rng.random() < 0.35:
@@ -295,31 +347,41 @@ def _render_job(job: _Job) -> tuple[str, list]:
     Image.fromarray(parsing).save(out / "annotations" / "parsing" / job.folder / f"{stem}.png")
     mask = Image.fromarray(((parsing > 0) * 255).astype(np.uint8))
     mask.save(out / "annotations" / "masks" / job.folder / f"{stem}.png")
-    return f"{job.folder}/{job.name}", np.round(kps, 2).tolist()
+    kps = np.round(kps, 2)
+    if hard:                   # a keypoint that rounding puts on the border is outside (the default trees as ever)
+        kps[(kps[:, 0] >= W) | (kps[:, 1] >= H) | (kps[:, 0] < 0) | (kps[:, 1] < 0), 2] = 0
+    return f"{job.folder}/{job.name}", kps.tolist(), meta
 
 
 def generate(out: Path, spec: SizeSpec, occluded: bool = False, seed: int = 0, workers: int | None = None,
-             title: str = "") -> None:
-    """Write the whole tree into ``out`` (see the module docstring). Deterministic from ``seed``."""
-    idents, jobs = _plan(spec, occluded, seed)
+             title: str = "", hard=()) -> None:
+    """Write the whole tree into ``out`` (see the module docstring). Deterministic from ``seed`` (and ``hard``,
+    the harder generator's switches)."""
+    hard = hard_switches(hard)
+    idents, jobs = _plan(spec, occluded, seed, hard)
     cam_rng = np.random.default_rng([seed, 7919])
-    cameras = [pr.random_camera(cam_rng, spec.height, spec.width) for _ in range(spec.cameras)]
+    cameras = [pr.random_camera(cam_rng, spec.height, spec.width, hard="camera" in hard)
+               for _ in range(spec.cameras)]
     for folder in ("bounding_box_train", "bounding_box_test", "query"):
         for sub in (Path(folder), Path("annotations/parsing") / folder, Path("annotations/masks") / folder):
             (out / sub).mkdir(parents=True, exist_ok=True)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     label = f"generating {title or out.name} ({len(jobs)} images)"
     keypoints: dict[str, list] = {}
+    metas: dict[str, dict] = {}
     if workers > 1 and "fork" in mp.get_all_start_methods():
-        with mp.get_context("fork").Pool(workers, _init_worker, (idents, cameras, spec, out)) as pool:
-            for key, kps in track(pool.imap(_render_job, jobs, chunksize=32), total=len(jobs), description=label):
-                keypoints[key] = kps
+        with mp.get_context("fork").Pool(workers, _init_worker, (idents, cameras, spec, out, hard)) as pool:
+            for key, kps, meta in track(pool.imap(_render_job, jobs, chunksize=32), total=len(jobs),
+                                        description=label):
+                keypoints[key], metas[key] = kps, meta
     else:
-        _init_worker(idents, cameras, spec, out)
+        _init_worker(idents, cameras, spec, out, hard)
         for job in track(jobs, description=label):
-            key, kps = _render_job(job)
-            keypoints[key] = kps
+            key, kps, meta = _render_job(job)
+            keypoints[key], metas[key] = kps, meta
     (out / "annotations" / "keypoints.json").write_text(
         json.dumps({"keypoint_names": list(pr.COCO_KEYPOINTS), "images": keypoints}))
-    (out / "README.txt").write_text(__doc__)
+    if hard:
+        (out / "annotations" / "meta.json").write_text(json.dumps({"switches": list(hard), "images": metas}))
+    (out / "README.txt").write_text(__doc__ + (f"\nThis tree's switches: {', '.join(hard)}\n" if hard else ""))
     log.info("generated %s: %d images", title or out.name, len(jobs))

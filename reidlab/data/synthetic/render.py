@@ -26,13 +26,19 @@ from ..annotations import COCO_KEYPOINTS  # noqa: F401  (the keypoints' order, r
 PARTS = ("background", "head", "torso", "arms", "legs", "feet", "bag")
 
 # Materials of the material map (0 is background).
-SKIN, HAIR, HAT, UPPER, LOWER, SHOES, BAG, LOGO, EYE, STRAP = range(1, 11)
+SKIN, HAIR, HAT, UPPER, LOWER, SHOES, BAG, LOGO, EYE, STRAP, PRINT = range(1, 12)
 
 PALETTE = np.array([
     (200, 30, 30), (30, 60, 180), (40, 140, 60), (230, 200, 40), (240, 240, 235), (25, 25, 28),
     (120, 120, 125), (130, 70, 30), (230, 120, 30), (120, 40, 150), (230, 130, 170), (40, 170, 180),
     (100, 20, 30), (20, 30, 80), (190, 170, 130), (90, 110, 40),
 ], dtype=np.float32)
+# The look-alike switch (``hard`` "lookalike"): clothing from the colours real crowds wear, shared by many
+# persons -- indices into PALETTE: near-black, navy, grey, white, brown, beige, dark red, olive -- with denim
+# (a blue at 40% of PALETTE's saturation) appended as the last entry of REAL_PALETTE.
+REAL_COLOURS = (5, 13, 6, 4, 7, 14, 12, 15)
+DENIM = np.array([(62, 84, 120)], dtype=np.float32)
+REAL_PALETTE = np.concatenate([PALETTE[list(REAL_COLOURS)], DENIM])
 SKIN_TONES = np.array([(245, 210, 180), (225, 180, 140), (190, 140, 100), (150, 100, 70),
                        (100, 65, 45)], dtype=np.float32)
 HAIR_COLOURS = np.array([(20, 15, 10), (70, 40, 20), (140, 90, 40), (210, 180, 110), (150, 150, 150),
@@ -64,21 +70,24 @@ class Identity:
     shoes: int
     bag: str | None
     bag_colour: int
+    back_print: int | None = None   # a print on the back of the upper clothes (seen from behind only)
+    realistic: bool = False         # clothing colours index REAL_PALETTE (the look-alike switch), not PALETTE
 
     def mutate(self, rng: np.random.Generator, n: int) -> "Identity":
         """A look-alike: the same person but for ``n`` attributes."""
         new = Identity(**self.__dict__)
+        clothes = len(REAL_PALETTE) if self.realistic else len(PALETTE)
         for attr in rng.choice(MUTABLE, size=n, replace=False):
             if attr == "upper_colour":
-                new.upper_colour = _other(rng, len(PALETTE), self.upper_colour)
+                new.upper_colour = _other(rng, clothes, self.upper_colour)
             elif attr == "upper_colour2":
-                new.upper_colour2 = _other(rng, len(PALETTE), self.upper_colour2)
+                new.upper_colour2 = _other(rng, clothes, self.upper_colour2)
                 if new.upper_pattern == "solid":
                     new.upper_pattern = str(rng.choice(UPPER_PATTERNS[1:]))
             elif attr == "upper_pattern":
                 new.upper_pattern = str(rng.choice([p for p in UPPER_PATTERNS if p != self.upper_pattern]))
             elif attr == "lower_colour":
-                new.lower_colour = _other(rng, len(PALETTE), self.lower_colour)
+                new.lower_colour = _other(rng, clothes, self.lower_colour)
             elif attr == "lower_type":
                 new.lower_type = str(rng.choice([t for t in LOWER_TYPES if t != self.lower_type]))
             elif attr == "bag":
@@ -101,9 +110,14 @@ def _other(rng: np.random.Generator, n: int, current: int) -> int:
     return int((current + 1 + rng.integers(n - 1)) % n)
 
 
-def random_identity(rng: np.random.Generator) -> Identity:
+def random_identity(rng: np.random.Generator, realistic: bool = False, prints: bool = False) -> Identity:
+    """A random person. ``realistic`` (the look-alike switch): upper and lower clothes from REAL_PALETTE, mostly
+    plain, so that clothing colour is shared by many and identity lies in details (bag, shoes, logo, hair,
+    build); ``prints`` (the viewpoint switch): more logos (front only) and prints on the back (back only)."""
+    if realistic:
+        return _realistic_identity(rng, prints)
     upper, upper2 = rng.choice(len(PALETTE), size=2, replace=False)
-    return Identity(
+    ident = Identity(
         height=float(rng.uniform(0.86, 0.96)), width=float(rng.uniform(0.85, 1.2)),
         skin=int(rng.integers(len(SKIN_TONES))), hair_colour=int(rng.integers(len(HAIR_COLOURS))),
         long_hair=bool(rng.random() < 0.35),
@@ -118,6 +132,40 @@ def random_identity(rng: np.random.Generator) -> Identity:
         bag=BAG_TYPES[int(rng.choice(4, p=[0.4, 0.25, 0.2, 0.15]))],
         bag_colour=int(rng.integers(len(PALETTE))),
     )
+    if prints:
+        _add_prints(ident, rng)
+    return ident
+
+
+def _add_prints(ident: Identity, rng: np.random.Generator) -> None:
+    """The viewpoint switch's details: a logo (drawn in the front view only) on 60% of persons, a back print
+    (back view only) on 50%."""
+    ident.logo = int(rng.integers(len(PALETTE))) if rng.random() < 0.6 else None
+    ident.back_print = int(rng.integers(len(PALETTE))) if rng.random() < 0.5 else None
+
+
+def _realistic_identity(rng: np.random.Generator, prints: bool) -> Identity:
+    # dark and denim dominate, as in street crowds; REAL_PALETTE's last entry is denim
+    weights = np.array([0.22, 0.14, 0.14, 0.09, 0.08, 0.06, 0.04, 0.04, 0.19])
+    upper, upper2 = rng.choice(len(REAL_PALETTE), size=2, replace=False, p=weights)
+    ident = Identity(
+        height=float(rng.uniform(0.84, 0.98)), width=float(rng.uniform(0.8, 1.25)),
+        skin=int(rng.integers(len(SKIN_TONES))), hair_colour=int(rng.integers(len(HAIR_COLOURS))),
+        long_hair=bool(rng.random() < 0.35),
+        hat=int(rng.integers(len(PALETTE))) if rng.random() < 0.15 else None,
+        upper_colour=int(upper), upper_colour2=int(upper2),
+        upper_pattern=str(rng.choice(UPPER_PATTERNS, p=[0.7, 0.075, 0.075, 0.075, 0.075])),
+        sleeves="long" if rng.random() < 0.5 else "short",
+        logo=int(rng.integers(len(PALETTE))) if rng.random() < 0.3 else None,
+        lower_colour=int(rng.choice(len(REAL_PALETTE), p=weights)),
+        lower_type=str(rng.choice(LOWER_TYPES, p=[0.7, 0.2, 0.1])),
+        shoes=int(rng.integers(len(PALETTE))),
+        bag=BAG_TYPES[int(rng.choice(4, p=[0.4, 0.25, 0.2, 0.15]))],
+        bag_colour=int(rng.integers(len(PALETTE))), realistic=True,
+    )
+    if prints:
+        _add_prints(ident, rng)
+    return ident
 
 
 @dataclass
@@ -134,8 +182,11 @@ class Camera:
     extra: dict = field(default_factory=dict)
 
 
-def random_camera(rng: np.random.Generator, height: int, width: int) -> Camera:
-    """One camera: its scene, light and optics, and which way people usually face it."""
+def random_camera(rng: np.random.Generator, height: int, width: int, hard: bool = False) -> Camera:
+    """One camera: its scene, light and optics, and which way people usually face it. ``hard`` (the camera
+    switch): draws after the usual ones (so that a camera without it is unchanged) a sensor resolution (the
+    image is taken at 35-100% of its size and scaled back up), a per-channel response curve (gamma 0.75-1.3),
+    a stronger colour cast, blur and noise, and a cluttered scene (poles, signs and person-sized blobs)."""
     bh, bw = int(height * 1.3), int(width * 2.0)
     # muted scenes (half grey) so that people, not backgrounds, carry most of the colour
     grey = np.float32(rng.uniform(90, 170))
@@ -153,13 +204,28 @@ def random_camera(rng: np.random.Generator, height: int, width: int) -> Camera:
         scene[y0:y0 + h, x0:x0 + w] = scene[y0:y0 + h, x0:x0 + w] * 0.5 + patch * 0.5
     scene += rng.normal(0, 6, size=scene.shape).astype(np.float32)
     view = rng.dirichlet([2.0, 2.0, 1.2])
-    return Camera(
+    cam = Camera(
         background=np.clip(scene, 0, 255), brightness=float(rng.uniform(0.8, 1.1)),
         cast=rng.uniform(0.9, 1.1, size=3).astype(np.float32), view_probs=view,
         scale=float(rng.uniform(0.88, 1.0)), blur=float(rng.uniform(0.0, 0.9)) * height / 128,
         noise=float(rng.uniform(2, 8)), jpeg_quality=int(rng.integers(70, 96)),
         light_slope=float(rng.uniform(-0.2, 0.2)),
     )
+    if hard:
+        cam.cast = rng.uniform(0.78, 1.22, size=3).astype(np.float32)
+        cam.blur = float(rng.uniform(0.0, 1.6)) * height / 128
+        cam.noise = float(rng.uniform(3, 14))
+        cam.jpeg_quality = int(rng.integers(45, 90))
+        cam.extra = {"resolution": float(rng.uniform(0.35, 1.0)),
+                     "gamma": rng.uniform(0.75, 1.3, size=3).astype(np.float32)}
+        bg = cam.background
+        for _ in range(int(rng.integers(8, 16))):          # clutter: poles, signs, person-sized blobs
+            x0, y0 = int(rng.integers(0, bw)), int(rng.integers(0, bh))
+            w = int(rng.integers(2, max(3, bw // 10)))
+            hgt = int(rng.integers(bh // 6, bh // 2)) if rng.random() < 0.6 else int(rng.integers(bh // 12, bh // 5))
+            bg[y0:y0 + hgt, x0:x0 + w] = rng.uniform(20, 235, size=3).astype(np.float32)
+        cam.background = np.clip(bg, 0, 255)
+    return cam
 
 
 class _Canvas:
@@ -282,6 +348,10 @@ def render_person(ident: Identity, cam: Camera, rng: np.random.Generator, height
     if ident.logo is not None and view == "front":
         lx, ly = cx, top + 0.3 * h
         cv.polygon([(lx - 0.04 * h, ly - 0.04 * h), (lx + 0.04 * h, ly - 0.04 * h), (lx, ly + 0.05 * h)], LOGO, 2)
+    if ident.back_print is not None and view == "back" and ident.bag != "backpack":
+        bx, by = cx, top + 0.32 * h
+        cv.polygon([(bx - 0.06 * h, by - 0.05 * h), (bx + 0.06 * h, by - 0.05 * h), (bx + 0.06 * h, by + 0.05 * h),
+                    (bx - 0.06 * h, by + 0.05 * h)], PRINT, 2)
     if ident.bag == "backpack" and view == "back":
         x0, x1 = cx - 0.11 * h * ident.width, cx + 0.11 * h * ident.width
         top, bottom = ls[1] + 0.02 * h, ls[1] + 0.28 * h
@@ -348,7 +418,8 @@ def _colour(ident: Identity, material: np.ndarray, h: float, top: float, cx: flo
     H, W = material.shape
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     out = np.zeros((H, W, 3), np.float32)
-    c1, c2 = PALETTE[ident.upper_colour], PALETTE[ident.upper_colour2]
+    clothes = REAL_PALETTE if ident.realistic else PALETTE
+    c1, c2 = clothes[ident.upper_colour], clothes[ident.upper_colour2]
     period = max(2.0, 0.05 * h)
     pat = ident.upper_pattern
     if pat == "hstripes":
@@ -364,10 +435,11 @@ def _colour(ident: Identity, material: np.ndarray, h: float, top: float, cx: flo
     upper = np.where(sel[..., None], c1, c2)
     colours = {
         SKIN: SKIN_TONES[ident.skin], HAIR: HAIR_COLOURS[ident.hair_colour],
-        HAT: PALETTE[ident.hat if ident.hat is not None else 0], LOWER: PALETTE[ident.lower_colour],
+        HAT: PALETTE[ident.hat if ident.hat is not None else 0], LOWER: clothes[ident.lower_colour],
         SHOES: PALETTE[ident.shoes], BAG: PALETTE[ident.bag_colour],
         LOGO: PALETTE[ident.logo if ident.logo is not None else 0], EYE: np.array([20, 20, 20], np.float32),
         STRAP: PALETTE[ident.bag_colour] * 0.6,
+        PRINT: PALETTE[ident.back_print if ident.back_print is not None else 0],
     }
     for m, c in colours.items():
         out[material == m] = c
@@ -405,12 +477,17 @@ def _keypoints(j: dict, view: str, height: int, width: int) -> np.ndarray:
 
 def camera_optics(image: np.ndarray, cam: Camera, rng: np.random.Generator) -> Image.Image:
     """Light, colour cast, blur and sensor noise of the camera, applied to a composed image."""
-    H = image.shape[0]
+    H, W = image.shape[:2]
     ramp = 1 + cam.light_slope * (np.linspace(-0.5, 0.5, H, dtype=np.float32)[:, None, None])
     gain = cam.brightness * rng.uniform(0.92, 1.08) * cam.cast * ramp
     out = image * gain
+    if "gamma" in cam.extra:                               # the camera switch: its colour response
+        out = 255 * (np.clip(out, 0, 255) / 255) ** cam.extra["gamma"]
     out += rng.normal(0, cam.noise, size=out.shape).astype(np.float32)
     pil = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+    if cam.extra.get("resolution", 1.0) < 0.98:           # taken at a lower resolution, scaled back up
+        r = cam.extra["resolution"]
+        pil = pil.resize((max(4, round(W * r)), max(4, round(H * r))), Image.BILINEAR).resize((W, H), Image.BILINEAR)
     blur = cam.blur * rng.uniform(0.5, 1.5)
     if blur > 0.25:
         pil = pil.filter(ImageFilter.GaussianBlur(blur))
@@ -472,3 +549,55 @@ def add_occluder(image: np.ndarray, parsing: np.ndarray, keypoints: np.ndarray, 
     hidden = cover[yi, xi] & (kps[:, 2] == 2)
     kps[hidden, 2] = 1
     return image, parsing, kps
+
+
+def detector_crop(person: np.ndarray, parsing: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """The crops switch: the person as a detector boxes it -- the box loose or tight (scale 0.8-1.3 of the
+    person, so a tight box cuts the head or feet), offset by up to 15% of the width and 10% of the height
+    (cutting an arm or a side). The person layer, its parsing and its keypoints move by the same map (nearest
+    pixel, so the parsing stays exact); keypoints that leave the image become v = 0."""
+    H, W = parsing.shape
+    s = float(rng.uniform(0.8, 1.3))
+    tx = float(rng.uniform(-0.15, 0.15)) * W + (1 - s) * W / 2
+    ty = float(rng.uniform(-0.1, 0.1)) * H + (1 - s) * H / 2
+    # output pixel (x, y) shows input pixel round((x + 0.5 - tx) / s - 0.5), likewise y
+    xs = np.rint((np.arange(W) + 0.5 - tx) / s - 0.5).astype(int)
+    ys = np.rint((np.arange(H) + 0.5 - ty) / s - 0.5).astype(int)
+    inside = (ys[:, None] >= 0) & (ys[:, None] < H) & (xs[None, :] >= 0) & (xs[None, :] < W)
+    yi, xi = np.clip(ys, 0, H - 1)[:, None], np.clip(xs, 0, W - 1)[None, :]
+    person = np.where(inside[..., None], person[yi, xi], 0)
+    parsing = np.where(inside, parsing[yi, xi], 0).astype(np.uint8)
+    kps = keypoints.copy()
+    kps[:, 0] = (keypoints[:, 0] + 0.5) * s + tx - 0.5
+    kps[:, 1] = (keypoints[:, 1] + 0.5) * s + ty - 0.5
+    out = (kps[:, 0] < 0) | (kps[:, 0] >= W) | (kps[:, 1] < 0) | (kps[:, 1] >= H)
+    kps[out, 2] = 0
+    return person, parsing, kps, {"scale": round(s, 3), "dx": round(tx, 2), "dy": round(ty, 2)}
+
+
+def crowd(image: np.ndarray, parsing: np.ndarray, keypoints: np.ndarray, other: tuple[np.ndarray, np.ndarray],
+          background: np.ndarray, person: np.ndarray, rng: np.random.Generator
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """The crowd switch: a second person partly inside the box, shifted sideways by 30-60% of the width, behind
+    the target (its pixels replace background only; the target's parsing is unchanged) or in front of it (the
+    target loses the covered pixels from its parsing, and its covered visible keypoints become v = 1)."""
+    H, W = parsing.shape
+    o_img, o_parse = other
+    shift = int(round(W * rng.uniform(0.3, 0.6))) * (1 if rng.random() < 0.5 else -1)
+    o_img, o_parse = np.roll(o_img, shift, axis=1), np.roll(o_parse, shift, axis=1).copy()
+    if shift > 0:
+        o_parse[:, :shift] = 0
+    else:
+        o_parse[:, shift:] = 0
+    front = bool(rng.random() < 0.5)
+    if not front:
+        scene = compose(o_img, o_parse, background)
+        return compose(person, parsing, scene), parsing, keypoints, {"crowd": "behind", "shift": shift}
+    cover = o_parse > 0
+    image = np.where(cover[..., None], o_img, image)
+    kps = keypoints.copy()
+    xi = np.clip(kps[:, 0].astype(int), 0, W - 1)
+    yi = np.clip(kps[:, 1].astype(int), 0, H - 1)
+    kps[cover[yi, xi] & (kps[:, 2] == 2), 2] = 1
+    return image, np.where(cover, 0, parsing).astype(np.uint8), kps, {"crowd": "front", "shift": shift}
