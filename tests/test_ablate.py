@@ -114,4 +114,4 @@ def test_a_run_line_holds_its_last_epochs_losses_and_speed(tmp_path):
     line = ablate.record(table, ablate.Row("a", "demo", []), 1, run, 1.0)
     assert (line["mAP"], line["rank1"], line["epoch"]) == (0.3, 0.4, 2)
     assert line["last_epoch"]["ce_global"] == 3.0 and line["last_epoch"]["ce_part1"] == 2.0
-    assert line["train_images_per_s"] == 20.0 and set(line["by_epoch"]) == {"0", "2"}
+    assert line["train_images_per_s"] == 40.0 and set(line["by_epoch"]) == {"0", "2"}   # 2 x 10 x 8 images in 4 s
