@@ -136,13 +136,7 @@ def re_ranking_loop(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3):
     rank = np.argsort(d, axis=1, kind="stable")
     V = np.zeros_like(d)
     for i in range(n):
-        r1 = k_reciprocal(rank, i, k1)
-        exp = r1
-        for c in r1:
-            cand = k_reciprocal(rank, c, int(np.around(k1 / 2)))
-            if len(np.intersect1d(cand, r1)) > 2 / 3 * len(cand):
-                exp = np.append(exp, cand)
-        exp = np.unique(exp)
+        exp = expanded_loop(rank, i, k1)
         w = np.exp(-d[i, exp])
         V[i, exp] = w / w.sum()
     if k2 != 1:
