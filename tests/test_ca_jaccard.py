@@ -174,3 +174,15 @@ def test_re_ranking_from_features_is_the_matrix_re_ranking(ca):
     assert np.abs(dense - blocks).max() < 1e-5
     small = _FeatureBlocks(q, g, block_elems=1000)                 # several row blocks
     assert small.step < len(x) and torch.allclose(small.row_max, _FeatureBlocks(q, g).row_max)
+
+
+def test_the_sweep_gives_the_loops_ca_jaccard_labels():
+    """--mode cluster-sweep on a CA-Jaccard run: each setting's labels are pseudo_labels' with the same CA-Jaccard."""
+    from reidlab.clustering.sweep import sweep
+    x, cams, pids = people(30, 8, 4, shift=1.0, seed=11)
+    ca = dict(k1_intra=5, k1_inter=20, k2_intra=2, k2_inter=4)
+    rows, labels = sweep(x, [0.4, 0.5], [10, 20], [4], truth=pids, cams=cams, ca=ca)
+    for (k, m, e), got in labels.items():
+        want, _ = pseudo_labels(x, k1=k, eps=e, min_samples=m, cams=cams, ca=ca)
+        assert np.array_equal(got, want)
+    assert len(rows) == 4 and all("ari" in r for r in rows)

@@ -36,7 +36,7 @@ CONSUMED = {
     "aug.erasing", "test.eval_every", "test.batch_size", "test.rerank_k1", "test.rerank_k2", "test.rerank_lambda",
     "test.visualize", "test.local_topn", "test.pool_ranklists", "test.pool_ranklists_every",
     "cluster.k1_intra", "cluster.k1_inter", "cluster.k2_intra", "cluster.k2_inter", "test.rerank_k1_intra",
-    "test.rerank_k1_inter", "test.rerank_k2_intra", "test.rerank_k2_inter"}
+    "test.rerank_k1_inter", "test.rerank_k2_intra", "test.rerank_k2_inter", "data.synthetic_hard"}
 
 
 def numeric_keys() -> dict[str, dataclasses.Field]:
@@ -85,7 +85,7 @@ def tiny_step(cfg) -> None:
     from reidlab.data.images import load_images
     from reidlab.data.samplers import PKSampler, PseudoLabelSampler
     from reidlab.data.store import budget_bytes
-    from reidlab.data.synthetic.generate import SIZES, _plan
+    from reidlab.data.synthetic.generate import SIZES, _plan, hard_switches
     from reidlab.data.teachers import pick_person
     from reidlab.evaluation import extract_features
     from reidlab.evaluation.rerank import re_ranking
@@ -98,7 +98,8 @@ def tiny_step(cfg) -> None:
     from reidlab.supervised.losses import CenterLoss
     from reidlab.supervised.trainer import reid_loss
     from reidlab.unsup.label_free import draw_pool_now, pool_queries
-    from reidlab.unsup.trainer import ca_jaccard, cluster_contrast_loss, cluster_memories
+    from reidlab.clustering.ca_jaccard import ca_arguments
+    from reidlab.unsup.trainer import cluster_contrast_loss, cluster_memories
     t, cpu = cfg.train, torch.device("cpu")
     threads = torch.get_num_threads()
     try:
@@ -107,7 +108,7 @@ def tiny_step(cfg) -> None:
         torch.set_num_threads(threads)
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed * 100003 + t.epochs)
-    _plan(SIZES["tiny"], False, cfg.data.synthetic_seed)
+    _plan(SIZES["tiny"], False, cfg.data.synthetic_seed, hard_switches(cfg.data.synthetic_hard))
     H, W = cfg.data.height, cfg.data.width
     budget_bytes(cfg.data.memory_budget, cpu)
     load_images(image_files(), H, W, cfg.data.workers, resize=cfg.data.resize)
@@ -158,8 +159,7 @@ def tiny_step(cfg) -> None:
     pseudo_labels(points, cfg.cluster.k1, cfg.cluster.k2, cfg.cluster.eps, cfg.cluster.min_samples, cfg.cluster.knn)
     cams = np.arange(64) % 4
     for epoch in (1, 2):                                        # CA-Jaccard, its first epoch's warm-up and after
-        ca = dict(ca_jaccard(cfg.cluster, epoch) or ca_jaccard(dataclasses.replace(cfg.cluster, distance="ca-jaccard"),
-                                                                epoch))
+        ca = ca_arguments(dataclasses.replace(cfg.cluster, distance="ca-jaccard"), epoch == 1)
         pseudo_labels(points, cfg.cluster.k1, cfg.cluster.k2, cfg.cluster.eps, cfg.cluster.min_samples, "torch",
                       cams=cams, ca=ca)
     d = (1 - points @ points.T).clamp(min=0).numpy()

@@ -95,6 +95,17 @@ def ca_jaccard_graph(features: torch.Tensor, cams, k1_intra: int = 5, k1_inter: 
     return overlap_graph(features, blocks, known, sims, expansion, phase, max_block_elems)
 
 
+def ca_arguments(cluster, first_epoch: bool = False) -> dict | None:
+    """CA-Jaccard's keyword arguments from a run's ``cluster`` config (``cluster.distance=ca-jaccard``), else
+    None. At the first epoch with ``cluster.clqe_warmup``, CLQE averages 3 + 3 neighbours, as its training code
+    does (``train_caj.py``: ``if epoch == 0: k2_intra, k2_inter = 3, 3``)."""
+    if cluster.distance != "ca-jaccard":
+        return None
+    warm = first_epoch and cluster.clqe_warmup
+    return dict(k1_intra=cluster.k1_intra, k1_inter=cluster.k1_inter, k2_intra=3 if warm else cluster.k2_intra,
+                k2_inter=3 if warm else cluster.k2_inter, ckrnns=cluster.ckrnns, clqe=cluster.clqe)
+
+
 def ca_jaccard_distance(features: torch.Tensor, cams, **kwargs):
     """The CA-Jaccard distance of L2-normalised ``features`` as a scipy CSR matrix (absent pairs at 1);
     keyword arguments as :func:`ca_jaccard_graph`."""

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
+from .ca_jaccard import ca_jaccard_graph
 from .dbscan import dbscan
 from .jaccard import jaccard_graph
 from .knn import knn
@@ -63,18 +64,26 @@ def agreement(a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def sweep(features: torch.Tensor, eps: list[float], k1: list[int], min_samples: list[int], k2: int = 6,
-          knn_backend: str = "auto", truth: np.ndarray | None = None, progress=None):
+          knn_backend: str = "auto", truth: np.ndarray | None = None, progress=None, cams=None, ca: dict | None = None):
     """(rows, labels): one row per (k1, min_samples, eps), in that nesting order, with :func:`describe`'s
     keys and the seconds each stage took; ``labels`` maps each (k1, min_samples, eps) to its labels. ``progress``:
-    a callable given a message before each graph (None: silent)."""
+    a callable given a message before each graph (None: silent). ``ca`` and ``cams``: CA-Jaccard graphs, as
+    :func:`clustering.pseudo_labels` takes them (k1 then serves only a part turned off: with CKRNNs and CLQE
+    both on, one graph serves every k1)."""
     features = torch.as_tensor(features, dtype=torch.float32)
     rows, labels = [], {}
+    graph = None
     for k in k1:
         if progress:
-            progress(f"k1 {k}: kNN and Jaccard graph of {features.shape[0]} features")
+            progress(f"k1 {k}: kNN and {'CA-' if ca is not None else ''}Jaccard graph of {features.shape[0]} features")
         t0 = time.perf_counter()
-        ranking, sims = knn(features, k, knn_backend, return_sims=True)
-        i, j, d = jaccard_graph(features, k1=k, k2=k2, ranking=ranking, ranking_sims=sims)
+        if ca is None:
+            ranking, sims = knn(features, k, knn_backend, return_sims=True)
+            i, j, d = jaccard_graph(features, k1=k, k2=k2, ranking=ranking, ranking_sims=sims)
+        else:
+            if graph is None or not (ca.get("ckrnns", True) and ca.get("clqe", True)):
+                graph = ca_jaccard_graph(features, cams, k1=k, k2=k2, knn_backend=knn_backend, **ca)
+            i, j, d = graph
         graph_s = time.perf_counter() - t0
         for m in min_samples:
             for e in eps:

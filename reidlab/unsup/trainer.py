@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from reidlab.clustering import pseudo_labels
+from reidlab.clustering.ca_jaccard import ca_arguments
 from reidlab.data.samplers import PseudoLabelSampler
 from reidlab.evaluation import extract_features
 from reidlab.memory import ClusterMemory
@@ -78,17 +79,6 @@ def ranks_agree(memories: list[ClusterMemory], labels: np.ndarray) -> dict:
     return {"ranks_agree": len(everyone)}
 
 
-def ca_jaccard(c, epoch: int) -> dict | None:
-    """CA-Jaccard's arguments for this epoch's clustering (``cluster.distance=ca-jaccard``), else None; at the
-    first epoch with ``cluster.clqe_warmup`` its CLQE averages 3 + 3 neighbours, as its training code does
-    (``train_caj.py``: ``if epoch == 0: k2_intra, k2_inter = 3, 3``)."""
-    if c.distance != "ca-jaccard":
-        return None
-    first = epoch == 1 and c.clqe_warmup
-    return dict(k1_intra=c.k1_intra, k1_inter=c.k1_inter, k2_intra=3 if first else c.k2_intra,
-                k2_inter=3 if first else c.k2_inter, ckrnns=c.ckrnns, clqe=c.clqe)
-
-
 def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -> list[dict]:
     s = start(cfg, run_dir, ds=ds)
     camids = np.array([x.camid for x in s.ds.train])
@@ -112,7 +102,7 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
         t1 = time.perf_counter()
         # under torchrun: clustered once, on rank 0, and broadcast (runs/dist.py)
         labels, info = dist.broadcast_object(pseudo_labels(feats, c.k1, c.k2, c.eps, c.min_samples, c.knn,
-                                                           cams=camids, ca=ca_jaccard(c, epoch))
+                                                           cams=camids, ca=ca_arguments(c, epoch == 1))
                                              if dist.is_main() else None)
         record = {"num_clusters": info["num_clusters"], "num_outliers": info["num_outliers"],
                   **({"camera_gap": info["camera_gap"]} if "camera_gap" in info else {}),

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
+from reidlab.clustering.ca_jaccard import ca_arguments
 from reidlab.clustering.sweep import sweep
 from reidlab.data import dataset_from_config
-from reidlab.data.datasets import require_training_split
+from reidlab.data.datasets import require_cameras, require_training_split
 from reidlab.data.files import write_atomically
 from reidlab.data.images import load_images
 from reidlab.errors import ReIDError
@@ -136,7 +137,13 @@ def run_cluster_sweep(model, cfg, ckpt, device, eps: list[float], k1: list[int],
              f" of {ids} identities" + ("" if ds.labelled else f" in the {int((truth >= 0).sum())} labelled")
              if truth is not None else " without identity labels",
              len(eps) * len(k1) * len(min_samples), len(k1))
-    rows, _ = sweep(feats, eps, k1, min_samples, c.k2, c.knn, truth, progress=log.info)
+    ca = None
+    if c.distance == "ca-jaccard":                    # as the loop clusters after its first epoch
+        require_cameras(ds, cfg)
+        ca = ca_arguments(c)
+        log.info("CA-Jaccard graphs (the config's cluster.distance): %s", ca)
+    rows, _ = sweep(feats, eps, k1, min_samples, c.k2, c.knn, truth, progress=log.info,
+                    cams=np.array([s.camid for s in ds.train]), ca=ca)
     print_rows(rows, (c.k1, c.min_samples, c.eps), console)
     path = write_atomically(output, lambda tmp: plot(tmp, rows, c.eps, ids), "the sweep's plot")
     header = {"checkpoint": str(ckpt["path"]), "dataset": ds.name, "images": len(ds.train),
