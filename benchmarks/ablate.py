@@ -298,11 +298,11 @@ def record(table: Table, row: Row, seed: int, run_dir: Path, minutes: float) -> 
 
 def run_table(table: Table, out: Path, rows: list[str] | None, seeds: list[int] | None, keep: bool,
               dry_run: bool = False) -> int:
-    done = {(r["row"], r["seed"], r["key"]) for r in results(out)}
     todo = [(row, seed) for row in table.rows if not rows or row.name in rows for seed in (seeds or table.seeds)]
     failed = 0
     for row, seed in todo:
         name = run_name(row, seed)
+        done = {(r["row"], r["seed"], r["key"]) for r in results(out)}     # read again: another runner may share
         if (row.name, seed, run_key(row, seed)) in done:
             print(f"{name}: done (results.jsonl)", flush=True)
             continue

@@ -43,6 +43,21 @@ def test_rows_run_once_and_the_summary_says_them(tmp_path, tiny_root, capsys):
     assert "| plain | 1 |" in text and "| ca jaccard | 1 |" in text and "| plain, evaluated re-ranked | 1 |" in text
     assert ablate.main([str(table), "--out", str(out)]) == 0          # again: nothing left to run
     assert len(ablate.results(out)) == 2 and "done (results.jsonl)" in capsys.readouterr().out
+    # a runner reads results.jsonl again before each run: one that another runner finished meanwhile is skipped
+    lines = ablate.results(out)
+    (out / "results.jsonl").write_text("")
+
+    def train(row, seed, out_):
+        assert row.name == "plain", "trained a run another runner had finished"
+        with open(out_ / "results.jsonl", "a") as f:          # meanwhile, another runner finishes "ca jaccard"
+            f.write(json.dumps(lines[1]) + "\n")
+        return 2, out_ / "busy"                               # and holds "plain"
+    real_train, ablate.train = ablate.train, train
+    try:
+        assert ablate.run_table(ablate.load_table(table), out, None, None, False) == 1
+    finally:
+        ablate.train = real_train
+    assert [x["row"] for x in ablate.results(out)] == ["ca jaccard"]
     # a changed value is a new run, never the old result
     assert ablate.main([str(table), "--out", str(out), "--rows", "plain", "--set", "train.lr=1e-4", "--dry-run"]) == 0
     assert "plain-s1-" in capsys.readouterr().out
