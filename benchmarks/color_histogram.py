@@ -5,6 +5,7 @@ horizontal stripes (head/torso/legs), L1-normalised and square-rooted (Hellinger
 Euclidean. Prints one JSON line per variant with mAP / rank-1 / mINP as fractions.
 
     python -m benchmarks.color_histogram --dataset synthetic --size small   (from the repository root)
+    python -m benchmarks.color_histogram --hard all                         (the harder generator's tree)
 """
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ def main(argv=None) -> None:
     p.add_argument("--data-root", default=os.environ.get("REID_DATA", "datasets"))
     p.add_argument("--height", type=int, default=128)
     p.add_argument("--width", type=int, default=64)
+    p.add_argument("--hard", nargs="*", default=[], help="the harder generator's switches (data.synthetic_hard) or all")
     a = p.parse_args(argv)
-    ds = build_dataset(a.dataset, a.data_root, synthetic_size=a.size)
+    ds = build_dataset(a.dataset, a.data_root, synthetic_size=a.size, hard=tuple(a.hard))
     q = load_images([s.path for s in ds.query], a.height, a.width, description="query")
     g = load_images([s.path for s in ds.gallery], a.height, a.width, description="gallery")
     for stripes in (1, 3):
