@@ -1,7 +1,7 @@
 """The first minutes on a GPU: one prepared command that measures what the project's GPU goals need (docs/scale.md), in
-about 8 minutes on one H100 / H200, into one JSON file and one table.
+about 9 minutes on one H100 / H200, into one JSON file and one table.
 
-    python -m benchmarks.gpu_check                                  # on the GPU: every part, ~8 minutes
+    python -m benchmarks.gpu_check                                  # on the GPU: every part, ~9 minutes
     python -m benchmarks.gpu_check --out $OUT/gpu_check.json        # where the JSON goes
     python -m benchmarks.gpu_check --device cpu --tiny              # the smoke test that make test runs
 
