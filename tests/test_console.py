@@ -3,6 +3,8 @@
 recipe descriptions with each recipe's mode."""
 import re
 
+import pytest
+
 from reidlab import progress
 from reidlab.runs.catalogue import recipe_description, recipe_mode
 from reidlab.runs.config import RECIPES
@@ -36,11 +38,13 @@ def test_plain_progress_lines(monkeypatch, capsys):
     assert list(progress.track(range(3), "counting")) == [0, 1, 2] and capsys.readouterr().out == ""
 
 
-def test_list_shows_whole_descriptions_and_modes(main_in_process):
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_list_shows_whole_descriptions_and_modes(main_in_process, monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", columns)               # a terminal's width, or rich's default off a terminal
     code, out, _ = main_in_process("--list")
     assert code == 0
     flat = " ".join(re.sub(r"[│┃]", " ", out).split())
     for p in sorted(RECIPES.glob("*.yaml")):
         text = recipe_description(p)
-        assert len(text) > 40 and f"{p.stem} {recipe_mode(p)} {text}" in flat, p.stem
+        assert len(text) > 40 and f"{p.stem} ({recipe_mode(p)}): {text}" in flat, p.stem
     assert recipe_description(RECIPES / "aaformer_market1501.yaml").endswith("Table II)")

@@ -29,14 +29,18 @@ def recipe_mode(path) -> str:
 
 
 def print_catalogue() -> None:
+    from rich.markup import escape
+
     from reidlab.data import DATASETS
     from reidlab.models import MODELS
     from reidlab.models.attention import ATTENTION_BLOCKS, resolve_block
     from reidlab.models.factory import ALWAYS, COMMON, accepted_arguments
     resolve_block("mla")                              # registers the MLA blocks
-    recipes = Table("recipe (--config NAME)", "mode", "what it reproduces", title="recipes (reidlab/runs/recipes/)")
+    # one column (name, mode, then the description) so that a long recipe name leaves the description the
+    # terminal's width: beside a 37-character name an 80-column terminal would fold its file names mid-word
+    recipes = Table("recipe (--config NAME) (mode): what it reproduces", title="recipes (reidlab/runs/recipes/)")
     for p in sorted(RECIPES.glob("*.yaml")):
-        recipes.add_row(p.stem, recipe_mode(p), recipe_description(p))
+        recipes.add_row(f"[bold]{p.stem}[/bold] ({recipe_mode(p)}): {escape(recipe_description(p))}")
     datasets = Table("dataset (--dataset NAME)", "layout under the data root", title="datasets")
     for name in DATASETS.names():
         info = DATASETS.info(name)
