@@ -59,7 +59,7 @@ TARGETS = {"resnet50_train_images_per_s": 3000, "pseudo_labels_12936_s": 0.5, "p
 # --tiny: the models at test sizes (tests/test_model_contract.py's), the rest at a few hundred points
 TINY_MODEL_ARGS = {"daaf": dict(base="resnet18"), "vit": dict(size="tiny", depth=2),
                    "aaformer": dict(size="tiny", depth=2), "sap": dict(size="tiny", depth=2),
-                   "pirt": dict(backbone="resnet18")}
+                   "pirt": dict(backbone="resnet18"), "pcb": dict(backbone="resnet18", stripes=4)}
 
 
 def emit(row: dict) -> None:

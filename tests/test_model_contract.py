@@ -13,7 +13,8 @@ resolve_block("mla")                       # registers the MLA blocks
 SIZES = [(64, 32), (96, 48)]
 # small versions of the models for a CPU test (a model not listed here is tested with its defaults)
 SMALL = {"daaf": dict(base="resnet18"), "vit": dict(size="tiny", depth=2), "aaformer": dict(size="tiny", depth=2),
-         "sap": dict(size="tiny", depth=2), "pirt": dict(backbone="resnet18"), "resnet50_ibn_a": {}}
+         "sap": dict(size="tiny", depth=2), "pirt": dict(backbone="resnet18"), "resnet50_ibn_a": {},
+         "pcb": dict(backbone="resnet18", stripes=4)}
 
 
 def teacher(model, B, H, W):
