@@ -51,9 +51,9 @@ class PCB(nn.Module):
         super().__init__()
         if backbone not in BACKBONES:
             raise ConfigError(f"model.args.backbone: {', '.join(BACKBONES)}, not {backbone!r}")
-        if not isinstance(stripes, int) or stripes < 1:
+        if isinstance(stripes, bool) or not isinstance(stripes, int) or stripes < 1:
             raise ConfigError(f"model.args.stripes: a whole number of stripes, at least 1, not {stripes!r}")
-        if not isinstance(reduce, int) or reduce < 0:
+        if isinstance(reduce, bool) or not isinstance(reduce, int) or reduce < 0:
             raise ConfigError(f"model.args.reduce: the reduced width of each stripe (256 in the paper), or 0 for "
                               f"none, not {reduce!r}")
         self.base = ReIDResNet(backbone, pretrained=pretrained, last_stride=last_stride, pooling="avg",
