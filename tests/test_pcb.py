@@ -99,3 +99,14 @@ def test_pcb_trains_in_bag_of_tricks_recipe_and_evaluates_on_the_occluded_split(
     occ = evaluate_checkpoint(build_config(base=ckpt["config"], overrides=[
         {"data": {"root": str(tiny_root), "test_dataset": "synthetic-occluded"}}]), ckpt)
     assert 0 <= occ["mAP"] <= 1
+
+
+def test_explain_shows_the_stripes_on_the_feature_grid():
+    m = build_model("pcb", backbone="resnet18", pretrained="none", stripes=4, num_classes=3, input_size=(128, 64))
+    m.eval()
+    maps = m.explain(torch.randn(2, 3, 128, 64))
+    act, bands = maps["activation"][0], maps["4 stripes"][0]
+    assert act.shape == bands.shape == (2, 8, 4)
+    rows = bands[0, :, 0]
+    assert torch.equal(rows, rows.sort().values) and len(rows.unique()) == 4     # 4 bands, top to bottom
+    assert all(torch.equal(bands[0, a:b], bands[0, a:a + 1].expand(b - a, 4)) for a, b in stripe_bounds(8, 4))

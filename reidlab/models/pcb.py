@@ -101,11 +101,11 @@ class PCB(nn.Module):
     def explain(self, x: torch.Tensor) -> dict:
         """The backbone's activation map and the stripes' bounds (each stripe's rows as one value)."""
         maps = self.base.explain(x)
-        fmap = self.base.feature_map(x)
-        bands = torch.zeros(fmap.shape[2], device=x.device)
-        for i, (a, b) in enumerate(stripe_bounds(fmap.shape[2], self.stripes)):
+        B, h, w = maps["activation"][0].shape                 # the feature map's grid, not computed again
+        bands = torch.zeros(h, device=x.device)
+        for i, (a, b) in enumerate(stripe_bounds(h, self.stripes)):
             bands[a:b] = i
-        maps[f"{self.stripes} stripes"] = (minmax(bands[None, :, None].expand(x.shape[0], -1, fmap.shape[3])), "heat")
+        maps[f"{self.stripes} stripes"] = (minmax(bands[None, :, None].expand(B, h, w)), "heat")
         return maps
 
 
