@@ -263,6 +263,16 @@ _synthetic("synthetic", occluded=False)
 _synthetic("synthetic-occluded", occluded=True)
 
 
+@register_dataset("fractals", DatasetInfo(
+    {"train": (1000, 30000, 1), "query": (100, 200, 1), "gallery": (100, 800, 1)},
+    layout="fractals/ (generated on first use; data/synthetic/fractals.py)",
+    source="FractalDB-style categories of iterated function systems (Kataoka et al., ACCV 2020): the "
+           "pretrain_fractal_* recipes' start from another domain, as ImageNet is to Market-1501"))
+def fractals(data_root: Path, seed: int = 0, **_) -> ReIDDataset:
+    from .synthetic.fractals import ensure_fractals
+    return market_format("fractals", ensure_fractals(data_root, seed))
+
+
 def dataset_from_config(cfg, name: str | None = None) -> ReIDDataset:
     """``cfg.data.dataset`` (or ``name``) under the run's data root, with the synthetic options of ``cfg.data``.
 

@@ -153,23 +153,34 @@ def ensure_synthetic(root: str | os.PathLike, size: str = "small", occluded: boo
               "spec": asdict(SIZES[size])}
     if hard:                           # absent without switches: the default trees' markers are unchanged
         params["hard"] = list(hard)
+    return ensure_tree(out, params, lambda tmp: generate(tmp, SIZES[size], occluded=occluded, seed=seed,
+                                                         workers=workers, title=out.name, hard=hard),
+                       "the synthetic benchmark")
+
+
+def ensure_tree(out: Path, params: dict, make, what: str) -> Path:
+    """``out``, made by ``make(tmp)`` into a temporary folder beside it and renamed into place, unless a finished
+    generation with these ``params`` is there (its ``.complete`` marker). Under a lock file in the data root, so
+    that several processes can ask at once: one generates, the others wait and read it. A killed generation
+    leaves nothing in place of the tree; a tree of other parameters is replaced; a folder without the marker is
+    left alone (an error says so)."""
     if _is_complete(out, params):
         return out
-    root = Path(root)
+    root = out.parent
     try:
         check_names(root, "the data root")
     except ReIDError as e:
         raise DatasetError(f"{e} (--data-root, or env REID_DATA)") from None
     existing = nearest_existing(root)
     if not existing.is_dir():
-        raise DatasetError(f"the synthetic benchmark must be generated under {root}, but {existing} is a file, not a "
+        raise DatasetError(f"{what} must be generated under {root}, but {existing} is a file, not a "
                            f"folder; give a folder with --data-root (or env REID_DATA)")
     try:
         root.mkdir(parents=True, exist_ok=True)
         lock = root / f".{out.name}.lock"
         lock.touch()
     except OSError as e:
-        raise DatasetError(f"the synthetic benchmark must be generated under {root}, but it cannot be written "
+        raise DatasetError(f"{what} must be generated under {root}, but it cannot be written "
                            f"there ({e.strerror}); give a writable folder with --data-root (or env REID_DATA)"
                            ) from None
     with locked(lock):
@@ -177,17 +188,20 @@ def ensure_synthetic(root: str | os.PathLike, size: str = "small", occluded: boo
         if state:
             return out
         if state is None and out.exists():
-            raise DatasetError(f"{out} exists but is not a complete synthetic benchmark (no .complete marker); "
+            raise DatasetError(f"{out} exists but is not a complete generated tree (no .complete marker); "
                                f"it is left alone: remove it (rm -r {out}) to generate it again")
         for stale in root.glob(f".{out.name}.tmp-*"):     # left by killed generations (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
         tmp = root / f".{out.name}.tmp-{os.getpid()}"
         try:
-            generate(tmp, SIZES[size], occluded=occluded, seed=seed, workers=workers, title=out.name, hard=hard)
+            make(tmp)
             (tmp / ".complete").write_text(json.dumps(params))
         except OSError as e:                         # a full disk, a quota: nothing half-made is left
             shutil.rmtree(tmp, ignore_errors=True)
-            raise disk_error(e, out, f"the synthetic benchmark {out.name}") from None
+            raise disk_error(e, out, what + " " + out.name) from None
+        except BaseException:                        # Ctrl-C, an error: nothing half-made is left either
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         if out.exists():                             # an older generator version's tree: replace it
             log.warning("%s was generated with other parameters; replacing it", out)
             old = root / f".{out.name}.old-{os.getpid()}"
