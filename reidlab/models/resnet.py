@@ -5,7 +5,9 @@ classifier is attached); eval mode returns the L2-normalised post-neck feature, 
 With ``num_classes`` and the default ``bnneck`` head this is the Bag of Tricks network (Luo et al.
 2019): triplet loss on the pooled feature, bias-free classifier after the BN neck. With ``head="trinet"``
 it is TriNet (Hermans et al. 2017): FC 1024-BN-ReLU-FC 128, the 128-d output used for the triplet loss
-and for retrieval.
+and for retrieval. With ``head="none"`` it is Bag of Tricks' Baseline-S (Luo et al. 2019, section 2 and
+Table 1, its code's ``neck='no'``): no BN neck, the triplet and the classifier (a linear layer *with* a bias, at
+torch's default initialisation) both on the pooled feature, which is also the retrieval feature.
 """
 from __future__ import annotations
 
@@ -142,14 +144,19 @@ class ReIDResNet(nn.Module):
         elif head == "trinet":
             self.neck = TriNetHead(dim)
             emb_dim = self.neck.out_dim
+        elif head == "none":
+            self.neck, emb_dim = nn.Identity(), dim
         else:
-            raise ConfigError(f"model.head: 'bnneck' or 'trinet', not {head!r}")
+            raise ConfigError(f"model.head: 'bnneck', 'trinet' or 'none', not {head!r}")
         self.head = head
         self.feature_dim = dim if head == "bnneck" else emb_dim    # of ModelOutput.features
         self.feature_splits = (emb_dim,)                           # widths of the eval feature's pieces
         self.convolutional = True                                  # train.channels_last applies
-        self.classifier = nn.Linear(emb_dim, num_classes, bias=False) if num_classes > 0 else None
-        if self.classifier is not None:
+        self.classifier = None
+        if num_classes > 0 and head == "none":                     # BoT's neck='no': nn.Linear's own start
+            self.classifier = nn.Linear(emb_dim, num_classes)
+        elif num_classes > 0:
+            self.classifier = nn.Linear(emb_dim, num_classes, bias=False)
             nn.init.normal_(self.classifier.weight, std=0.001)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:

@@ -89,7 +89,9 @@ class ModelConfig:
     attention_args: dict = field(default_factory=dict)   # keyword arguments of the block
     attention_placement: str = key("conv2", choices=("conv2", "after"))   # conv2: replaces the last stage's 3x3
     attention_blocks: str = key("all", choices=("all", "last"))  # with conv2: all blocks of the last stage, or the last
-    head: str = key("bnneck", choices=("bnneck", "trinet"))  # Bag of Tricks | FC 1024-BN-ReLU-FC 128 (Hermans et al.)
+    # bnneck: Bag of Tricks' BN neck | trinet: FC 1024-BN-ReLU-FC 128 (Hermans et al.) | none: no neck, the classifier
+    # (with a bias) and the triplet on the pooled feature (BoT's Baseline-S, its code's neck='no'); ResNets
+    head: str = key("bnneck", choices=("bnneck", "trinet", "none"))
     args: dict = field(default_factory=dict)   # keyword arguments of the model's constructor
 
 
@@ -167,6 +169,10 @@ class TrainConfig:
     """Training: budget, batch, optimiser and schedule, precision and devices (runs/loop.py)."""
     epochs: int = key(50, ge=1)          # epochs of the run (the unsupervised loop clusters at each epoch's start)
     iters: int = key(200, ge=0)          # iterations per epoch; 0: one pass over the (clustered) training images
+    # the training images `iters` was set for (a paper's dataset: 12936 for Market-1501); with it, an epoch takes
+    # iters x (this dataset's training images / iters_for) iterations, as many passes over the data as the paper's
+    # epoch (the papers' regime on smaller data, benchmarks/ablate.py --regime paper); 0: iters as given
+    iters_for: int = key(0, ge=0)
     num_ids: int = key(16, ge=1)         # P (pseudo-)identities per batch
     num_instances: int = key(16, ge=1)   # K images each
     sampler: str = key("pk", choices=("pk", "identity"))   # supervised: pk (P ids in turn) | identity (BoT's)
