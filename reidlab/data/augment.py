@@ -16,9 +16,18 @@ The erasing box, ``aug.erasing_box``:
   - ``clip``: this project's earlier rule: one draw, the aspect ratio log-uniform in [0.3, 1 / 0.3], the box
     clipped to the image where it does not fit (at 64 x 32 about 17% of erased images lose a full-width
     band; tall boxes about half of the time).
+
+The random draws (``Streams``, made by ``batch_streams`` for each training batch): the flip, the crop and the
+erasing each draw from a generator of their own, seeded from (seed, epoch, batch, transform). So two runs with
+one seed draw the same flips and crops whatever else differs between them (random erasing on or off, its box
+rule, the model, the loss), batch by batch: the paired rows of an ablation table see the same augmentation.
+A single ``torch.Generator`` still works (every draw from it, in the order flip, crop, erasing).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -38,14 +47,34 @@ def _rand(n: int, gen: torch.Generator, device) -> torch.Tensor:
     return torch.rand(n, generator=gen, device=gen.device).to(device)
 
 
+class Streams(NamedTuple):
+    """A batch's generators, one per random transform."""
+    flip: torch.Generator
+    crop: torch.Generator
+    erasing: torch.Generator
+
+
+def batch_streams(seed: int, epoch: int, batch: int, device) -> Streams:
+    """The generators of the ``batch``-th training batch of ``epoch``: a function of (seed, epoch, batch) alone,
+    each transform's its own (module docstring), on ``device`` (what the loop draws on)."""
+    state = np.random.SeedSequence([seed, epoch, batch, 0xA06]).generate_state(3 * 2)
+    return Streams(*(torch.Generator(device=device).manual_seed(int(state[2 * i]) << 32 | int(state[2 * i + 1]))
+                     for i in range(3)))
+
+
+def _streams(gen: torch.Generator | Streams) -> Streams:
+    return gen if isinstance(gen, Streams) else Streams(gen, gen, gen)
+
+
 ERASING_AREA = (0.02, 0.4)
 ERASING_ASPECT = 0.3          # h / w in [0.3, 1 / 0.3]
 ERASING_ATTEMPTS = 100
 
 
-def train_augment(batch: torch.Tensor, gen: torch.Generator, flip: float = 0.5, pad: int = 10,
+def train_augment(batch: torch.Tensor, gen: torch.Generator | Streams, flip: float = 0.5, pad: int = 10,
                   erasing: float = 0.5, erasing_box: str = "clip") -> torch.Tensor:
-    """Augment a uint8 batch on its device. ``gen`` makes it reproducible."""
+    """Augment a uint8 batch on its device. ``gen`` (one generator, or a batch's ``Streams``) makes it
+    reproducible."""
     return augment_with_teacher(batch, {}, gen, flip, pad, erasing, erasing_box)[0]
 
 
@@ -77,7 +106,7 @@ def erasing_boxes(B: int, H: int, W: int, gen: torch.Generator, device, p: float
     return erase, y0, x0, eh, ew
 
 
-def augment_with_teacher(batch: torch.Tensor, teacher: dict[str, torch.Tensor], gen: torch.Generator,
+def augment_with_teacher(batch: torch.Tensor, teacher: dict[str, torch.Tensor], gen: torch.Generator | Streams,
                          flip: float = 0.5, pad: int = 10, erasing: float = 0.5, erasing_box: str = "clip"):
     """``train_augment`` that moves the teacher targets with the image (data.annotations).
 
@@ -91,10 +120,11 @@ def augment_with_teacher(batch: torch.Tensor, teacher: dict[str, torch.Tensor], 
     B, C, H, W = x.shape
     dev = x.device
     out = dict(teacher)
-    do = _rand(B, gen, dev) < flip if flip > 0 else None
+    gens = _streams(gen)
+    do = _rand(B, gens.flip, dev) < flip if flip > 0 else None
     if pad > 0:
-        oy = (_rand(B, gen, dev) * (2 * pad + 1)).long().clamp_(max=2 * pad)
-        ox = (_rand(B, gen, dev) * (2 * pad + 1)).long().clamp_(max=2 * pad)
+        oy = (_rand(B, gens.crop, dev) * (2 * pad + 1)).long().clamp_(max=2 * pad)
+        ox = (_rand(B, gens.crop, dev) * (2 * pad + 1)).long().clamp_(max=2 * pad)
     if do is not None:
         x = torch.where(do.view(B, 1, 1, 1), x.flip(-1), x)
         for key in ("mask", "parsing"):
@@ -121,7 +151,7 @@ def augment_with_teacher(batch: torch.Tensor, teacher: dict[str, torch.Tensor], 
             k[..., 2] = torch.where(outside, torch.zeros((), dtype=k.dtype, device=k.device), k[..., 2])
             out["keypoints"] = k
     if erasing > 0:
-        erase, y0, x0, eh, ew = erasing_boxes(B, H, W, gen, dev, erasing, erasing_box)
+        erase, y0, x0, eh, ew = erasing_boxes(B, H, W, gens.erasing, dev, erasing, erasing_box)
         ar_h = torch.arange(H, device=dev).view(1, H, 1)
         ar_w = torch.arange(W, device=dev).view(1, 1, W)
         box = ((ar_h >= y0.view(B, 1, 1)) & (ar_h < (y0 + eh).view(B, 1, 1))

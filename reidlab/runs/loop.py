@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from reidlab.data import dataset_from_config
 from reidlab.data.annotations import TeacherNoise, load_teacher
-from reidlab.data.augment import augment_with_teacher
+from reidlab.data.augment import Streams, augment_with_teacher, batch_streams
 from reidlab.data.datasets import ReIDDataset, require_cameras, require_training_split
 from reidlab.data.images import load_dataset_images
 from reidlab.data.store import prefetch
@@ -230,6 +231,7 @@ def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] 
                  "prefer (camera ids: data.camera_from)", ds.name)
     train, query, gallery = load_dataset_images(ds, cfg.data.height, cfg.data.width, cfg.data.workers, device,
                                                 cfg.data.memory_budget, cfg.data.resize)
+    seed_everything(cfg.seed)               # the initial weights: a function of the seed alone (paired rows share them)
     model = model_from_config(cfg, device, num_classes=num_classes(ds) if num_classes else 0)
     needs = tuple(getattr(model, "teacher_targets", ()))
     teacher = {}
@@ -314,13 +316,14 @@ def short_batch_words(plan: EpochPlan, rows: int, cfg: Config) -> str:
     return words
 
 
-def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: torch.Generator, optimizer, scaler,
+def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: Callable[[int], Streams], optimizer, scaler,
                 extra: ExtraParameters | None, title: str, before_step=None,
                 guard: StepGuard | None = None) -> dict[str, float]:
     """One epoch of ``plan.batches``: augment on the device (teacher targets moved with the images),
     forward under autocast, the plan's loss, backward, then the step if ``guard`` finds it finite (else it
     is skipped: the BatchNorm buffers its forward moved are put back and ``plan.on_step(False)`` drops
     the memory's update). Returns the mean of each loss part over the steps taken, and ``skipped_steps``.
+    ``gen(i)``: the i-th batch's augmentation generators (data.augment.batch_streams).
 
     Under torchrun every rank augments the whole global batch (the same random draws as one process)
     and trains on its share (whole identities where it can, runs.dist.share); the loss is that of the
@@ -341,7 +344,7 @@ def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: torch.Ge
         task = bar.add_task(title, total=plan.iters, info="")
         for i, (idx, images) in enumerate(prefetch(plan.batches, s.train_images, device)):
             idx_t = torch.as_tensor(idx, device=device)
-            x, t = augment_with_teacher(images, {k: v[idx_t] for k, v in s.teacher.items()}, gen,
+            x, t = augment_with_teacher(images, {k: v[idx_t] for k, v in s.teacher.items()}, gen(i),
                                         cfg.aug.flip, cfg.aug.pad, cfg.aug.erasing, cfg.aug.erasing_box)
             mine, sizes = dist.share(len(idx), K)
             if len(idx) != full and not said:
@@ -394,6 +397,17 @@ def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: torch.Ge
             bar.update(task, advance=1, info=" ".join(f"{k} {v / max(n, 1):.3f}" for k, v in sums.items()))
     out = {k: dist.mean(v / max(n, 1)) for k, v in sums.items()}     # aux losses are per rank
     return {**out, "skipped_steps": guard.skipped - skipped_before}
+
+
+def epoch_iters(train, images: int) -> int:
+    """Iterations of an epoch over ``images`` training images (the unsupervised loop: the clustered ones):
+    ``train.iters``, scaled by ``images / train.iters_for`` when that is set (an epoch of the paper's passes over
+    the data); 0 gives one pass of P x K batches over them."""
+    if not train.iters:
+        return math.ceil(images / (train.num_ids * train.num_instances))
+    if train.iters_for:
+        return max(1, round(train.iters * images / train.iters_for))
+    return train.iters
 
 
 def iteration_warmup(train, optimizer, scheduler, epoch: int, iters: int):
@@ -511,7 +525,8 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
             t1 = time.perf_counter()
             losses = {}
             if plan.batches is not None:
-                gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
+                def gen(i: int, epoch=epoch):
+                    return batch_streams(cfg.seed, epoch, i, device)
                 losses = train_epoch(s, net, plan, gen, optimizer, scaler, extra,
                                      f"epoch {epoch}/{cfg.train.epochs}",
                                      iteration_warmup(cfg.train, optimizer, scheduler, epoch, plan.iters), guard)

@@ -14,7 +14,6 @@ when ``loss.center`` > 0, its centres trained by their own SGD at ``loss.center_
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 
 from reidlab.data.samplers import IdentitySampler, PKSampler
 from reidlab.runs.config import Config
-from reidlab.runs.loop import EpochPlan, ExtraParameters, fit, start
+from reidlab.runs.loop import EpochPlan, ExtraParameters, epoch_iters, fit, start
 
 from .losses import CenterLoss, batch_hard_triplet, label_smoothed_cross_entropy
 
@@ -106,7 +105,7 @@ def run_supervised(cfg: Config, run_dir: Path, resume: dict | None = None, ds=No
     if s.ds.num_train_pids < t.num_ids:
         log.info("%s has %d training identities, fewer than train.num_ids=%d: every batch holds all of them "
                  "(%d x %d images)", s.ds.name, s.ds.num_train_pids, t.num_ids, s.ds.num_train_pids, t.num_instances)
-    iters = t.iters or math.ceil(len(s.ds.train) / (t.num_ids * t.num_instances))
+    iters = epoch_iters(t, len(s.ds.train))
     log.info("%s: %d identities, %d images; %d x %d batches (%s sampler)", s.ds.name, s.ds.num_train_pids,
              len(s.ds.train), t.num_ids, t.num_instances, t.sampler)
 
@@ -116,7 +115,8 @@ def run_supervised(cfg: Config, run_dir: Path, resume: dict | None = None, ds=No
     def prepare_epoch(epoch: int) -> EpochPlan:
         rng = np.random.default_rng([cfg.seed, epoch])
         if t.sampler == "identity":
-            batches = list(IdentitySampler(labels_np, t.num_ids, t.num_instances, rng).batches(t.iters or None))
+            sampler = IdentitySampler(labels_np, t.num_ids, t.num_instances, rng)
+            batches = list(sampler.batches(iters if t.iters else None))     # None: the sampler's own pass
             return EpochPlan(iter(batches), len(batches), loss)
         sampler = PKSampler(labels_np, camids, t.num_ids, t.num_instances, rng)
         return EpochPlan(sampler.batches(iters), iters, loss)

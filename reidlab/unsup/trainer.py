@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from reidlab.evaluation import extract_features
 from reidlab.memory import ClusterMemory
 from reidlab.runs import dist
 from reidlab.runs.config import Config
-from reidlab.runs.loop import EpochPlan, fit, start
+from reidlab.runs.loop import EpochPlan, epoch_iters, fit, start
 
 from .label_free import clustering_advice, draw_pool_now, label_free_metrics, pool_queries, pool_rank_lists
 
@@ -136,8 +135,8 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
         t = cfg.train
         sampler = PseudoLabelSampler(labels, camids, t.num_ids, t.num_instances,
                                      np.random.default_rng([cfg.seed, epoch]), t.pass_end, t.replace_below)
-        # iters 0: one pass over the clustered images, as in supervised mode
-        iters = t.iters or math.ceil(int((labels >= 0).sum()) / (t.num_ids * t.num_instances))
+        # iters 0: one pass over the clustered images, as in supervised mode; iters_for: the paper's passes
+        iters = epoch_iters(t, int((labels >= 0).sum()) if not t.iters else len(labels))
         return EpochPlan(sampler.batches(iters), iters, cluster_contrast_loss(memories, labels_t), record, summary,
                          finish=(lambda: ranks_agree(memories, labels)) if dist.active() else None,
                          on_step=on_step, unit="clusters")
