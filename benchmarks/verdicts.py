@@ -1,0 +1,66 @@
+"""Paired verdicts: is row b better than row a, beyond the noise of the seeds?
+
+Two rows of a table run with the same seed share their initial weights (where the shapes allow), their data
+order and their augmentation draws (docs/results.md, "Paired seeds"), so the seed's own luck largely cancels in
+their difference. For seeds s = 1..n with both rows finished, d_s = metric_b(s) - metric_a(s), in percentage
+points; the comparison is
+
+    mean d  +-  t(0.975, n - 1) * sd(d) / sqrt(n)           (Student's t interval of the mean paired difference)
+
+and its verdict ``gain`` when the whole interval lies above 0, ``loss`` when below, ``undecided`` otherwise (and
+with fewer than two seeds, which give no interval). The runner adds seeds to an undecided comparison up to the
+table's ``max_seeds``. Adding seeds while looking at the interval (sequential testing) makes a 95% interval
+somewhat less than 95% sure over the whole procedure; with a cap of 6 seeds, and a verdict needing the interval
+to clear 0 at its last look, we accept that and say it where the verdicts are reported.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from scipy import stats
+
+
+@dataclass(frozen=True)
+class Paired:
+    seeds: tuple[int, ...]
+    differences: tuple[float, ...]        # b - a per seed, percentage points
+    mean: float | None
+    low: float | None
+    high: float | None
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def verdict(self) -> str:
+        if self.low is None:
+            return "undecided"
+        return "gain" if self.low > 0 else "loss" if self.high < 0 else "undecided"
+
+    def words(self) -> str:
+        if self.mean is None:
+            return "-"
+        if self.low is None:
+            return f"{self.mean:+.1f} (one seed: no interval)"
+        return f"{self.mean:+.1f} [{self.low:+.1f}, {self.high:+.1f}]"
+
+
+def paired(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> Paired:
+    """The paired difference b - a over the seeds both have (values as fractions, e.g. mAP 0.781), in points."""
+    seeds = tuple(sorted(set(a) & set(b)))
+    d = tuple(100.0 * (b[s] - a[s]) for s in seeds)
+    if not d:
+        return Paired(seeds, d, None, None, None)
+    mean = statistics.fmean(d)
+    if len(d) < 2:
+        return Paired(seeds, d, mean, None, None)
+    half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1)) * statistics.stdev(d) / math.sqrt(len(d))
+    return Paired(seeds, d, mean, mean - half, mean + half)
+
+
+def next_seed(p: Paired, have: set[int]) -> int:
+    """The seed to add to an undecided comparison: the smallest one above every seed either row has."""
+    return max(have | set(p.seeds) | {0}) + 1
