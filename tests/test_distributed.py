@@ -121,3 +121,24 @@ def test_a_checkpoint_of_another_device_loads_on_this_one(tmp_path, tiny_root):
                         str(tmp_path / "elsewhere.pt"), "--data-root", str(tiny_root)],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0 and '"mAP"' in p.stdout, p.stderr[-2000:]
+
+
+def test_a_short_batch_of_fewer_rows_than_two_per_rank_trains_as_one_process(tmp_path, tiny_root):
+    """The demo recipe on 4 gloo ranks with batches of W <= K C < 2W rows (here K 2 and 2 clusters: 4 rows) gave a
+    rank one row, and every BatchNorm raised. Now the rows go two or more to a rank (2+2+0+0), a rank without
+    rows runs a stand-in that adds nothing, and the epoch is one process's whose BatchNorm slices are the ranks'
+    shares (bn_images 2: slices 2+2, the running statistics of the first, as rank 0's): loss and weights."""
+    demo = ["--config", "demo", "--set", "data.synthetic_size=tiny", "--set", "train.iters=2", "--device", "cpu",
+            "--set", "cluster.eps=0.6", "--set", "train.num_instances=2", "--set", "test.eval_initial=false",
+            "--data-root", str(tiny_root), "--output", str(tmp_path), "--epochs", "1"]
+    launch(*demo, "--name", "single", "--set", "train.bn_images=2", procs=1)
+    launch(*demo, "--name", "multi", "--set", "train.bn_images=0", procs=4)
+    one, four = records(tmp_path / "single")[-1], records(tmp_path / "multi")[-1]
+    assert four["num_clusters"] == one["num_clusters"] == 2 and four["ranks_agree"] == 4
+    assert four["skipped_steps"] == 0 and one["loss"] > 0.1
+    assert four["loss"] == pytest.approx(one["loss"], abs=1e-4)
+    import torch
+    wa = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "multi" / "last.pt", weights_only=True)["model"]
+    assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=4 * 3.5e-4) for k in wa)
+    assert "are not trained on" not in (tmp_path / "multi" / "log.txt").read_text()

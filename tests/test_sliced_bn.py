@@ -31,12 +31,24 @@ def test_slices_of_any_batch_are_torch_chunk_in_whole_identities():
             chunks = [len(c) for c in torch.arange(rows).chunk(devices)]
             if len(chunks) > 1 and chunks[-1] == 1:
                 chunks[-2:] = [chunks[-2] + 1]
+            if chunks[0] == 1 and len(chunks) > 1:             # pieces of one row each: joined as they come
+                chunks = [rows]
             assert slice_sizes(rows, devices) == chunks, (rows, devices)
+            assert rows < 2 or min(slice_sizes(rows, devices)) >= 2
             for K in (2, 4):
                 if rows % K == 0:
                     ids = [len(c) * K for c in torch.arange(rows // K).chunk(devices)]
                     assert slice_sizes(rows, devices, K) == ids
     assert slice_sizes(64, 4, 4) == [16] * 4 and slice_sizes(44, 4, 4) == [12, 12, 12, 8]
+    assert slice_sizes(3, 4, 1) == [3] and slice_sizes(5, 4) == [2, 3]   # never a slice of one row
+
+
+def test_a_slice_of_one_row_never_reaches_a_batchnorm():
+    """3 rows over 4 devices' shares gave [1, 2], and the sliced BatchNorm raised on the first: now one slice."""
+    layer = SlicedBatchNorm(4, images=1, devices=4)
+    layer.train()
+    out = layer(torch.randn(3, 4))
+    assert out.shape == (3, 4) and torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("rows,sizes", [(44, [12, 12, 12, 8]), (12, [4, 4, 4]), (4, None), (42, [11, 11, 11, 9])])

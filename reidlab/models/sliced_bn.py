@@ -46,28 +46,32 @@ from torch import nn
 
 
 def slice_sizes(rows: int, devices: int, group: int = 1) -> list[int]:
-    """The rows of each slice of a batch of ``rows`` rows split as ``nn.DataParallel`` over ``devices`` devices
-    would (``torch.chunk``: pieces of ``ceil(n / devices)``, the last smaller, fewer pieces when ``n`` is
-    small), counted in whole groups of ``group`` rows (one identity's K images) when ``rows`` is a multiple
-    of ``group``, in rows otherwise. A last slice of one row, which no BatchNorm can normalise in training
-    (DataParallel's replica would fail on it), joins the slice before it."""
+    """The rows of each slice of a batch of ``rows`` rows over ``devices`` devices' shares: ``torch.chunk``'s
+    rule (pieces of ``ceil(n / devices)``, the last smaller, fewer pieces when ``n`` is small), counted in whole
+    groups of ``group`` rows (one identity's K images) when ``rows`` is a multiple of ``group``, in rows
+    otherwise. No slice ever holds one row, which no BatchNorm can normalise in training: such a slice joins its
+    neighbour (3 rows over 4 devices: one slice of 3)."""
     unit = group if group > 1 and rows % group == 0 else 1
     units = rows // unit
     if units == 0:
         return [rows] if rows else []
     size = -(-units // max(devices, 1))
     sizes = [size * unit] * (units // size) + ([units % size * unit] if units % size else [])
-    if len(sizes) > 1 and sizes[-1] == 1:
-        sizes[-2:] = [sizes[-2] + 1]
-    return sizes
+    merged: list[int] = []
+    for n in sizes:
+        if merged and (n == 1 or merged[-1] == 1):
+            merged[-1] += n
+        else:
+            merged.append(n)
+    return merged
 
 
 def describe_slices(rows: int, devices: int, group: int = 1) -> str:
-    """``12+12+12+8 images (whole identities of 4), as nn.DataParallel over 4 devices chunks 44 images``."""
+    """``12+12+12+8 images (whole identities of 4), the BatchNorm slices of 44 images over 4 devices' shares``."""
     sizes = slice_sizes(rows, devices, group)
     whole = group > 1 and rows % group == 0
-    return (f"{'+'.join(map(str, sizes))} images{f' (whole identities of {group})' if whole else ''}, as "
-            f"nn.DataParallel over {devices} devices chunks {rows} images")
+    return (f"{'+'.join(map(str, sizes))} images{f' (whole identities of {group})' if whole else ''}, the "
+            f"BatchNorm slices of {rows} images over {devices} devices' shares")
 
 
 class SlicedBatchNorm(nn.modules.batchnorm._BatchNorm):

@@ -115,13 +115,21 @@ def all_gather_rows(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)])
 
 
-def split_rows(rows: int, parts: int, group: int = 1) -> list[int]:
+def split_rows(rows: int, parts: int, group: int = 1, least: int = 2) -> list[int]:
     """The rows of each rank's share of a global batch of ``rows`` rows: as equal as can be, in whole groups
     of ``group`` rows (one identity's K images) when the rows are a multiple of ``group`` and there are at
-    least ``parts`` groups, in rows otherwise (a short batch of fewer identities than ranks)."""
+    least ``parts`` groups, in rows otherwise (a short batch of fewer identities than ranks). No share holds
+    fewer than ``least`` rows but none: a BatchNorm cannot normalise one row in training, so a short batch of
+    fewer than ``least x parts`` rows goes to the first ranks (4 rows on 4 ranks: 2+2+0+0), and the others take
+    no rows (runs.loop: a rank without rows runs a stand-in that adds nothing to the step)."""
     unit = group if group > 1 and rows % group == 0 and rows // group >= parts else 1
     base, extra = divmod(rows // unit, parts)
-    return [(base + (i < extra)) * unit for i in range(parts)]
+    sizes = [(base + (i < extra)) * unit for i in range(parts)]
+    if any(0 < n < least for n in sizes):
+        pieces = max(1, min(parts, rows // least))
+        base, extra = divmod(rows, pieces)
+        sizes = [base + (i < extra) for i in range(pieces)] + [0] * (parts - pieces)
+    return sizes
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -157,10 +165,10 @@ def gather(x: torch.Tensor, sizes: list[int] | None = None) -> torch.Tensor:
     return _GatherWithGrad.apply(x, list(sizes) if sizes is not None else [x.shape[0]] * world())
 
 
-def share(rows: int, group: int = 1) -> tuple[range, list[int]]:
+def share(rows: int, group: int = 1, least: int = 2) -> tuple[range, list[int]]:
     """This rank's contiguous share of a global batch of ``rows`` rows (:func:`split_rows`: whole identities
-    of ``group`` rows where it can), and every rank's row count."""
-    sizes = split_rows(rows, world(), group) if active() else [rows]
+    of ``group`` rows where it can, no share of fewer than ``least`` rows but none), and every rank's row count."""
+    sizes = split_rows(rows, world(), group, least) if active() else [rows]
     start = sum(sizes[:rank()])
     return range(start, start + sizes[rank()]), sizes
 

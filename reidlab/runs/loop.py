@@ -267,6 +267,22 @@ def gather_output(out, sizes: list[int]):
                                 logits=None if t.logits is None else g(t.logits)) for t in out.loss_terms])
 
 
+def no_rows(out):
+    """A rank's training output with none of its rows (a stand-in forward of a rank whose share of a short batch is
+    empty, runs.dist.split_rows): every per-image output cut to 0 rows, and its own losses times 0, so that it
+    adds nothing to the global batch's loss while its parameters still take part in the step (every gradient
+    zero here, DistributedDataParallel's all-reduce as ever). Its BatchNorm buffers moved, and are rank 0's again
+    after the epoch (runs.dist.broadcast_buffers); rank 0 always holds rows."""
+    def cut(x):
+        return None if x is None else x[:0]
+    return dataclasses.replace(
+        out, embedding=cut(out.embedding), features=cut(out.features), logits=cut(out.logits),
+        part_embeddings=[cut(x) for x in out.part_embeddings], part_features=[cut(x) for x in out.part_features],
+        part_logits=[cut(x) for x in out.part_logits], aux_losses={k: v * 0 for k, v in out.aux_losses.items()},
+        loss_terms=None if out.loss_terms is None else [
+            dataclasses.replace(t, features=cut(t.features), logits=cut(t.logits)) for t in out.loss_terms])
+
+
 class NonFiniteSteps(Exception):
     """``train.max_nonfinite_steps`` steps in a row were skipped (raised by :class:`StepGuard`; ``fit`` turns it
     into the user's message)."""
@@ -346,24 +362,27 @@ def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: Callable
             idx_t = torch.as_tensor(idx, device=device)
             x, t = augment_with_teacher(images, {k: v[idx_t] for k, v in s.teacher.items()}, gen(i),
                                         cfg.aug.flip, cfg.aug.pad, cfg.aug.erasing, cfg.aug.erasing_box)
-            mine, sizes = dist.share(len(idx), K)
+            # SyncBN normalises over every rank's rows, so a share of one row is fine there; alone, never
+            mine, sizes = dist.share(len(idx), K, least=1 if cfg.train.sync_bn else 2)
             if len(idx) != full and not said:
                 log.info("%s: %s", title, short_batch_words(plan, len(idx), cfg))
                 said = True
-            if min(sizes) == 0:                  # fewer rows than ranks: DDP needs every rank in every step
-                if not said_empty:
-                    log.warning("%s: batches of %d images give some of the %d processes no image; those batches "
-                                "are not trained on (train with fewer processes, or on more data)", title,
-                                len(idx), dist.world())
+            if len(idx) < 2 or (cfg.train.sync_bn and min(sizes) == 0):
+                if not said_empty:              # one image: no BatchNorm normalises it in training
+                    log.warning("%s: batches of %d image(s)%s are not trained on (train with fewer processes, or on "
+                                "more data)", title, len(idx), f" over {dist.world()} processes with SyncBN"
+                                if cfg.train.sync_bn else "")
                 said_empty = True
                 bar.update(task, advance=1)
                 continue
+            stand_in = dist.active() and not mine     # no rows here: the batch's first two stand in, adding nothing
             if dist.active():
-                mine_t = torch.as_tensor(list(mine), device=device)
+                mine_t = torch.as_tensor(list(mine) or [0, 1], device=device)
                 x, t = x[mine_t], {k: v[mine_t] for k, v in t.items()}
             kept = [b.clone() for b in buffers]  # what a skipped step's forward must not change
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                out = gather_output(net(x.contiguous(memory_format=layout), **t), sizes)
+                raw = net(x.contiguous(memory_format=layout), **t)
+                out = gather_output(no_rows(raw) if stand_in else raw, sizes)
             loss, parts = plan.loss(out, idx_t)
             if before_step is not None:
                 before_step(i)
