@@ -47,7 +47,7 @@ def test_the_demo_recipe_trains_and_resumes_on_the_tiny_set(tmp_path, tiny_root)
     r = records(tmp_path / "d")
     assert [x["epoch"] for x in r] == [0, 1, 2] and all(0 < x["num_clusters"] < 16 for x in r[1:])
     log = (tmp_path / "d" / "log.txt").read_text()
-    assert "fewer than train.num_ids=16 clusters" in log and "the BatchNorm slices of" in log
+    assert "fewer than train.num_ids=16 clusters" in log and "devices' shares (train.bn_images)" in log
     assert "DataParallel" not in log                  # what our slicing does, not what DataParallel would
 
 

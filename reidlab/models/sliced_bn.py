@@ -67,11 +67,11 @@ def slice_sizes(rows: int, devices: int, group: int = 1) -> list[int]:
 
 
 def describe_slices(rows: int, devices: int, group: int = 1) -> str:
-    """``12+12+12+8 images (whole identities of 4), the BatchNorm slices of 44 images over 4 devices' shares``."""
+    """``12+12+12+8 images (whole identities of 4): 44 images over 4 devices' shares``."""
     sizes = slice_sizes(rows, devices, group)
     whole = group > 1 and rows % group == 0
-    return (f"{'+'.join(map(str, sizes))} images{f' (whole identities of {group})' if whole else ''}, the "
-            f"BatchNorm slices of {rows} images over {devices} devices' shares")
+    return (f"{'+'.join(map(str, sizes))} images{f' (whole identities of {group})' if whole else ''}: {rows} "
+            f"images over {devices} devices' shares")
 
 
 class SlicedBatchNorm(nn.modules.batchnorm._BatchNorm):

@@ -209,10 +209,14 @@ class TrainingState:
     what evaluation and deployment need, a third of ``last.pt`` with Adam's moments)."""
 
     def __init__(self, run_dir: Path, model: torch.nn.Module, optimizer, scheduler, config: dict,
-                 extras: dict | None = None):
+                 extras: dict | None = None, progress: dict | None = None):
         self.run_dir, self.model, self.optimizer, self.scheduler = Path(run_dir), model, optimizer, scheduler
         self.config = config
         self.extras = extras or {}
+        # the run's state outside the weights, under last.pt's "progress": the loss scaler's, the NaN guard's (its
+        # streak and skips), the trainer's own (the unsupervised loop's last pseudo-labels); objects with
+        # state_dict() / load_state_dict(); a checkpoint of an earlier version without one starts it afresh
+        self.progress = progress or {}
         self.best = -1.0
         self.run = run_identity(self.run_dir)
         self.saved_epoch: int | None = None      # the epoch of the last last.pt written (or resumed from)
@@ -229,6 +233,17 @@ class TrainingState:
                 raise CheckpointError(f"{ckpt.get('path', 'checkpoint')} has no {key!r} state, which this run's "
                                       f"config needs; resume with the run's own config")
             obj.load_state_dict(ckpt[key])
+        saved = ckpt.get("progress") or {}
+        for key, obj in self.progress.items():
+            if key not in saved:
+                logging.getLogger("reidlab").info("%s holds no %s state (an earlier version's checkpoint): it starts "
+                                                  "afresh", ckpt.get("path", "checkpoint"), key)
+                continue
+            try:
+                obj.load_state_dict(saved[key])
+            except (RuntimeError, ValueError, KeyError) as e:      # fp16's scaler state into an fp32 run, ...
+                logging.getLogger("reidlab").info("%s: its %s state does not fit this run (%s): it starts afresh",
+                                                  ckpt.get("path", "checkpoint"), key, str(e).splitlines()[0])
         self.best = float(ckpt["best_map"])
         epoch = self.saved_epoch = int(ckpt["epoch"])
         if metrics is not None:
@@ -260,7 +275,8 @@ class TrainingState:
         weights = {"model": self.model.state_dict(), "epoch": epoch, "config": self.config,
                    "best_map": max(self.best, record.get("mAP", -1.0)), "run": self.run}
         last = {**weights, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                **{k: v.state_dict() for k, v in self.extras.items()}}
+                **{k: v.state_dict() for k, v in self.extras.items()},
+                "progress": {k: v.state_dict() for k, v in self.progress.items()}}
         require_finite_state(last, f"epoch {epoch}'s checkpoint")
         if write:
             save_checkpoint(self.run_dir / "last.pt", last)

@@ -41,7 +41,7 @@ from reidlab.data.augment import Streams, augment_with_teacher, batch_streams
 from reidlab.data.datasets import ReIDDataset, require_cameras, require_training_split
 from reidlab.data.images import load_dataset_images
 from reidlab.data.store import prefetch
-from reidlab.errors import ConfigError, NonFiniteError, ReIDError
+from reidlab.errors import CheckpointError, ConfigError, NonFiniteError, ReIDError
 from reidlab.evaluation import evaluate_run
 from reidlab.evaluation.local_rerank import require_local_parts
 from reidlab.models import model_from_config
@@ -56,6 +56,7 @@ from .events import Events
 from .optim import build_optimizer
 from reidlab.progress import metrics_table, progress_bar, show
 from .run import MetricsLog, check_run_dir, resolve_device, seed_epoch, seed_everything
+from .step import NonFiniteSteps, Step, StepGuard, gather_output, no_rows  # noqa: F401 (re-exported)
 
 log = logging.getLogger("reidlab.loop")
 
@@ -86,7 +87,9 @@ class EpochPlan:
     record: dict = field(default_factory=dict)     # the trainer's own fields of the epoch's metrics record
     summary: str = ""                              # the trainer's own words in the epoch's log line
     finish: Callable[[], dict] | None = None       # after the epoch's training: more fields of the record
-    on_step: Callable[[bool], None] | None = None  # after each step's check: True (stepped) or False (skipped)
+    # what a step updates outside the optimiser and must commit or discard with it (runs.step.Step): objects with
+    # commit() and discard() whose hold_updates the step sets (the cluster memories)
+    holds: list = field(default_factory=list)
     unit: str = "identities"                       # what the batches hold P of (identities, clusters)
 
 
@@ -169,9 +172,16 @@ def check_resume(cfg: Config, ckpt: dict, ds: ReIDDataset, extra_parameters=None
     builds on this data (the model with ``ds``'s identities, the optimiser of ``train.optimizer``, the
     schedule, and ``extra_parameters(cfg, num_pids, model, device)``, the trainer's own parameters), so that
     a refused resume leaves the run as it was (no FAILED.txt, no log line in it). On the CPU, without the
-    run's data images."""
+    run's data images. A checkpoint holding NaN or inf (written before the NaN guard, or damaged) is refused here
+    too: training on it would only fail at the first evaluation, after writing into the run."""
     import copy
-    from reidlab.runs.checkpoint import load_model_state
+    from reidlab.runs.checkpoint import load_model_state, non_finite
+    bad = non_finite({"model": ckpt["model"], "optimizer": ckpt.get("optimizer") or {},
+                      **{k: ckpt[k] for k in ("extra", "extra_optimizer") if k in ckpt}})
+    if bad:
+        raise CheckpointError(f"{ckpt['path']} holds {len(bad)} tensor(s) with NaN or inf (e.g. {bad[0]}): a "
+                              f"checkpoint of a diverged run written before the NaN guard, or a damaged file. Resuming "
+                              f"would train on them; start a new run (or resume from a good copy of the run's last.pt)")
     c = copy.deepcopy(cfg)
     c.model.pretrained = "none"                          # the checkpoint brings the weights
     supervised = cfg.mode == "supervised"
@@ -249,73 +259,6 @@ def start(cfg: Config, run_dir: Path, num_classes: Callable[[ReIDDataset], int] 
     return Session(cfg, run_dir, device, ds, train, query, gallery, model, teacher, test_teacher)
 
 
-def gather_output(out, sizes: list[int]):
-    """A model's training output with every rank's rows (runs.dist.gather; ``sizes``: each rank's rows);
-    the identity in one process."""
-    if not dist.active():
-        return out
-
-    def g(x):
-        return dist.gather(x, sizes)
-    return dataclasses.replace(
-        out, embedding=g(out.embedding), features=g(out.features),
-        logits=None if out.logits is None else g(out.logits),
-        part_embeddings=[g(x) for x in out.part_embeddings], part_features=[g(x) for x in out.part_features],
-        part_logits=[g(x) for x in out.part_logits],
-        loss_terms=None if out.loss_terms is None else [
-            dataclasses.replace(t, features=None if t.features is None else g(t.features),
-                                logits=None if t.logits is None else g(t.logits)) for t in out.loss_terms])
-
-
-def no_rows(out):
-    """A rank's training output with none of its rows (a stand-in forward of a rank whose share of a short batch is
-    empty, runs.dist.split_rows): every per-image output cut to 0 rows, and its own losses times 0, so that it
-    adds nothing to the global batch's loss while its parameters still take part in the step (every gradient
-    zero here, DistributedDataParallel's all-reduce as ever). Its BatchNorm buffers moved, and are rank 0's again
-    after the epoch (runs.dist.broadcast_buffers); rank 0 always holds rows."""
-    def cut(x):
-        return None if x is None else x[:0]
-    return dataclasses.replace(
-        out, embedding=cut(out.embedding), features=cut(out.features), logits=cut(out.logits),
-        part_embeddings=[cut(x) for x in out.part_embeddings], part_features=[cut(x) for x in out.part_features],
-        part_logits=[cut(x) for x in out.part_logits], aux_losses={k: v * 0 for k, v in out.aux_losses.items()},
-        loss_terms=None if out.loss_terms is None else [
-            dataclasses.replace(t, features=cut(t.features), logits=cut(t.logits)) for t in out.loss_terms])
-
-
-class NonFiniteSteps(Exception):
-    """``train.max_nonfinite_steps`` steps in a row were skipped (raised by :class:`StepGuard`; ``fit`` turns it
-    into the user's message)."""
-
-    def __init__(self, steps: int, what: str):
-        super().__init__(f"{steps} steps in a row had a non-finite {what}")
-        self.steps, self.what = steps, what
-
-
-class StepGuard:
-    """Whether a step may be taken: its loss and every gradient finite, on every rank (one all-reduce, so all
-    ranks skip alike and none waits for another). Counts the epoch's skips and the run's current streak;
-    ``limit`` skips in a row raise :class:`NonFiniteSteps`. With fp16's loss scaler the gradients are
-    checked unscaled; an overflow the scaler backs off from counts as a skip too."""
-
-    def __init__(self, limit: int):
-        self.limit, self.streak, self.skipped = limit, 0, 0
-
-    def good(self, loss: torch.Tensor, params: list[torch.Tensor]) -> bool:
-        grads = [p.grad for p in params if p.grad is not None]
-        loss_ok = torch.isfinite(loss.detach()).all()
-        grad_ok = torch.stack(torch._foreach_norm(grads, float("inf"))).isfinite().all() if grads else loss_ok
-        flags = dist.all_min(torch.stack([loss_ok, grad_ok]).to(torch.int32))
-        if bool(flags.all()):
-            self.streak = 0
-            return True
-        self.streak += 1
-        self.skipped += 1
-        if self.streak >= self.limit:
-            raise NonFiniteSteps(self.streak, "loss" if not bool(flags[0]) else "gradient")
-        return False
-
-
 def short_batch_words(plan: EpochPlan, rows: int, cfg: Config) -> str:
     """What the log says, once per epoch, of a batch smaller than P x K (fewer clusters or identities than P)."""
     t = cfg.train
@@ -335,11 +278,11 @@ def short_batch_words(plan: EpochPlan, rows: int, cfg: Config) -> str:
 def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: Callable[[int], Streams], optimizer, scaler,
                 extra: ExtraParameters | None, title: str, before_step=None,
                 guard: StepGuard | None = None) -> dict[str, float]:
-    """One epoch of ``plan.batches``: augment on the device (teacher targets moved with the images),
-    forward under autocast, the plan's loss, backward, then the step if ``guard`` finds it finite (else it
-    is skipped: the BatchNorm buffers its forward moved are put back and ``plan.on_step(False)`` drops
-    the memory's update). Returns the mean of each loss part over the steps taken, and ``skipped_steps``.
-    ``gen(i)``: the i-th batch's augmentation generators (data.augment.batch_streams).
+    """One epoch of ``plan.batches``: augment on the device (teacher targets moved with the images), then a
+    :class:`runs.step.Step` per batch (forward under autocast, the plan's loss, backward, the check, and the commit
+    or discard of everything the step changed, ``plan.holds`` included). Returns the mean of each loss part over
+    the steps taken, and ``skipped_steps``. ``gen(i)``: the i-th batch's augmentation generators
+    (data.augment.batch_streams).
 
     Under torchrun every rank augments the whole global batch (the same random draws as one process)
     and trains on its share (whole identities where it can, runs.dist.share); the loss is that of the
@@ -348,12 +291,9 @@ def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: Callable
     cfg, device = s.cfg, s.device
     guard = guard or StepGuard(cfg.train.max_nonfinite_steps)
     net.train()
-    dtype = amp_dtype(device, cfg.train.amp)
     layout = torch.channels_last if channels_last(s) else torch.contiguous_format
+    step = Step(net, s.model, optimizer, scaler, extra, guard, device, cfg.train.amp, layout, plan.holds)
     K, full = cfg.train.num_instances, cfg.train.num_ids * cfg.train.num_instances
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    params += list(extra.module.parameters()) if extra is not None else []
-    buffers = [b for b in s.model.buffers() if b.is_floating_point() or b.dtype == torch.long]
     sums: dict[str, float] = {}
     n, skipped_before, said, said_empty = 0, guard.skipped, False, False
     with progress_bar() as bar:
@@ -379,36 +319,8 @@ def train_epoch(s: Session, net: torch.nn.Module, plan: EpochPlan, gen: Callable
             if dist.active():
                 mine_t = torch.as_tensor(list(mine) or [0, 1], device=device)
                 x, t = x[mine_t], {k: v[mine_t] for k, v in t.items()}
-            kept = [b.clone() for b in buffers]  # what a skipped step's forward must not change
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                raw = net(x.contiguous(memory_format=layout), **t)
-                out = gather_output(no_rows(raw) if stand_in else raw, sizes)
-            loss, parts = plan.loss(out, idx_t)
-            if before_step is not None:
-                before_step(i)
-            optimizer.zero_grad(set_to_none=True)
-            if extra is not None:
-                extra.optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            if extra is not None:
-                scaler.unscale_(extra.optimizer)
-            good = guard.good(loss, params)
-            if good:
-                if extra is not None:
-                    for p in extra.module.parameters():
-                        if p.grad is not None:
-                            p.grad.mul_(extra.grad_scale)
-                scaler.step(optimizer)
-                if extra is not None:
-                    scaler.step(extra.optimizer)
-            else:
-                with torch.no_grad():
-                    for b, k in zip(buffers, kept):
-                        b.copy_(k)
-            if plan.on_step is not None:
-                plan.on_step(good)
-            scaler.update()
+            good, loss, parts = step(x, t, idx_t, sizes, stand_in, plan.loss,
+                                     None if before_step is None else lambda i=i: before_step(i))
             if good:
                 n += 1
                 for k, v in {"loss": loss.detach(), **parts}.items():
@@ -487,7 +399,7 @@ def diverged(s: Session, state: TrainingState, epoch: int, what: str) -> NonFini
 
 
 def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resume: dict | None = None,
-        extra: ExtraParameters | None = None) -> list[dict]:
+        extra: ExtraParameters | None = None, carried=None) -> list[dict]:
     """Train ``s.model`` for ``train.epochs`` epochs; returns the run's metrics records.
 
     ``last.pt`` is written before the first epoch (so ``--resume`` works from any point after the run
@@ -498,16 +410,20 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
     Under torchrun rank 0 alone writes the run folder; after each epoch's training every rank takes rank
     0's BatchNorm buffers (DistributedDataParallel's own rule at each forward), so that the evaluation, the
     pseudo-labels and the checkpoint come from one model. A run whose numbers stop being finite stops
-    (module docstring, :func:`diverged`)."""
+    (module docstring, :func:`diverged`). ``last.pt`` also carries what the next epoch needs beyond the weights
+    and the optimiser, so that a resumed run is the straight one: the loss scaler's state (fp16), the NaN guard's
+    streak and history, and ``carried``, the trainer's own (an object with ``state_dict`` / ``load_state_dict``:
+    the unsupervised loop's last pseudo-labels)."""
     cfg, model, device = s.cfg, s.model, s.device
     net = training_module(s)
     optimizer, scheduler = build_optimizer(model, cfg.train)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device, cfg.train.amp) == torch.float16)
     metrics = MetricsLog(s.run_dir / "metrics.jsonl")
     extras = {"extra": extra.module, "extra_optimizer": extra.optimizer} if extra else {}
-    state = TrainingState(s.run_dir, model, optimizer, scheduler, cfg.to_dict(), extras)
-    main = dist.is_main()
     guard = StepGuard(cfg.train.max_nonfinite_steps)
+    progress = {"scaler": scaler, "guard": guard, **({"trainer": carried} if carried is not None else {})}
+    state = TrainingState(s.run_dir, model, optimizer, scheduler, cfg.to_dict(), extras, progress)
+    main = dist.is_main()
     begin = state.resume(resume, metrics if main else None)
     log.info("training and evaluation in %s (train.amp=%s on %s)", precision_name(device, cfg.train.amp),
              cfg.train.amp, device)
@@ -550,6 +466,7 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
                                      f"epoch {epoch}/{cfg.train.epochs}",
                                      iteration_warmup(cfg.train, optimizer, scheduler, epoch, plan.iters), guard)
                 record.update({k: round(v, 6) for k, v in losses.items()}, iters=plan.iters)
+                guard.history[epoch] = record["skipped_steps"]
                 if plan.finish is not None:
                     record.update(plan.finish())
             dist.broadcast_buffers(model)

@@ -78,6 +78,21 @@ def ranks_agree(memories: list[ClusterMemory], labels: np.ndarray) -> dict:
     return {"ranks_agree": len(everyone)}
 
 
+class PreviousLabels:
+    """The last epoch's pseudo-labels, which the next epoch's record compares with (labels_changed, labels_ari_prev);
+    kept in last.pt (runs.loop.fit's ``carried``), so that a resumed run's first epoch says what the straight run's
+    does."""
+
+    def __init__(self):
+        self.labels: np.ndarray | None = None
+
+    def state_dict(self) -> dict:
+        return {} if self.labels is None else {"labels": torch.as_tensor(self.labels)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.labels = state["labels"].numpy() if "labels" in state else None
+
+
 def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -> list[dict]:
     s = start(cfg, run_dir, ds=ds)
     camids = np.array([x.camid for x in s.ds.train])
@@ -88,7 +103,7 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
                  c.k1_intra, c.k1_inter, "CLQE" if c.clqe else "LQE (k2)", c.k2_intra, c.k2_inter,
                  " (3 / 3 at the first epoch)" if c.clqe_warmup and c.clqe else "")
 
-    previous: dict = {}                       # the last epoch's pseudo-labels (label_free_metrics)
+    previous = PreviousLabels()               # the last epoch's pseudo-labels (label_free_metrics), in last.pt
     advised: set[str] = set()                 # the kinds of clustering_advice already said in this run
     shown = cfg.test
     queries = pool_queries(len(s.ds.train), shown.pool_ranklists)
@@ -106,8 +121,8 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
         record = {"num_clusters": info["num_clusters"], "num_outliers": info["num_outliers"],
                   **({"camera_gap": info["camera_gap"]} if "camera_gap" in info else {}),
                   "extract_s": round(t1 - t0, 2), "cluster_s": round(time.perf_counter() - t1, 2),
-                  **label_free_metrics(feats, labels, previous.get("labels"))}
-        previous["labels"] = labels
+                  **label_free_metrics(feats, labels, previous.labels)}
+        previous.labels = labels
         if dist.is_main() and len(queries) and draw_pool_now(epoch, shown.pool_ranklists_every, shown.pool_ranklists):
             picture = pool_rank_lists(run_dir / "pool_ranklists" / f"epoch_{epoch - 1:03d}.png", feats, labels,
                                       s.train_images, queries, truth)
@@ -126,12 +141,6 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
         labels_t = torch.as_tensor(labels, device=s.device)
         splits = getattr(s.model, "feature_splits", (feats.shape[1],))
         memories = cluster_memories(feats, labels_t, splits, cfg, cfg.seed * 100003 + epoch)
-        for m in memories:                    # a step's update waits for the step's check (runs.loop.StepGuard)
-            m.hold_updates = True
-
-        def on_step(good: bool) -> None:
-            for m in memories:
-                m.commit() if good else m.discard()
         t = cfg.train
         sampler = PseudoLabelSampler(labels, camids, t.num_ids, t.num_instances,
                                      np.random.default_rng([cfg.seed, epoch]), t.pass_end, t.replace_below)
@@ -139,6 +148,6 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
         iters = epoch_iters(t, int((labels >= 0).sum()) if not t.iters else len(labels))
         return EpochPlan(sampler.batches(iters), iters, cluster_contrast_loss(memories, labels_t), record, summary,
                          finish=(lambda: ranks_agree(memories, labels)) if dist.active() else None,
-                         on_step=on_step, unit="clusters")
+                         holds=memories, unit="clusters")     # a step's update waits for its check (runs.step)
 
-    return fit(s, prepare_epoch, "unsupervised", resume)
+    return fit(s, prepare_epoch, "unsupervised", resume, carried=previous)
