@@ -57,11 +57,12 @@ def ca_v_loop(d: np.ndarray, cams: np.ndarray, k1_intra: int, k1_inter: int, k2_
     N(i) = R_intra(i, k1_intra) united with R_inter(i, k1_inter), each k-reciprocal on its own camera-split
     ranking list; V[i, N(i)] = weight(i, N(i)) normalised; then V[i] <- mean of V over the first k2_intra of
     i's intra-camera list and the first k2_inter of its inter-camera list. ``ckrnns=False``: N(i) is the
-    Jaccard distance's expanded set on the global ranking's first k1 columns; ``clqe=False``: the mean is over
-    the global ranking's first k2."""
+    Jaccard distance's expanded set on the global ranking's first k1 + 1 columns (CA-Jaccard's code ranks the
+    whole matrix and reads ``initial_rank[i, :k1 + 1]``: i and k1 others, where Cluster Contrast's kNN of k1
+    columns gives i and k1 - 1 others); ``clqe=False``: the mean is over the global ranking's first k2."""
     n = d.shape[0]
     lists = [camera_lists(d, cams, i) for i in range(n)]
-    ranking = np.argsort(d, axis=1, kind="stable")[:, :k1]
+    ranking = np.argsort(d, axis=1, kind="stable")[:, :k1 + 1]
 
     def recip(which: int, i: int, k: int) -> list[int]:
         forward = lists[i][which][: k + 1]

@@ -14,7 +14,10 @@ which images of its own camera dominate. CA-Jaccard changes two of its steps:
 Steps (c) and (e) are the Jaccard distance's: V[i, S(i)] = softmax over S(i) of -(2 - 2 <f_i, f_j>), and
 d(i, j) = 1 - s / (2 - s), s = sum_k min(V[i, k], V[j, k]), clipped at 0. Either part can be turned off
 (``ckrnns=False``: steps (a)-(b) on the global ranking with k1; ``clqe=False``: the query expansion over
-the first k2 of the global ranking), as the paper's ablation (its Table 3) and its code's flags do.
+the first k2 of the global ranking), as the paper's ablation (its Table 3) and its code's flags do. As its
+code: with CKRNNs off the global ranking holds i and k1 others (it ranks the whole matrix and reads
+``initial_rank[i, :k1 + 1]``), one more than Cluster Contrast's kNN of k1 columns (``clustering.jaccard``), so
+both parts off is CA-Jaccard's own Jaccard distance, up to 0.03 from Cluster Contrast's at the same k1.
 
 Defaults are the published code's (``--k1-intra 5 --k1-inter 20 --k2-intra 3 --k2-inter 3``); its README
 trains Market-1501 and MSMT17 with ``--k2-intra 2 --k2-inter 4``, and its training script uses 3 / 3 at the
@@ -81,8 +84,8 @@ def ca_jaccard_graph(features: torch.Tensor, cams, k1_intra: int = 5, k1_inter: 
         intra, intra_s, inter, inter_s = camera_knn(     # exact (the approximate backends serve the global list)
             features, cams, max(k1_intra + 1, k2_intra), max(k1_inter + 1, k2_inter),
             backend=knn_backend if knn_backend in ("faiss", "torch") else "auto")
-        if not (ckrnns and clqe):
-            ranking, ranking_s = knn(features, k1, knn_backend, return_sims=True)
+        if not (ckrnns and clqe):         # i and k1 others: CA-Jaccard's initial_rank[i, :k1 + 1] (module docstring)
+            ranking, ranking_s = knn(features, k1 + 1, knn_backend, return_sims=True)
             ranking, ranking_s = ranking.to(features.device).long(), ranking_s.to(features.device)
     with phase("reciprocal"):
         blocks = camera_sets(intra, inter, k1_intra, k1_inter) if ckrnns else expanded_sets(ranking, k1)
