@@ -171,3 +171,28 @@ def test_a_saved_state_dict_loads_and_a_missing_file_is_exit_2(tmp_path, kind, b
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
     with pytest.raises(ConfigError, match=r"Download https://download.pytorch.org/models/.*\.pth into .*checkpoints"):
         build_detector(kind, name, "", 64, torch.device("cpu"))
+
+
+def test_keypoints_of_a_sideways_phone_crop_are_scaled_by_its_upright_size(tmp_path):
+    """A JPEG stored 128 wide x 64 high with EXIF orientation 6 is shown (and read by the stores and teachers)
+    64 wide x 128 high; its keypoints are in that upright frame, so at 128 x 64 they must not move. They were
+    scaled by the stored size: x halved, y doubled."""
+    import json
+
+    from PIL import Image
+
+    from reidlab.data.annotations import load_teacher
+    from reidlab.data.datasets import ReIDDataset, Sample
+    root = tmp_path / "d"
+    (root / "bounding_box_train").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    path = root / "bounding_box_train" / "0001_c1s1_000001_00.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (128, 64), (90, 90, 90)).save(path, exif=exif)
+    kps = [[31.5, 63.5, 2.0]] + [[10.0, 100.0, 2.0]] * 16
+    (root / "annotations" / "keypoints.json").write_text(json.dumps(
+        {"keypoint_names": [str(i) for i in range(17)], "images": {"bounding_box_train/" + path.name: kps}}))
+    ds = ReIDDataset("d", root, [Sample(str(path), 0, 0)], [], [], annotations=root / "annotations")
+    got = load_teacher(ds, ds.train, 128, 64, ("keypoints",))["keypoints"][0]
+    assert got[0, :2].tolist() == [31.5, 63.5] and got[1, :2].tolist() == [10.0, 100.0]

@@ -64,8 +64,12 @@ def _relative(ds: ReIDDataset, s: Sample) -> tuple[str, str]:
 
 
 def _image_size(path: str) -> tuple[int, int]:
+    """(width, height) as the image is shown: an EXIF orientation of 5-8 (a phone's sideways portrait) swaps the
+    stored sides, as the image stores and the teachers' detectors read it upright (data.images); headers only."""
     with Image.open(path) as im:
-        return im.size
+        w, h = im.size
+        orientation = im.getexif().get(0x0112, 1)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def _read_map(path: Path, height: int, width: int, what: str = "mask") -> np.ndarray:
