@@ -44,9 +44,15 @@ def tag(key: str, losses) -> str:
 
 
 class Events:
-    """The TensorBoard writer of one run (None where ``tensorboard`` is not installed, or on another rank)."""
+    """The TensorBoard writer of one run (None where ``tensorboard`` cannot be used, or on another rank).
 
-    def __init__(self, run_dir: Path, first_step: int = 0, write: bool = True):
+    ``purge_step``: on a resumed run, the first step the stopped run may have written past its checkpoint
+    (``epoch + 1``; 0 for a run started again before its first checkpoint), whose events TensorBoard then drops;
+    None for a new run. An events file that cannot be written (a full disk, no write access) or a tensorboard that
+    fails to import (a protobuf that does not fit it raises TypeError) stops the events with one warning; the
+    run goes on, and metrics.jsonl and curves.png hold the same numbers."""
+
+    def __init__(self, run_dir: Path, purge_step: int | None = None, write: bool = True):
         self.writer = None
         if not write:
             return
@@ -56,23 +62,42 @@ class Events:
             log.info("tensorboard is not installed: this run writes no TensorBoard events (pip install tensorboard; "
                      "metrics.jsonl and curves.png hold the same numbers)")
             return
-        self.writer = SummaryWriter(str(run_dir), purge_step=first_step or None)
+        except Exception as e:           # installed, but broken (protobuf's TypeError, ...)
+            log.warning("tensorboard cannot be imported (%s: %s): this run writes no TensorBoard events (reinstall "
+                        "tensorboard and protobuf; metrics.jsonl and curves.png hold the same numbers)",
+                        type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            return
+        try:
+            self.writer = SummaryWriter(str(run_dir), purge_step=purge_step)
+        except Exception as e:
+            self._stop(e)
+
+    def _stop(self, e: Exception) -> None:
+        log.warning("TensorBoard events can no longer be written in this run's folder (%s: %s); the run goes on "
+                    "without them (metrics.jsonl and curves.png hold the same numbers)", type(e).__name__, e)
+        self.writer = None
 
     def record(self, record: dict, losses=()) -> None:
         """An epoch's record of metrics.jsonl, at step ``record["epoch"]``."""
         if self.writer is None:
             return
         step = int(record["epoch"])
-        for key, value in record.items():
-            if key in LEFT_OUT:
-                continue
-            if key == "cluster_size_hist" and isinstance(value, list) and sum(value):
-                sizes = np.repeat(np.arange(len(value)), value)      # bins 1, 2-3, 4-7, ...: their index
-                self.writer.add_histogram("clusters/cluster_size_bins", sizes, step)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                self.writer.add_scalar(tag(key, losses), value, step)
-        self.writer.flush()
+        try:
+            for key, value in record.items():
+                if key in LEFT_OUT:
+                    continue
+                if key == "cluster_size_hist" and isinstance(value, list) and sum(value):
+                    sizes = np.repeat(np.arange(len(value)), value)      # bins 1, 2-3, 4-7, ...: their index
+                    self.writer.add_histogram("clusters/cluster_size_bins", sizes, step)
+                elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    self.writer.add_scalar(tag(key, losses), value, step)
+            self.writer.flush()
+        except Exception as e:           # a full disk, a folder made read-only: the writer's thread raises here
+            self._stop(e)
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.close()
+            except Exception as e:
+                self._stop(e)

@@ -430,7 +430,9 @@ def fit(s: Session, prepare_epoch: Callable[[int], EpochPlan], title: str, resum
     if resume is None and main:
         metrics.truncate_after(-1)          # a fresh start in a folder that was stopped before its first checkpoint
         state.save(0, {})
-    events = Events(s.run_dir, begin + 1 if begin else 0, write=main)    # its writer's thread is a daemon
+    # a resumed run's events past its checkpoint go, as its metrics records do (a run started again: all of them)
+    purge = None if resume is None else 0 if resume.get("fresh") else begin + 1
+    events = Events(s.run_dir, purge, write=main)    # its writer's thread is a daemon
 
     def evaluate(last: bool = False) -> dict:
         return evaluate_run(model, s.query_images, s.gallery_images, s.ds, cfg, device,
