@@ -81,7 +81,11 @@ def test_too_many_stripes_or_a_bad_value_stops_before_a_run_folder(tmp_path, tin
     code, _, err = main_in_process(*base, "--name", "arch", "--set", "model.args.stripes=2",
                                    "--set", "model.args.backbone=vgg16")
     assert code == 2 and "model.args.backbone" in err
-    assert not any((tmp_path / n).exists() for n in ("six", "zero", "arch"))
+    # PCB has no global feature: ranking by its first piece (the top stripe) is refused, not passed off as global
+    code, _, err = main_in_process(*base, "--name", "global", "--set", "model.args.stripes=2",
+                                   "--set", "test.feature=global")
+    assert code == 2 and "has none" in err and "test.feature=all" in err
+    assert not any((tmp_path / n).exists() for n in ("six", "zero", "arch", "global"))
 
 
 def test_pcb_trains_in_bag_of_tricks_recipe_and_evaluates_on_the_occluded_split(tmp_path, tiny_root):
@@ -110,3 +114,15 @@ def test_explain_shows_the_stripes_on_the_feature_grid():
     rows = bands[0, :, 0]
     assert torch.equal(rows, rows.sort().values) and len(rows.unique()) == 4     # 4 bands, top to bottom
     assert all(torch.equal(bands[0, a:b], bands[0, a:a + 1].expand(b - a, 4)) for a, b in stripe_bounds(8, 4))
+
+
+@pytest.mark.parametrize("height,rows", [(40, 3), (50, 4), (64, 4), (72, 5)])
+def test_as_many_stripes_as_the_map_has_rows_are_allowed(height, rows):
+    """A 40-pixel input gives a 3-row map (40 -> 20 -> 10 -> 5 -> 3): 3 stripes are valid, 4 are refused with the
+    map's true row count (an earlier version counted 40 // 16 = 2 and refused 3)."""
+    from reidlab.errors import ConfigError
+    m = build_model("pcb", backbone="resnet18", stripes=rows, pretrained="none", input_size=(height, 24))
+    m.eval()
+    assert m(torch.rand(2, 3, height, 24)).shape == (2, rows * 256)
+    with pytest.raises(ConfigError, match=f"gives {rows} \\(last stride 1\\)"):
+        build_model("pcb", backbone="resnet18", stripes=rows + 1, pretrained="none", input_size=(height, 24))

@@ -8,7 +8,7 @@ from reidlab.errors import NonFiniteError
 from reidlab.precision import autocast
 from reidlab.progress import track
 
-from .local_rerank import local_rerank, require_local_parts
+from .local_rerank import local_rerank, require_global_feature, require_local_parts
 
 
 @torch.no_grad()
@@ -133,6 +133,8 @@ def evaluate_run(model: torch.nn.Module, query_images: torch.Tensor, gallery_ima
     local = dict(top_n=t.local_topn, confidence=t.local_confidence) if t.local_rerank else None
     if local is not None:
         require_local_parts(model, type(model).__name__)
+    if t.feature == "global":
+        require_global_feature(model, type(model).__name__)
     width = model.feature_splits[0] if t.feature == "global" else None
     r = evaluate_model(model, query_images, gallery_images, ds.query, ds.gallery, device, t.batch_size, t.flip, rerank,
                        visualize, shard, teacher, local, width, cfg.train.amp)

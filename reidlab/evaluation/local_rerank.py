@@ -23,6 +23,15 @@ def require_local_parts(model: torch.nn.Module, name: str) -> None:
                           f"with model.args.pose=true), not {name!r}: set test.local_rerank=false")
 
 
+def require_global_feature(model: torch.nn.Module, name: str) -> None:
+    """The ConfigError of ``test.feature=global`` on a model whose retrieval feature has no global piece (PCB: its
+    first piece is the top stripe, which ranking alone would pass off as a global feature)."""
+    if not getattr(model, "global_feature", True):
+        from reidlab.errors import ConfigError
+        raise ConfigError(f"test.feature=global ranks by the model's global feature alone, and {name!r} has none "
+                          f"(its retrieval feature is its {len(model.feature_splits)} stripes): set test.feature=all")
+
+
 def local_rerank(global_dist: torch.Tensor, q_parts: torch.Tensor, g_parts: torch.Tensor, q_conf: torch.Tensor,
                  g_conf: torch.Tensor, top_n: int = 100, confidence: str = "qg") -> torch.Tensor:
     """Q x G distances whose order is the re-ranked top N of each row, then the rest in the global order."""

@@ -33,7 +33,7 @@ from reidlab.errors import ConfigError
 from .explain import minmax
 from .heads import build_pooling
 from .registry import LossTerm, ModelOutput, register_model, retrieval_feature
-from .resnet import ReIDResNet
+from .resnet import ReIDResNet, feature_map_size
 
 BACKBONES = ("resnet50", "resnet18", "resnet50_ibn_a")
 
@@ -59,7 +59,7 @@ class PCB(nn.Module):
         self.base = ReIDResNet(backbone, pretrained=pretrained, last_stride=last_stride, pooling="avg",
                                num_classes=0, input_size=input_size)
         self.base.neck = self.base.pool = nn.Identity()          # PCB's stripes replace the ResNet's head
-        rows = max(1, input_size[0] // (16 if last_stride == 1 else 32))
+        rows = feature_map_size(input_size, last_stride)[0]
         if stripes > rows:
             raise ConfigError(f"PCB with {stripes} stripes needs a feature map of at least {stripes} rows; an input "
                               f"{input_size[0]} pixels high gives {rows} (last stride {last_stride}): lower "
@@ -78,6 +78,7 @@ class PCB(nn.Module):
                 nn.init.normal_(c.weight, std=0.001)
         self.feature_dim = stripes * width              # ModelOutput.features: the concatenated h_i
         self.feature_splits = (width,) * stripes        # the eval feature: one normalised piece per stripe
+        self.global_feature = False                     # no global piece: test.feature=global is refused
         self.convolutional = True
 
     def stripe_features(self, x: torch.Tensor) -> list[torch.Tensor]:

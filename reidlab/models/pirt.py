@@ -48,7 +48,7 @@ from .daaf import gaussian_heatmaps
 from .explain import minmax
 from .heads import BNNeck
 from .registry import LossTerm, ModelOutput, register_model, retrieval_feature
-from .resnet import ReIDResNet
+from .resnet import ReIDResNet, feature_map_size
 
 GROUPS = [list(range(0, 5)), list(range(5, 11)), list(range(11, 17))]      # head, upper body, lower body
 GROUP_NAMES = ("head", "upper body", "lower body")
@@ -111,7 +111,7 @@ class Pirt(nn.Module):
                                input_size=input_size)
         self.base.neck = self.base.pool = nn.Identity()          # Pirt's own heads replace the ResNet's
         C = self.base.feat_dim
-        self.grid = (input_size[0] // 16, input_size[1] // 16)
+        self.grid = feature_map_size(input_size, 1)
         if self.grid[0] < 4 or self.grid[1] < 2:
             raise ConfigError(f"Pirt needs a feature map of at least 4 x 2 cells; {input_size} gives {self.grid}")
         self.input_size = tuple(input_size)

@@ -36,6 +36,18 @@ _TORCHVISION = {
 }
 
 
+def feature_map_size(input_size: tuple[int, int], last_stride: int = 1) -> tuple[int, int]:
+    """(rows, columns) of a ResNet's last feature map for an H x W input: each of its five strided steps (the stem's
+    convolution and max-pool, layers 2-4, layer 4 at ``last_stride``) pads so that a side of n becomes ceil(n / 2)
+    (or n at stride 1). 256 x 128 gives 16 x 8 at last stride 1; a side that is not a multiple of 16 gives one more
+    than its // 16 (40 rows: 3, not 2)."""
+    def side(n: int) -> int:
+        for s in (2, 2, 2, 2, last_stride):
+            n = -(-n // s)
+        return max(1, n)
+    return side(input_size[0]), side(input_size[1])
+
+
 def set_last_stride(layer4: nn.Sequential, stride: int) -> None:
     block = layer4[0]
     conv = block.conv2 if hasattr(block, "conv3") else block.conv1   # Bottleneck strides in conv2
@@ -102,8 +114,7 @@ class ReIDResNet(nn.Module):
         if arch.endswith("_ibn_a"):
             convert_to_ibn_a(net)
         set_last_stride(net.layer4, last_stride)
-        stride = 16 if last_stride == 1 else 32
-        feature_size = (max(1, input_size[0] // stride), max(1, input_size[1] // stride))
+        feature_size = feature_map_size(input_size, last_stride)
         self.after = nn.Identity()
         if attention:
             if attention_placement == "conv2":

@@ -43,7 +43,7 @@ from reidlab.data.images import load_dataset_images
 from reidlab.data.store import prefetch
 from reidlab.errors import CheckpointError, ConfigError, NonFiniteError, ReIDError
 from reidlab.evaluation import evaluate_run
-from reidlab.evaluation.local_rerank import require_local_parts
+from reidlab.evaluation.local_rerank import require_global_feature, require_local_parts
 from reidlab.models import model_from_config
 from reidlab.models.sliced_bn import describe_slices, slice_batchnorms
 from reidlab.precision import amp_dtype, precision_name
@@ -129,18 +129,20 @@ def check_model_builds(cfg: Config) -> None:
     weight_file = cfg.model.pretrained not in ("", "none", "imagenet")
     try:
         if weight_file:                  # a file of weights is loaded too: one of another model stops here
-            ctor(**{**kwargs, "pretrained": cfg.model.pretrained})
-            return
-        try:
-            with torch.device("meta"):
-                ctor(**kwargs)
-        except NotImplementedError:
-            ctor(**kwargs)
+            model = ctor(**{**kwargs, "pretrained": cfg.model.pretrained})
+        else:
+            try:
+                with torch.device("meta"):
+                    model = ctor(**kwargs)
+            except NotImplementedError:
+                model = ctor(**kwargs)
     except ReIDError:
         raise
     except (ValueError, TypeError, AssertionError, RuntimeError, KeyError) as e:
         raise ConfigError(f"model {cfg.model.name!r} cannot be built from this config ({type(e).__name__}: {e}); "
                           f"check model.args and data.height / data.width") from None
+    if cfg.test.feature == "global":
+        require_global_feature(model, cfg.model.name)
 
 
 def check_run_inputs(cfg: Config, new_run: bool = True, explicit_name: bool = False) -> ReIDDataset:
