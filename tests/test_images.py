@@ -120,3 +120,55 @@ def test_an_embedded_colour_profile_is_applied(tmp_path, monkeypatch):
     assert np.asarray(open_rgb(str(tmp_path / "srgb.png")))[0, 0].tolist() == [90, 120, 60] and used == ["RGB"]
     Image.new("RGB", (2, 2), (1, 2, 3)).save(tmp_path / "broken.png", icc_profile=b"not a profile")
     assert np.asarray(open_rgb(str(tmp_path / "broken.png")))[0, 0].tolist() == [1, 2, 3]
+
+
+def test_transparency_keys_profiles_with_alpha_and_premultiplied_gray(tmp_path):
+    """A PNG's tRNS colour on gray and RGB reads white (as a viewer shows it); a colour profile applies to RGBA, LA,
+    P and PA as to their opaque twins (a phone's Display P3 PNG with alpha); La composites; a float image whose
+    few values pass 1 keeps its 0..1 scale."""
+    from tests.icc import ADOBE, icc_rgb
+    gray = Image.fromarray(np.array([[7, 250]], np.uint8))
+    gray.save(tmp_path / "key.png", transparency=7)
+    assert np.asarray(open_rgb(str(tmp_path / "key.png"))).tolist() == [[list(WHITE), [250] * 3]]
+    rgb = Image.fromarray(np.array([[[255, 0, 0], [1, 2, 3]]], np.uint8))
+    rgb.save(tmp_path / "keyrgb.png", transparency=(255, 0, 0))
+    assert np.asarray(open_rgb(str(tmp_path / "keyrgb.png"))).tolist() == [[list(WHITE), [1, 2, 3]]]
+    icc = icc_rgb(ADOBE)
+    colour = (90, 120, 60)
+    Image.new("RGB", (2, 2), colour).save(tmp_path / "p3.png", icc_profile=icc)
+    managed = np.asarray(open_rgb(str(tmp_path / "p3.png")))
+    assert managed[0, 0].tolist() != list(colour)                   # the profile moved the colour
+    Image.new("RGBA", (2, 2), colour + (255,)).save(tmp_path / "p3a.png", icc_profile=icc)
+    pal = Image.new("RGB", (2, 2), colour).convert("P", palette=Image.ADAPTIVE, colors=4)   # exact colours
+    pal.save(tmp_path / "p3p.png", icc_profile=icc)
+    pal.save(tmp_path / "p3pt.png", icc_profile=icc, transparency=255)   # an unused index: opaque
+    for name in ("p3a.png", "p3p.png", "p3pt.png"):
+        assert np.array_equal(np.asarray(open_rgb(str(tmp_path / name))), managed), name
+    opaque = np.asarray(rgb_image(Image.open(tmp_path / "p3.png")), int)[0, 0]
+    with Image.open(tmp_path / "p3a.png") as im:
+        im.load()
+        im.putpixel((0, 0), colour + (128,))
+        got = np.asarray(rgb_image(im), int)[0, 0]
+    assert np.abs(got - (opaque * 128 + 255 * 127) / 255).max() <= 1    # the managed colour, then over white
+    la = Image.fromarray(np.array([[[200, 51]]], np.uint8), "LA").convert("La")
+    assert np.asarray(rgb_image(la)).tolist() == [[[244] * 3]]          # composited, not an error
+    values = np.full((4, 8), 0.5, np.float32)
+    values[0, 0] = 1.02                                                  # a resampling's overshoot
+    out = np.asarray(rgb_image(Image.fromarray(values)))
+    assert out[1, 1].tolist() == [128] * 3 and out[0, 0].tolist() == list(WHITE)
+
+
+def test_the_api_takes_la_and_refuses_closed_and_empty_pil_images(trained, tmp_path):  # noqa: F811
+    from reidlab import TrainedModel
+    from reidlab.errors import ReIDError
+    model = TrainedModel.load(trained)
+    la = Image.fromarray(np.array([[[200, 51]] * 4] * 4, np.uint8), "LA").convert("La")
+    gray = Image.fromarray(np.full((4, 4), 244, np.uint8))              # its pixels over white
+    assert torch.allclose(model.extract(la).features, model.extract(gray).features, atol=1e-5)
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(tmp_path / "x.png")
+    with Image.open(tmp_path / "x.png") as im:
+        pass
+    with pytest.raises(ReIDError, match="was closed before its pixels were read"):
+        model.extract(im)
+    with pytest.raises(ReIDError, match="0 x 0 pixels"):
+        model.extract(Image.new("RGB", (0, 0)))

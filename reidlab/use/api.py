@@ -78,6 +78,24 @@ def array_image(a: np.ndarray, i: int = 0):
     return Image.fromarray(np.ascontiguousarray(a))
 
 
+def fit_pil(im, i: int, height: int, width: int, resize: str) -> np.ndarray:
+    """A PIL image of any mode at the model's size (data.images.fit_image), or a ReIDError that says what is wrong
+    with it: no pixels (0 x 0), or closed (read after the ``with Image.open(...)`` block that opened it ended)."""
+    from reidlab.data.images import fit_image
+    if 0 in im.size:
+        raise ReIDError(f"image {i}: a PIL image of {im.size[0]} x {im.size[1]} pixels: give images of at least "
+                        f"1 x 1 pixels")
+    try:
+        return fit_image(im, height, width, resize)
+    except (AssertionError, ValueError) as e:
+        if getattr(im, "_im", True) is None or "closed" in str(e):
+            raise ReIDError(f"image {i}: the PIL image was closed before its pixels were read (the with "
+                            f"Image.open(...) block that opened it has ended): extract inside the block, call "
+                            f"im.load() inside it, or give the path") from None
+        raise ReIDError(f"image {i}: a PIL image ({im.mode}, {im.size[0]} x {im.size[1]}) that cannot be decoded "
+                        f"({type(e).__name__}: {e})") from None
+
+
 @dataclass
 class Match:
     """One gallery image ranked for a query: its name (``Features.paths``), row and cosine distance."""
@@ -151,7 +169,7 @@ class TrainedModel:
             if not isinstance(im, Image.Image):
                 raise ReIDError(f"image {i} is a {type(im).__name__}: give paths, PIL images, uint8 H x W x 3 "
                                 f"numpy arrays or a uint8 N x 3 x H x W tensor (not a mixture of paths and images)")
-            arrays.append(torch.from_numpy(fit_image(im, H, W, resize)).permute(2, 0, 1))
+            arrays.append(torch.from_numpy(fit_pil(im, i, H, W, resize)).permute(2, 0, 1))
         return torch.stack(arrays), [f"image_{i}" for i in range(len(arrays))]
 
     def extract(self, images, progress: bool = False) -> Features:
