@@ -245,3 +245,12 @@ def test_absolute_paths_in_the_csv(tmp_path):
     labels = write(tmp_path / "l.csv", "path,camera\n" + "".join(f"{folder / n},{n[:4]}\n" for n in (
         "cam1/a.png", "cam2/c.png")))
     assert len(build_dataset(f"folder:{folder}", "unused", labels_csv=labels).train) == 2
+
+
+def test_pids_beyond_two_to_the_53_stay_apart(tmp_path):
+    """A pid read through float merged 2^53 and 2^53 + 1 into one person (a spreadsheet's 64-bit ids)."""
+    from reidlab.data.folder_dataset import read_labels_csv
+    big = 2 ** 53
+    labels = write(tmp_path / "l.csv", f"path,pid\na.png,{big}\nb.png,{big + 1}\nc.png,{big + 1}.0\nd.png,+7\n")
+    got, _ = read_labels_csv(Path(labels))
+    assert [got[n][1] for n in ("a.png", "b.png", "c.png", "d.png")] == [big, big + 1, big + 1, 7]

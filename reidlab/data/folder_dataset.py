@@ -96,7 +96,7 @@ def read_labels_csv(path: Path) -> tuple[dict[str, tuple[str | None, int | None]
         if pid_text and not PID.match(pid_text):
             raise DatasetError(f"{where}, line {n}: pid {pid_text!r} is not a whole number; give the person's "
                                f"number, -1 for junk, or leave it empty where unknown")
-        pid = int(float(pid_text)) if pid_text else None
+        pid = int(pid_text.split(".")[0]) if pid_text else None      # exactly: a float merges pids above 2^53
         if pid is not None and pid < -1:
             raise DatasetError(f"{where}, line {n}: pid {pid} is not allowed; give a number >= 0, -1 for junk, or "
                                f"leave it empty where unknown")
