@@ -48,3 +48,7 @@ def test_list_shows_whole_descriptions_and_modes(main_in_process, monkeypatch, c
         text = recipe_description(p)
         assert len(text) > 40 and f"{p.stem} ({recipe_mode(p)}): {text}" in flat, p.stem
     assert recipe_description(RECIPES / "aaformer_market1501.yaml").endswith("Table II)")
+    # whole sentences: a paragraph that introduces the table ends at the sentence before (it ended "They are")
+    assert recipe_description(RECIPES / "daaf_bot_market1501.yaml").endswith("branches of section 3.")
+    for p in sorted(RECIPES.glob("*.yaml")):
+        assert not recipe_description(p).endswith((";", ",", ":", " are", " is")), p.stem

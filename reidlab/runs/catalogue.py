@@ -9,8 +9,10 @@ from reidlab.progress import console
 
 
 def recipe_description(path) -> str:
-    """The recipe header's opening paragraph, whole: its comment lines up to the first blank or indented
-    one (a table of values) or the end of the header; a closing ':' (which introduces the table) dropped."""
+    """The recipe header's opening paragraph, in whole sentences: its comment lines up to the first blank or
+    indented one (a table of values) or the end of the header. A paragraph that ends by introducing the table
+    (``... of section 3. They are:``) ends at the sentence before (``... of section 3.``); one that is a single
+    introducing sentence loses its closing ':'."""
     head = []
     for line in path.read_text().splitlines():
         if not line.startswith("#"):
@@ -19,7 +21,11 @@ def recipe_description(path) -> str:
         if not text.strip() or text.startswith("   "):
             break
         head.append(text.strip())
-    return " ".join(head).rstrip(":").strip()
+    text = " ".join(head).strip()
+    if text.endswith(":"):
+        cut = text.rfind(". ")
+        text = text[:cut + 1] if cut > 0 else text.rstrip(":")
+    return text.strip()
 
 
 def recipe_mode(path) -> str:
