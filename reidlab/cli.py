@@ -107,8 +107,8 @@ def check_data(args) -> int:
         return print_config(cfg, args.explain)
     d = cfg.data
     reports = run_check(d.dataset, cfg.data_root, d.workers, console, synthetic_size=d.synthetic_size,
-                        seed=d.synthetic_seed, camera_from=d.camera_from, camera_pattern=d.camera_pattern,
-                        labels_csv=d.labels_csv)
+                        seed=d.synthetic_seed, hard=tuple(d.synthetic_hard), camera_from=d.camera_from,
+                        camera_pattern=d.camera_pattern, labels_csv=d.labels_csv)
     return 0 if all(r.ok for r in reports) else 1
 
 

@@ -254,3 +254,41 @@ def test_pids_beyond_two_to_the_53_stay_apart(tmp_path):
     labels = write(tmp_path / "l.csv", f"path,pid\na.png,{big}\nb.png,{big + 1}\nc.png,{big + 1}.0\nd.png,+7\n")
     got, _ = read_labels_csv(Path(labels))
     assert [got[n][1] for n in ("a.png", "b.png", "c.png", "d.png")] == [big, big + 1, big + 1, 7]
+
+
+def test_check_data_on_a_fully_labelled_folder_and_on_a_linked_camera(crops, tmp_path, main_in_process):
+    """A CSV that labels every image makes the query and gallery of the training images (by design): check-data
+    said '60 duplicates across splits' and exited 1. And a camera folder that is a link (to another disk) was left
+    out of check-data, training and extract alike, without a word: it is followed, a loop read once."""
+    import shutil
+
+    from reidlab.use.extract import image_files
+    folder = tmp_path / "crops"
+    shutil.copytree(crops, folder)
+    cams = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    linked = folder / cams[-1]
+    away = tmp_path / "other_disk" / cams[-1]
+    away.parent.mkdir()
+    shutil.move(str(linked), str(away))
+    linked.symlink_to(away, target_is_directory=True)
+    (away / "loop").symlink_to(folder, target_is_directory=True)        # a link back up: read once
+    everything = sorted(p for p in crops.rglob("*") if p.suffix in (".jpg", ".png"))
+    labels = tmp_path / "all.csv"
+    labels.write_text("path,pid\n" + "".join(f"{p.relative_to(crops).as_posix()},{i % 7}\n"
+                                             for i, p in enumerate(everything)))
+    ds = build_dataset(f"folder:{folder}", "unused", camera_from="folder", labels_csv=str(labels))
+    assert len(ds.train) == len(everything) and ds.labelled and ds.query_from_train
+    assert ds.skipped["folders reached a second time through a link (their images read once)"] == 1
+    assert len(image_files(folder)[1]) == len(everything)
+    code, out, err = main_in_process("--mode", "check-data", "--dataset", f"folder:{folder}",
+                                     "--set", "data.camera_from=folder", "--set", f"data.labels_csv={labels}")
+    assert code == 0, out + err
+    assert "duplicates across splits" not in out and "OK" in out and f"{len(everything)}" in out
+
+
+def test_check_data_checks_the_hard_tree_it_is_given(tiny_root, main_in_process):
+    code, out, err = main_in_process("--mode", "check-data", "--dataset", "synthetic", "--set",
+                                     "data.synthetic_size=tiny", "--set", "data.synthetic_hard=[camera]",
+                                     "--data-root", str(tiny_root))
+    assert code == 0, err
+    assert "synthetic-tiny-hard-camera" in out and (tiny_root / "synthetic-tiny-hard-camera").is_dir()

@@ -182,3 +182,23 @@ def _out_of_room(tmp: Path) -> OSError | None:
 def write_atomic(path: Path, data: bytes) -> None:
     """``data`` written atomically to ``path`` (write_atomically)."""
     write_atomically(path, lambda tmp: tmp.write_bytes(data), Path(path).name)
+
+
+def walk_files(base: Path) -> tuple[list[Path], list[Path]]:
+    """Every file under ``base``, sorted, following links to folders (a camera folder linked from another disk is
+    read, under the name of the link), and the folders left out because a link led back to a folder already
+    read (a loop, or a second way to one folder: its files once)."""
+    base = Path(base)
+    seen: set[tuple[int, int]] = set()
+    files: list[Path] = []
+    repeated: list[Path] = []
+    for root, dirs, names in os.walk(base, followlinks=True):
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in seen:
+            repeated.append(Path(root))
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        files += [Path(root) / n for n in names if os.path.isfile(os.path.join(root, n))]
+    return sorted(files), repeated

@@ -40,6 +40,7 @@ from pathlib import Path, PureWindowsPath
 from reidlab.errors import DatasetError
 
 from .datasets import FOLDER_AT, ReIDDataset, Sample, Skipped, dataset_label
+from .files import walk_files
 from .images import READABLE
 
 log = logging.getLogger(__name__)
@@ -144,9 +145,10 @@ def folder_dataset(path: str, camera_from: str = "auto", camera_pattern: str = "
                            f"take the cameras from the folders (folder), a pattern (pattern) or none")
     skipped = Skipped()
     files = []
-    for f in sorted(base.rglob("*")):
-        if not f.is_file():
-            continue
+    found_files, repeated = walk_files(base)                 # links to folders followed
+    for folder in repeated:
+        skipped.add("folders reached a second time through a link (their images read once)", folder)
+    for f in found_files:
         if f.suffix.lower() in EXTENSIONS:
             files.append(f)
         else:

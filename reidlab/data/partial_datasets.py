@@ -15,6 +15,7 @@ from pathlib import Path
 from reidlab.errors import DatasetError
 
 from .datasets import IMAGE_EXTENSIONS, DatasetInfo, ReIDDataset, Sample, Skipped, register_dataset
+from .files import walk_files
 
 QUERY_CAM, GALLERY_CAM = 0, 1
 LEADING_ID = re.compile(r"^(\d+)")
@@ -24,9 +25,7 @@ def _images_by_id(folder: Path, skipped: Skipped, camid: int) -> list[Sample]:
     """Every image under ``folder`` (flat, or in one folder per identity); the identity is the leading
     number of the file name."""
     out = []
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file():
-            continue
+    for path in walk_files(folder)[0]:              # links to folders followed
         if path.suffix.lower() not in IMAGE_EXTENSIONS | {".tif", ".tiff"}:
             skipped.add("non-image files", path)
             continue

@@ -20,7 +20,7 @@ from reidlab.data.images import READABLE, decode_image
 from reidlab.errors import DatasetError, ReIDError
 from reidlab.evaluation import extract_features
 from reidlab.runs.checkpoint import describe_file, state_digest
-from reidlab.data.files import check_free_space, write_atomically
+from reidlab.data.files import check_free_space, walk_files, write_atomically
 
 log = logging.getLogger("reidlab.use")
 EXTENSIONS = READABLE
@@ -37,7 +37,11 @@ def image_files(where: str | Path) -> tuple[Path, list[Path]]:
         return p.parent, [p]
     if not p.is_dir():
         raise ReIDError(f"no image or folder at {p}")
-    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in EXTENSIONS)
+    found, repeated = walk_files(p)                   # links to folders followed
+    if repeated:
+        log.info("%d folder(s) under %s reached a second time through a link, read once (e.g. %s)", len(repeated),
+                 p, repeated[0])
+    files = [f for f in found if f.suffix.lower() in EXTENSIONS]
     if not files:
         raise ReIDError(f"{p} holds no image files ({', '.join(sorted(EXTENSIONS))}), in any sub-folder")
     return p, files
