@@ -42,7 +42,7 @@ def evaluate_start(model_name: str, weights: str, seed: int, data_sets: list[str
     import torch
 
     from reidlab.data.datasets import dataset_from_config
-    from reidlab.data.images import load_dataset_images
+    from reidlab.data.store import load_dataset_images
     from reidlab.evaluation import evaluate_run
     from reidlab.models import model_from_config
     from reidlab.runs.config import build_config, parse_override

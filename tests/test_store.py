@@ -26,7 +26,7 @@ def test_disk_store_gives_the_same_pseudo_labels_and_run(tmp_path, tiny_root):
 
 def test_disk_store_holds_the_same_bytes_and_stays_out_of_memory(tmp_path, tiny_root):
     from reidlab.data import build_dataset
-    from reidlab.data.images import load_dataset_images
+    from reidlab.data.store import load_dataset_images
     from reidlab.data.store import DiskStore, gather
     ds = build_dataset("synthetic", tiny_root, synthetic_size="tiny")
     disk = load_dataset_images(ds, 40, 20, 2, "cpu", budget_gb=1e-6)
@@ -37,7 +37,7 @@ def test_disk_store_holds_the_same_bytes_and_stays_out_of_memory(tmp_path, tiny_
     # a 190 MB store (412 images at 512 x 256, upscaled): built, then read through twice in batches
     script = ("import resource, torch\n"
               "from reidlab.data import build_dataset\n"
-              "from reidlab.data.images import load_dataset_images\n"
+              "from reidlab.data.store import load_dataset_images\n"
               f"ds = build_dataset('synthetic', {str(tiny_root)!r}, synthetic_size='tiny')\n"
               "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
               "stores = load_dataset_images(ds, 512, 256, 2, 'cpu', budget_gb=1e-6)\n"

@@ -28,7 +28,7 @@ from reidlab.progress import track
 
 from reidlab.errors import DatasetError
 
-from .datasets import ReIDDataset, Sample
+from .samples import ReIDDataset, Sample
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ first dataset's, unless ``--test-dataset`` names another.
 from __future__ import annotations
 
 
-from .datasets import ReIDDataset, Sample, Skipped, require_training_split
+from .samples import ReIDDataset, Sample, Skipped, require_training_split
 
 
 def combine(parts: list[ReIDDataset]) -> ReIDDataset:

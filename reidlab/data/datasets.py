@@ -10,77 +10,21 @@ import dataclasses
 import logging
 import os
 import re
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from reidlab.errors import ConfigError, DatasetError, closest
 from reidlab.registry import Registry
 
+from .combine import combine
+from .folder_dataset import folder_dataset
+from .samples import (FOLDER_AT, IMAGE_EXTENSIONS, MARKET_AT, ReIDDataset, Sample, Skipped,  # noqa: F401
+                      part_label, require_training_split)
+from .synthetic import SIZES, ensure_synthetic
+from .synthetic.fractals import ensure_fractals
+from .synthetic.generate import hard_suffix
+
 log = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp"}
-
-
-class Skipped(Counter):
-    """Files left out of a dataset, counted by reason, with the first example of each reason."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.examples: dict[str, str] = {}
-
-    def add(self, reason: str, example) -> None:
-        self[reason] += 1
-        self.examples.setdefault(reason, str(example))
-
-    def merge(self, other: "Skipped") -> None:
-        self.update(other)
-        for reason, example in getattr(other, "examples", {}).items():
-            self.examples.setdefault(reason, example)
-
-
-@dataclass(frozen=True)
-class Sample:
-    path: str
-    pid: int
-    camid: int
-
-
-@dataclass
-class ReIDDataset:
-    name: str
-    root: Path
-    train: list[Sample]
-    query: list[Sample]
-    gallery: list[Sample]
-    skipped: Skipped = field(default_factory=Skipped)
-    annotations: Path | None = None      # folder of teacher annotations (see data.annotations), if any
-    parts: list["ReIDDataset"] = field(default_factory=list)   # the datasets a combined one was made of
-    labelled: bool = True                # False: a folder of crops without identity labels (data.folder_dataset)
-    query_from_train: bool = False       # query and gallery are labelled training images (data.folder_dataset)
-
-    @property
-    def num_train_pids(self) -> int:
-        return len({s.pid for s in self.train})
-
-    @property
-    def num_cams(self) -> int:
-        return len({s.camid for s in self.train + self.query + self.gallery})
-
-    def summary(self) -> str:
-        def one(split):
-            return f"{len({s.pid for s in split})} ids / {len(split)} images / {len({s.camid for s in split})} cams"
-        if not self.labelled:
-            text = (f"{self.name} at {self.root}: train {len(self.train)} images without identity labels / "
-                    f"{len({s.camid for s in self.train})} cams")
-        else:
-            text = f"{self.name} at {self.root}: train {one(self.train)}"
-        text += f"; query {one(self.query)}; gallery {one(self.gallery)}" if self.query or self.gallery else \
-            "; no query or gallery"
-        if self.query_from_train:
-            text += " (labelled training images: a transductive evaluation)"
-        if self.skipped:
-            text += "; skipped " + ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
-        return text
 
 
 @dataclass(frozen=True)
@@ -100,8 +44,6 @@ def register_dataset(name: str, info: DatasetInfo | None = None):
     return DATASETS.register(name, info or DatasetInfo())
 
 
-MARKET_AT = "market:"                # market:PATH, a Market-format tree at any path, under any name
-FOLDER_AT = "folder:"                # folder:PATH, unlabelled crops (data.folder_dataset)
 
 
 def dataset_names(name: str) -> list[str]:
@@ -118,14 +60,9 @@ def dataset_names(name: str) -> list[str]:
 
 
 def dataset_label(name: str) -> str:
-    """A dataset's name as a file name can hold it: ``market:/data/cams/site_a`` -> ``site_a``."""
-    parts = []
-    for part in dataset_names(name):
-        for prefix in (MARKET_AT, FOLDER_AT):
-            if part.startswith(prefix):
-                part = Path(part[len(prefix):]).expanduser().resolve().name or prefix[:-1]
-        parts.append(re.sub(r"[^\w.-]+", "_", part))
-    return "+".join(parts)
+    """A dataset's name as a file name can hold it: ``market:/data/cams/site_a`` -> ``site_a`` (each part of
+    ``a+b``: samples.part_label)."""
+    return "+".join(part_label(part) for part in dataset_names(name))
 
 
 def market_at(path: str) -> ReIDDataset:
@@ -143,12 +80,10 @@ def build_dataset(name: str, root: str | os.PathLike, **options) -> ReIDDataset:
     ``market:PATH`` is a Market-format tree at PATH (the data root does not apply)."""
     names = dataset_names(name)
     if len(names) > 1:
-        from .combine import combine
         return combine([build_dataset(n, root, **options) for n in names])
     if name.startswith(MARKET_AT):
         ds = market_at(name[len(MARKET_AT):])
     elif name.startswith(FOLDER_AT):
-        from .folder_dataset import folder_dataset
         ds = folder_dataset(name[len(FOLDER_AT):], options.get("camera_from", "auto"),
                             options.get("camera_pattern", ""), options.get("labels_csv", ""))
     else:
@@ -249,8 +184,6 @@ def market1501(data_root: Path, **_) -> ReIDDataset:
 def _synthetic(name: str, occluded: bool):
     layout = f"{name}-<size>/ (generated on first use; data/synthetic/)"
     def build(data_root: Path, synthetic_size: str = "small", seed: int = 0, hard=(), **_) -> ReIDDataset:
-        from .synthetic import SIZES, ensure_synthetic
-        from .synthetic.generate import hard_suffix
         if synthetic_size not in SIZES:
             raise DatasetError(f"unknown synthetic size {synthetic_size!r}{closest(synthetic_size, SIZES)}; "
                                f"choose one of {', '.join(SIZES)}")
@@ -269,7 +202,6 @@ _synthetic("synthetic-occluded", occluded=True)
     source="FractalDB-style categories of iterated function systems (Kataoka et al., ACCV 2020): the "
            "pretrain_fractal_* recipes' start from another domain, as ImageNet is to Market-1501"))
 def fractals(data_root: Path, seed: int = 0, **_) -> ReIDDataset:
-    from .synthetic.fractals import ensure_fractals
     return market_format("fractals", ensure_fractals(data_root, seed))
 
 
@@ -309,8 +241,3 @@ def require_cameras(ds: ReIDDataset, cfg, training: bool = True) -> None:
                               f"data.camera_pattern, or a camera column in data.labels_csv), or set {fix}")
 
 
-def require_training_split(ds: ReIDDataset) -> None:
-    """A clear error when a test-only dataset (Occluded-REID, Partial-REID, ...) is asked to train."""
-    if not ds.train:
-        raise DatasetError(f"{ds.name} is a test-only dataset (no training split); train on another one and "
-                           f"evaluate on it with --test-dataset {ds.name}")

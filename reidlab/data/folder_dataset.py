@@ -39,7 +39,7 @@ from pathlib import Path, PureWindowsPath
 
 from reidlab.errors import DatasetError
 
-from .datasets import FOLDER_AT, ReIDDataset, Sample, Skipped, dataset_label
+from .samples import FOLDER_AT, ReIDDataset, Sample, Skipped, part_label
 from .files import walk_files
 from .images import READABLE
 
@@ -196,7 +196,7 @@ def folder_dataset(path: str, camera_from: str = "auto", camera_pattern: str = "
     query, gallery = labelled_split(train) if known else ([], [])
     if not known:
         train = [Sample(s.path, 0, s.camid) for s in train]
-    name = dataset_label(FOLDER_AT + path)
+    name = part_label(FOLDER_AT + path)
     if known:
         words = (f"{name}: {len(known)} persons labelled in {sum(p is not None for _, _, p in found)} of "
                  f"{len(found)} images")

@@ -15,7 +15,6 @@ import functools
 import io
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -170,19 +169,3 @@ def load_images(paths: list[str], height: int, width: int, workers: int = 2,
         for i, arr in enumerate(track(decoded, total=len(paths), description=description)):
             out[i] = torch.from_numpy(arr).permute(2, 0, 1)
     return out
-
-
-def load_dataset_images(ds, height: int, width: int, workers: int = 2, device: torch.device | str = "cpu",
-                        budget_gb: float = 0.0, resize: str = "bilinear"):
-    """The train (on ``device``), query and gallery (on the CPU) image stores of a dataset, resized with the
-    ``resize`` filter: in memory, or on disk beyond the memory budget (data.store)."""
-    from .store import budget_bytes, image_store
-    device = torch.device(device)
-    folder = Path(ds.root) / ".store"       # the first place a disk store is made (data.store.store_folder)
-    train = image_store([s.path for s in ds.train], height, width, workers, device, budget_bytes(budget_gb, device),
-                        folder, "train", resize)
-    host = budget_bytes(budget_gb, torch.device("cpu"))
-    cpu = torch.device("cpu")
-    query = image_store([s.path for s in ds.query], height, width, workers, cpu, host, folder, "query", resize)
-    gallery = image_store([s.path for s in ds.gallery], height, width, workers, cpu, host, folder, "gallery", resize)
-    return train, query, gallery

@@ -170,3 +170,18 @@ def prefetch(batches, store, device: torch.device):
             pending = (b, future)
         if pending is not None:
             yield pending[0], pending[1].result()
+
+
+def load_dataset_images(ds, height: int, width: int, workers: int = 2, device: torch.device | str = "cpu",
+                        budget_gb: float = 0.0, resize: str = "bilinear"):
+    """The train (on ``device``), query and gallery (on the CPU) image stores of a dataset, resized with the
+    ``resize`` filter: in memory, or on disk beyond the memory budget (data.store)."""
+    device = torch.device(device)
+    folder = Path(ds.root) / ".store"       # the first place a disk store is made (data.store.store_folder)
+    train = image_store([s.path for s in ds.train], height, width, workers, device, budget_bytes(budget_gb, device),
+                        folder, "train", resize)
+    host = budget_bytes(budget_gb, torch.device("cpu"))
+    cpu = torch.device("cpu")
+    query = image_store([s.path for s in ds.query], height, width, workers, cpu, host, folder, "query", resize)
+    gallery = image_store([s.path for s in ds.gallery], height, width, workers, cpu, host, folder, "gallery", resize)
+    return train, query, gallery

@@ -43,7 +43,7 @@ from reidlab.errors import CheckpointError, ConfigError, DatasetError
 from reidlab.models.weights import read_state_dict
 
 from .annotations import COCO_KEYPOINTS
-from .datasets import ReIDDataset
+from .samples import ReIDDataset
 from .files import locked, write_atomic
 from .images import open_rgb
 from .parsing import derive_parsing

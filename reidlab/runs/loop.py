@@ -39,7 +39,7 @@ from reidlab.data import dataset_from_config
 from reidlab.data.annotations import TeacherNoise, load_teacher
 from reidlab.data.augment import Streams, augment_with_teacher, batch_streams
 from reidlab.data.datasets import ReIDDataset, require_cameras, require_training_split
-from reidlab.data.images import load_dataset_images
+from reidlab.data.store import load_dataset_images
 from reidlab.data.store import prefetch
 from reidlab.errors import CheckpointError, ConfigError, NonFiniteError, ReIDError
 from reidlab.evaluation import evaluate_run
