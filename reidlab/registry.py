@@ -37,6 +37,24 @@ class Registry(Generic[T]):
                              f"{', '.join(self.names())}{self.hint}")
         return self._items[name]
 
+    def resolve(self, spec: str, key: str) -> T:
+        """A registered name, or an import path ``package.module:Attribute`` (a user's own, importable from the
+        working directory or PYTHONPATH); ``key`` names the config key in the errors."""
+        if not isinstance(spec, str) or not spec:
+            raise self.error(f"{key}: give a registered {self.kind} ({', '.join(self.names())}) or package.module:Name")
+        if ":" not in spec:
+            if spec not in self._items:
+                raise self.error(f"{key}: unknown {self.kind} {spec!r}{closest(spec, self._items)}; registered: "
+                                 f"{', '.join(self.names())}, or give package.module:Name{self.hint}")
+            return self._items[spec]
+        import importlib
+        module, _, attr = spec.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise self.error(f"{key}: cannot import {spec!r} ({type(e).__name__}: {e}); give package.module:Name "
+                             f"importable from the working directory or PYTHONPATH") from None
+
     def info(self, name: str) -> Any:
         self.get(name)
         return self._info[name]

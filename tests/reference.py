@@ -177,3 +177,141 @@ def batch_hard_triplet_loop(features, targets, margin):
         diff = max(pos) - min(neg)
         losses.append(math.log1p(math.exp(diff)) if margin == 0 else max(0.0, diff + margin))
     return sum(losses) / len(losses)
+
+
+def euler_cosine_loop(x: np.ndarray, y: np.ndarray, alpha: float = 1.9) -> np.ndarray:
+    """|sum_d (x'_d - y'_d)^2| with x' = e^(i alpha pi x) / sqrt(2), pair by pair (3C's Euler cosine distance)."""
+    xz = np.exp(1j * alpha * np.pi * x.astype(np.float64)) / np.sqrt(2)
+    yz = np.exp(1j * alpha * np.pi * y.astype(np.float64)) / np.sqrt(2)
+    return np.array([[abs(((u - v) ** 2).sum()) for v in yz] for u in xz])
+
+
+def kmeans_pp_loop(dist: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """Greedy k-means++ seeds over a dense distance matrix, drawn from RandomState(seed) as scikit-learn draws them:
+    the first uniformly, then per step 2 + ln C candidates by the cumulative closest distance, the best kept."""
+    rs = np.random.RandomState(seed)
+    n = dist.shape[0]
+    trials = 2 + int(np.log(n_clusters))
+    seeds = [rs.randint(n)]
+    closest = dist[seeds[0]].astype(np.float32)[None]
+    pot = closest.sum()
+    for _ in range(1, n_clusters):
+        cand = np.searchsorted(np.cumsum(closest, dtype=np.float64), rs.uniform(size=trials) * pot)
+        cand = np.minimum(cand, n - 1)
+        options = np.minimum(closest, dist[cand].astype(np.float32))
+        pots = options.sum(1)
+        best = int(np.argmin(pots))
+        pot, closest = pots[best], options[best]
+        seeds.append(int(cand[best]))
+    return np.array(seeds)
+
+
+def hdc_loop(x: np.ndarray, dist: np.ndarray, n_clusters: int, seeds: np.ndarray, outlier: bool = True,
+             max_iter: int = 80) -> tuple[np.ndarray, np.ndarray]:
+    """3C's HDC, dense and point by point, as its code behaves (CCC/HDC/HDC_fix2.py, _HDC_utils.pyx), with the
+    Euler cosine distance: (labels, centroids). ``dist``: the dense Jaccard distance (1 where a graph has no pair)."""
+    n = x.shape[0]
+    xx_hd = np.clip(1 - np.exp(-dist.astype(np.float32)), 0, 1)
+    centroids = x[seeds].astype(np.float32)
+    labels = np.array([int(np.argmin(dist[i, seeds])) for i in range(n)])
+    shift_min, tol, pod = 0xfffff, 0, labels
+    for it in range(max_iter):
+        old = centroids.copy()
+        e = euler_cosine_loop(x, centroids)
+        mem_x = np.exp(-5 * e / e.max())                       # membership of each sample in each cluster
+        b = np.array([mem_x[k, labels[k]] for k in range(n)])
+        hd = np.empty((n, n_clusters))
+        for i in range(n):
+            for j in range(n_clusters):
+                best, pick = -1.0, 0
+                for k in np.where(labels == j)[0]:
+                    t = xx_hd[i, k] * b[k] / (xx_hd[i, k] + b[k])
+                    if t > best:
+                        best, pick = t, k
+                hd[i, j] = xx_hd[i, pick]
+        mem = (hd.sum(1, keepdims=True) - hd) / (n_clusters - 1)
+        labels = mem.argmax(1)
+        labels_hd = hd[np.arange(n), labels]
+        labels_mem = mem[np.arange(n), labels].astype(np.float32)
+        while np.bincount(labels, minlength=n_clusters).min() == 0:   # an empty cluster takes a weak member
+            count = np.bincount(labels, minlength=n_clusters)
+            empty = np.where(count == 0)[0]
+            weak = labels_mem.copy()
+            weak[np.isin(labels, np.where(count < 5)[0])] = 1.0
+            for j, k in zip(empty, np.argpartition(weak, empty.size)[:empty.size]):
+                labels[k], labels_hd[k] = j, hd[k, j]
+        pod = labels.copy()
+        for j in range(n_clusters):
+            v = labels_hd[labels == j]
+            if v.size > 1:
+                pod[(labels == j) & (labels_hd > v.mean() + v.std(ddof=1))] = -1
+        centroids = np.stack([x[pod == j].mean(0) for j in range(n_clusters)]).astype(np.float32)
+        shift = ((old - centroids) ** 2).sum()
+        if shift == 0:
+            break
+        if it >= 10:
+            if shift < shift_min:
+                tol, shift_min = 0, shift
+            elif tol < 4:
+                tol += 1
+            else:
+                break
+    return (pod if outlier else labels), centroids
+
+
+def memory_update_loop(memory: np.ndarray, x: np.ndarray, y: np.ndarray, cams: np.ndarray, m: float,
+                       mode: str) -> np.ndarray:
+    """3C's memory updates (its models/cm.py: cm, cm_hard, cm_hard_camera, hd_camera), sample by sample in batch
+    order, in float64: the memory after one batch."""
+    mem = memory.astype(np.float64).copy()
+    x = x.astype(np.float64)
+
+    def move(j, v):
+        mem[j] = m * mem[j] + (1 - m) * v
+        mem[j] /= np.linalg.norm(mem[j])
+    if mode == "mean":
+        for v, j in zip(x, y):
+            move(j, v)
+        return mem
+    before = mem.copy()
+    if mode == "hard":
+        for j in dict.fromkeys(y.tolist()):
+            members = np.where(y == j)[0]
+            move(j, x[members[np.argmin(x[members] @ before[j])]])
+        return mem
+    groups = {}                                    # (cluster, camera) -> members, in order of first appearance
+    for k, (j, c) in enumerate(zip(y.tolist(), cams.tolist())):
+        groups.setdefault((j, c), []).append(k)
+    picks = {}                                     # cluster -> [(sample, h)] in order of its cameras' appearance
+    for (j, c), members in groups.items():
+        f = x[members]
+        if mode == "hard_camera":
+            picks.setdefault(j, []).append((members[int(np.argmin(f @ before[j]))], 0.0))
+        else:
+            centre = f.mean(0) / np.linalg.norm(f.mean(0))
+            s, d = f @ centre + 1, 1 - f @ before[j]
+            h = d * s / (d + s)
+            picks.setdefault(j, []).append((members[int(np.argmax(h))], float(h.max())))
+    for j, chosen in picks.items():
+        if mode == "hard_camera":
+            for k, _ in chosen:
+                move(j, x[k])
+        else:
+            move(j, x[max(chosen, key=lambda kh: kh[1])[0]])     # the first of the largest h
+    return mem
+
+
+def camera_weighted_nce_loop(memory: np.ndarray, x: np.ndarray, y: np.ndarray, cams: np.ndarray,
+                             temp: float) -> float:
+    """3C's --loss-with-camera ClusterNCE, written out: per cluster of the batch, w = exp(entropy in bits of its
+    cameras), scaled to average 1 over the clusters; the mean of w times each sample's cross-entropy."""
+    x = x.astype(np.float64) / np.linalg.norm(x, axis=1, keepdims=True)
+    logits = x @ memory.astype(np.float64).T / temp
+    ce = -(logits[np.arange(len(y)), y] - np.log(np.exp(logits).sum(1)))
+    w = {}
+    for j in sorted(set(y.tolist())):
+        _, counts = np.unique(cams[y == j], return_counts=True)
+        p = counts / counts.sum()
+        w[j] = np.exp(-(p * np.log2(p)).sum())
+    scale = len(w) / sum(w.values())
+    return float(np.mean([w[j] * scale * c for j, c in zip(y.tolist(), ce)]))

@@ -227,16 +227,22 @@ def require_cameras(ds: ReIDDataset, cfg, training: bool = True) -> None:
     """CA-Jaccard (``cluster.distance`` when ``training``, ``test.rerank_distance``) compares each image with
     its own camera's images and with the others': with one camera there are no others, so the run stops
     before it starts."""
+    from reidlab.clustering.methods import resolve_distance
+    from reidlab.memory.updates import CAMERA_UPDATES
     wants = []
-    if training and cfg.mode == "unsup" and cfg.cluster.distance == "ca-jaccard":
-        wants.append(("cluster.distance", "training", ds.train, "cluster.distance=jaccard"))
+    if training and cfg.mode == "unsup" and getattr(resolve_distance(cfg.cluster.distance), "needs_cameras", False):
+        wants.append((f"cluster.distance={cfg.cluster.distance}", "training", ds.train, "cluster.distance=jaccard"))
+    if training and cfg.mode == "unsup" and cfg.memory.update in CAMERA_UPDATES:
+        wants.append((f"memory.update={cfg.memory.update}", "training", ds.train, "memory.update=hard (or mean)"))
+    if training and cfg.mode == "unsup" and cfg.memory.camera_weighted:
+        wants.append(("memory.camera_weighted=true", "training", ds.train, "memory.camera_weighted=false"))
     if cfg.test.rerank and cfg.test.rerank_distance == "ca-jaccard" and ds.query and ds.gallery:
-        wants.append(("test.rerank_distance", "query and gallery", ds.query + ds.gallery,
+        wants.append(("test.rerank_distance=ca-jaccard", "query and gallery", ds.query + ds.gallery,
                       "test.rerank_distance=jaccard"))
     for key, split, samples, fix in wants:
         cams = {s.camid for s in samples}
         if len(cams) < 2:
-            raise ConfigError(f"{key}=ca-jaccard needs images from two cameras or more, and {ds.name}'s {split} "
+            raise ConfigError(f"{key} needs images from two cameras or more, and {ds.name}'s {split} "
                               f"images come from {len(cams)}: give the cameras (a folder's data.camera_from / "
                               f"data.camera_pattern, or a camera column in data.labels_csv), or set {fix}")
 

@@ -125,11 +125,16 @@ class ClusterConfig:
     min_samples: int = key(4, ge=1)      # DBSCAN: neighbours within eps (the point included) of a core point
     # the kNN search: auto (faiss when installed, else torch), exact faiss or torch, approximate faiss-ivf / -hnsw
     knn: str = key("auto", choices=("auto", "faiss", "torch", "faiss-ivf", "faiss-hnsw"))
-    # jaccard: k-reciprocal Jaccard (k1, k2); ca-jaccard: camera-aware Jaccard (Chen et al., CVPR 2024;
+    # the distance the clustering reads (clustering/methods.py; a registered name or package.module:Class):
+    # jaccard: k-reciprocal Jaccard (k1, k2) as Cluster Contrast's code; jaccard-3c: the same with one more ranked
+    # neighbour, as 3C's and CA-Jaccard's code; ca-jaccard: camera-aware Jaccard (Chen et al., CVPR 2024;
     # clustering/ca_jaccard.py): neighbours and query expansion on per-camera ranking lists; needs 2+ cameras.
     # Measured (docs/results.md): 1.04-1.17x the Jaccard's time, 0.80-0.96x its memory at 12,936-100,000 points;
     # in the demo 2.0 mAP below it over seeds 1-3 (ahead in the first epochs)
-    distance: str = key("jaccard", choices=("jaccard", "ca-jaccard"))
+    distance: str = "jaccard"
+    # the clustering (a registered name or package.module:Class): dbscan (eps, min_samples) | hdc (3C's
+    # harmonic-discrepancy clustering into hdc_num_clusters, clustering/hdc.py; its hdc_* keys below)
+    method: str = "dbscan"
     k1_intra: int = key(5, ge=1)         # ca-jaccard: k-reciprocal neighbours among the image's own camera
     k1_inter: int = key(20, ge=1)        # ca-jaccard: k-reciprocal neighbours among the other cameras
     k2_intra: int = key(3, ge=1)         # ca-jaccard's CLQE: first of the own camera's list averaged (self first)
@@ -138,6 +143,18 @@ class ClusterConfig:
     clqe: bool = True                    # ca-jaccard: camera-aware query expansion (false: the first k2 overall)
     # ca-jaccard: the first epoch's CLQE averages 3 + 3 whatever k2_intra / k2_inter say (its code's warm-up)
     clqe_warmup: bool = True
+    # hdc: the number of clusters (3C: 750 on Market-1501, 1000 on MSMT17); the one value a user of their own data
+    # cannot know: choose it with --mode cluster-sweep --clusters (docs/datasets.md)
+    hdc_num_clusters: int = key(750, ge=1)
+    hdc_outlier: bool = False            # hdc: leave each cluster's peripheral members out (its --hdc-outlier)
+    hdc_centroids: bool = False          # hdc: the memory from HDC's own centroids (--hdc-centroids), not label means
+    hdc_init: str = key("k-means++2", choices=("k-means++2", "k-means++", "random"))   # hdc: its --hdc-init
+    hdc_max_iter: int = key(80, ge=1)    # hdc: iterations at most (--hdc-max-iter)
+    # hdc: the sample-to-centroid distance (--hdc-similarity: Euler Cosine, Euclidean, Cosine)
+    hdc_similarity: str = key("euler-cosine", choices=("euler-cosine", "euclidean", "cosine"))
+    hdc_normalize: bool = False          # hdc: L2-normalised centroids (--hdc-normalize)
+    # hdc: the first epochs cluster with DBSCAN (eps, min_samples) instead (--warmup-iters with --warmup-with-dbscan)
+    hdc_dbscan_epochs: int = key(0, ge=0)
 
 
 @dataclass
@@ -147,8 +164,13 @@ class MemoryConfig:
     # (measured at 2e-49), so at least 1e-3 (logits of +-1000); the papers use 0.05
     temp: float = key(0.05, ge=1e-3)
     momentum: float = key(0.1, ge=0, le=1)   # m of M[y] <- m M[y] + (1 - m) x, then M[y] normalised
-    # momentum: every sample of the batch in turn; hard: per cluster, the sample least like M[y] (CM_Hard)
-    update: str = key("momentum", choices=("momentum", "hard"))
+    # how a batch moves the memory (memory/updates.py; a registered name or package.module:function): mean, every
+    # sample in turn (Cluster Contrast's cm; "momentum" before); hard, per cluster the sample least like M[y]
+    # (cm_hard); hard_camera, that per cluster and camera, applied in turn (3C's cm_hard_camera); hd_camera, per
+    # cluster the camera sample of the largest harmonic discrepancy (3C's default and published setting)
+    update: str = "mean"
+    # 3C's --loss-with-camera: each cluster's ClusterNCE weighed by the entropy of its batch samples' cameras
+    camera_weighted: bool = False
     init: str = key("mean", choices=("mean", "random"))   # each cluster's entry: its members' mean, or one member (MLA)
 
 
@@ -322,6 +344,11 @@ def validate(cfg: Config) -> Config:
                               f"identities of the {t.num_ids} x {t.num_instances} batch, so give a multiple of "
                               f"train.num_instances={t.num_instances} that divides {batch} (or 0, or {batch} and "
                               f"more: the whole batch)")
+    from reidlab.clustering.methods import resolve_distance, resolve_method
+    from reidlab.memory.updates import MEMORY_UPDATES
+    for spec, resolve in ((cfg.cluster.distance, resolve_distance), (cfg.cluster.method, resolve_method),
+                          (cfg.memory.update, lambda n: MEMORY_UPDATES.resolve(n, "memory.update"))):
+        resolve(spec)                        # a misspelt name or an import path that fails stops here
     if cfg.test.feature == "global" and cfg.test.local_rerank:
         raise ConfigError("test.feature=global ranks by the global feature alone, and test.local_rerank=true re-ranks "
                           "with the part features: set one of them")
@@ -400,7 +427,8 @@ def _coerce(value: Any, typ, key: str):
 
 MOVED = {"model.daaf": "model.args"}      # keys of earlier versions -> where they live now
 # values of earlier versions -> what they are now
-RENAMED_VALUES = {"train.amp": {True: "auto", False: "off"}, "train.channels_last": {True: "auto", False: "off"}}
+RENAMED_VALUES = {"train.amp": {True: "auto", False: "off"}, "train.channels_last": {True: "auto", False: "off"},
+                  "memory.update": {"momentum": "mean"}}
 
 
 def _leaves(value) -> list[str]:
@@ -433,7 +461,7 @@ def _apply(obj, values: dict, prefix: str = "") -> None:
                 raise ConfigError(f"{key}: expected a mapping of its keys, got {v!r}")
             _apply(cur, v, key + ".")
         else:
-            if key in RENAMED_VALUES and isinstance(v, bool):
+            if key in RENAMED_VALUES and isinstance(v, (bool, str)) and v in RENAMED_VALUES[key]:
                 v = RENAMED_VALUES[key][v]
             setattr(obj, k, _coerce(v, hints[k], key))
 

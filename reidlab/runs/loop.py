@@ -163,6 +163,10 @@ def check_run_inputs(cfg: Config, new_run: bool = True, explicit_name: bool = Fa
     ds = dataset_from_config(cfg)
     require_training_split(ds)
     require_cameras(ds, cfg)
+    if cfg.mode == "unsup" and cfg.cluster.method == "hdc" and cfg.cluster.hdc_num_clusters > len(ds.train):
+        raise ConfigError(f"cluster.hdc_num_clusters={cfg.cluster.hdc_num_clusters} is more than {ds.name}'s "
+                          f"{len(ds.train)} training images: give at most {len(ds.train)} (choose it with --mode "
+                          f"cluster-sweep --clusters)")
     if cfg.mode == "supervised" and not ds.labelled:
         raise ConfigError(f"{ds.name} has no identity labels: supervised training needs them; train it with "
                           f"--mode unsup, or give data.labels_csv with a pid column")

@@ -29,8 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reidlab.clustering import pseudo_labels
-from reidlab.clustering.ca_jaccard import ca_arguments
+from reidlab.clustering.methods import cluster_epoch
 from reidlab.data.samplers import PseudoLabelSampler
 from reidlab.evaluation import extract_features
 from reidlab.memory import ClusterMemory
@@ -43,23 +42,31 @@ from .label_free import clustering_advice, draw_pool_now, label_free_metrics, po
 log = logging.getLogger("reidlab.unsup")
 
 
-def cluster_memories(feats: torch.Tensor, labels: torch.Tensor, splits, cfg: Config, seed: int) -> list[ClusterMemory]:
+def cluster_memories(feats: torch.Tensor, labels: torch.Tensor, splits, cfg: Config, seed: int,
+                     centroids: torch.Tensor | None = None) -> list[ClusterMemory]:
     """One ClusterMemory per piece of the eval feature (the global feature, then each part), all from the
-    same clusters; with ``memory.init: random`` every memory starts from the same random member."""
+    same clusters; with ``memory.init: random`` every memory starts from the same random member. ``centroids``:
+    the clustering's own (HDC's, with cluster.hdc_centroids), normalised, for a model of one piece."""
     pieces = feats.split(list(splits), dim=1) if len(splits) > 1 else [feats]
     m = cfg.memory
-    return [ClusterMemory.from_clusters(F.normalize(p, dim=1) if len(pieces) > 1 else p, labels, init=m.init,
-                                        generator=torch.Generator().manual_seed(seed), temp=m.temp,
-                                        momentum=m.momentum, update=m.update) for p in pieces]
+    memories = [ClusterMemory.from_clusters(F.normalize(p, dim=1) if len(pieces) > 1 else p, labels, init=m.init,
+                                            generator=torch.Generator().manual_seed(seed), temp=m.temp,
+                                            momentum=m.momentum, update=m.update, camera_weighted=m.camera_weighted)
+                for p in pieces]
+    if centroids is not None and len(pieces) == 1:
+        memories[0].features.copy_(F.normalize(centroids.to(memories[0].features), dim=1))
+    return memories
 
 
-def cluster_contrast_loss(memories: list[ClusterMemory], labels: torch.Tensor):
+def cluster_contrast_loss(memories: list[ClusterMemory], labels: torch.Tensor, cams: torch.Tensor | None = None):
     """The epoch's loss: ClusterNCE of the embedding against its memory (eq. 1 of the MLA paper), averaged
-    with the part embeddings' against theirs, plus the model's own auxiliary losses."""
+    with the part embeddings' against theirs, plus the model's own auxiliary losses. ``cams``: the training
+    images' camera ids (the camera memory updates and weights read the batch's)."""
     def loss(out, idx: torch.Tensor):
         y = labels[idx]
+        c = cams[idx] if cams is not None else None
         embeddings = [out.embedding, *out.part_embeddings]
-        nce = sum(mem(e.float(), y) for mem, e in zip(memories, embeddings, strict=True)) / len(memories)
+        nce = sum(mem(e.float(), y, c) for mem, e in zip(memories, embeddings, strict=True)) / len(memories)
         parts = {"nce": nce, **out.aux_losses}
         return sum(parts.values()), parts
     return loss
@@ -96,6 +103,7 @@ class PreviousLabels:
 def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -> list[dict]:
     s = start(cfg, run_dir, ds=ds)
     camids = np.array([x.camid for x in s.ds.train])
+    camids_t = torch.as_tensor(camids, device=s.device)
     c = cfg.cluster
     if c.distance == "ca-jaccard":
         log.info("pseudo-labels on CA-Jaccard distances over %d cameras: %s k1_intra %d / k1_inter %d, %s "
@@ -115,10 +123,11 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
                                  description="train features", shard=dist.shard_spec(), amp=cfg.train.amp)
         t1 = time.perf_counter()
         # under torchrun: clustered once, on rank 0, and broadcast (runs/dist.py)
-        labels, info = dist.broadcast_object(pseudo_labels(feats, c.k1, c.k2, c.eps, c.min_samples, c.knn,
-                                                           cams=camids, ca=ca_arguments(c, epoch == 1))
-                                             if dist.is_main() else None)
+        found = dist.broadcast_object(cluster_epoch(feats, c, camids, epoch, cfg.seed) if dist.is_main() else None)
+        labels, info = found.labels, found.info
+        centroids = found.centroids.to(s.device) if found.centroids is not None else None
         record = {"num_clusters": info["num_clusters"], "num_outliers": info["num_outliers"],
+                  **{k: v for k, v in info.items() if k.startswith("hdc_")},
                   **({"camera_gap": info["camera_gap"]} if "camera_gap" in info else {}),
                   "extract_s": round(t1 - t0, 2), "cluster_s": round(time.perf_counter() - t1, 2),
                   **label_free_metrics(feats, labels, previous.labels)}
@@ -140,13 +149,14 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
             return EpochPlan(None, record=record, summary=summary)
         labels_t = torch.as_tensor(labels, device=s.device)
         splits = getattr(s.model, "feature_splits", (feats.shape[1],))
-        memories = cluster_memories(feats, labels_t, splits, cfg, cfg.seed * 100003 + epoch)
+        memories = cluster_memories(feats, labels_t, splits, cfg, cfg.seed * 100003 + epoch, centroids)
         t = cfg.train
         sampler = PseudoLabelSampler(labels, camids, t.num_ids, t.num_instances,
                                      np.random.default_rng([cfg.seed, epoch]), t.pass_end, t.replace_below)
         # iters 0: one pass over the clustered images, as in supervised mode; iters_for: the paper's passes
         iters = epoch_iters(t, int((labels >= 0).sum()) if not t.iters else len(labels))
-        return EpochPlan(sampler.batches(iters), iters, cluster_contrast_loss(memories, labels_t), record, summary,
+        return EpochPlan(sampler.batches(iters), iters, cluster_contrast_loss(memories, labels_t, camids_t), record,
+                         summary,
                          finish=(lambda: ranks_agree(memories, labels)) if dist.active() else None,
                          holds=memories, unit="clusters")     # a step's update waits for its check (runs.step)
 
