@@ -64,6 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                  "(default 0.2:0.7:0.05)")
     p.add_argument("--k1", help="cluster-sweep: the k1 to try, a comma list (default the config's cluster.k1)")
     p.add_argument("--min-samples", help="cluster-sweep: the min_samples to try (default the config's)")
+    p.add_argument("--clusters", help="cluster-sweep: HDC's numbers of clusters to try instead (3C's clustering), a "
+                                      "comma list or start:stop:step, e.g. 150:300:25")
     p.add_argument("--quiet", action="store_true", help="the console shows warnings and errors only, and no "
                                                         "progress (a run's log.txt still gets everything)")
     p.add_argument("--list", action="store_true", help="list recipes, datasets, models and attention blocks")
@@ -174,7 +176,8 @@ def use(args) -> int:
     if args.mode == "cluster-sweep":
         from reidlab.use.cluster_sweep import DEFAULT_EPS, parse_grid
         grid = (parse_grid(args.eps or DEFAULT_EPS, "--eps", float, 1e-6, 1.0),
-                parse_grid(args.k1, "--k1", int, 1), parse_grid(args.min_samples, "--min-samples", int, 1))
+                parse_grid(args.k1, "--k1", int, 1), parse_grid(args.min_samples, "--min-samples", int, 1),
+                parse_grid(args.clusters, "--clusters", int, 2) if args.clusters is not None else None)
     check_use_output(args)
     from reidlab.use.trained import load_trained
     model, cfg, ckpt, device = load_trained(args.checkpoint, overrides(args), images_only=args.mode != "explain")
@@ -194,7 +197,7 @@ def use(args) -> int:
         from reidlab.use.cluster_sweep import run_cluster_sweep
         c = cfg.cluster
         run_cluster_sweep(model, cfg, ckpt, device, grid[0], grid[1] or [c.k1], grid[2] or [c.min_samples],
-                          args.output or "cluster_sweep.png", console)
+                          args.output or "cluster_sweep.png", console, grid[3])
     else:
         from reidlab.use.export import run_export
         run_export(model, cfg, ckpt, device, args.format, args.output)

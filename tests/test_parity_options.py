@@ -207,3 +207,20 @@ def test_the_options_reach_the_loop(tmp_path, tiny_root):
     assert losses["earlier"] != losses["published"]
     store = tiny_root / "synthetic-tiny" / ".store"
     assert list(store.glob("train-32x16-bicubic-*.u8")) and list(store.glob("train-32x16-[0-9a-f]*.u8"))
+
+
+def test_torchvisions_erasing_rule_follows_torchvision():
+    """aug.erasing_box=torchvision (3C's code uses transforms.RandomErasing) against torchvision's own draws at
+    64 x 32: the share of boxes that fit in 10 attempts, and the box sides, by two-sample tests."""
+    import torchvision.transforms as T
+    H, W, n = 64, 32, 20000
+    torch.manual_seed(3)
+    img = torch.zeros(3, H, W)
+    ref = [T.RandomErasing.get_params(img, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3), value=[0.0]) for _ in range(n)]
+    ref_boxes = np.array([(h, w) for _, _, h, w, _ in ref if h < H], dtype=float)
+    erase, y0, x0, h, w = erasing_boxes(n, H, W, torch.Generator().manual_seed(4), "cpu", 1.0, "torchvision")
+    boxes = torch.stack([h[erase], w[erase]], 1).numpy()
+    assert abs(erase.float().mean().item() - len(ref_boxes) / n) < 4 * math.sqrt(0.25 / n)
+    for col in (0, 1):
+        assert stats.ks_2samp(boxes[:, col], ref_boxes[:, col]).pvalue > 1e-3
+    assert bool(((y0 + h <= H) & (x0 + w <= W))[erase].all())

@@ -93,3 +93,25 @@ def sweep(features: torch.Tensor, eps: list[float], k1: list[int], min_samples: 
                 rows.append({"k1": k, "k2": k2, "min_samples": m, "eps": e, **describe(got, truth),
                              "graph_s": round(graph_s, 2), "dbscan_s": round(time.perf_counter() - t1, 3)})
     return rows, labels
+
+
+def sweep_counts(features: torch.Tensor, graph, counts: list[int], cluster, seed: int = 0,
+                 truth: np.ndarray | None = None, progress=None):
+    """HDC (clustering.hdc, with the ``cluster`` config's hdc_* settings, its clusters of fewer than min_samples
+    dissolved as in the loop) at each number of clusters in ``counts``, on one graph: rows with :func:`describe`'s
+    keys, ``asked`` (the number asked for) and the seconds; the number of clusters a user of their own data cannot
+    know, chosen by looking (``--mode cluster-sweep --clusters``)."""
+    import dataclasses
+
+    from .methods import METHODS
+    rows, labels = [], {}
+    for count in counts:
+        if progress:
+            progress(f"HDC into {count} clusters")
+        t0 = time.perf_counter()
+        c = dataclasses.replace(cluster, method="hdc", hdc_num_clusters=count, hdc_dbscan_epochs=0)
+        got = METHODS.get("hdc")(c, seed)(features, graph, None, 1).labels
+        labels[count] = got
+        rows.append({"asked": count, "k1": cluster.k1, "k2": cluster.k2, "min_samples": cluster.min_samples,
+                     **describe(got, truth), "hdc_s": round(time.perf_counter() - t0, 2)})
+    return rows, labels

@@ -13,6 +13,9 @@ The erasing box, ``aug.erasing_box``:
     when no attempt fits, nothing is erased. Here the 100 attempts are drawn at once for the whole batch
     and the first fitting one is taken, which is the same distribution. Tall boxes (aspect > 1) are then
     the majority (about 81% of erased images at 64 x 32), and a box never spans the full width.
+  - ``torchvision``: torchvision's ``transforms.RandomErasing`` (3C's code): with probability p, up to 10 attempts
+    each draw the area fraction uniformly in [0.02, 0.4] and the aspect ratio *log-uniformly* in [0.3, 1 / 0.3]
+    (h and w rounded as above); the first attempt with h < H and w < W is erased at a uniform corner; none, nothing.
   - ``clip``: this project's earlier rule: one draw, the aspect ratio log-uniform in [0.3, 1 / 0.3], the box
     clipped to the image where it does not fit (at 64 x 32 about 17% of erased images lose a full-width
     band; tall boxes about half of the time).
@@ -69,6 +72,7 @@ def _streams(gen: torch.Generator | Streams) -> Streams:
 ERASING_AREA = (0.02, 0.4)
 ERASING_ASPECT = 0.3          # h / w in [0.3, 1 / 0.3]
 ERASING_ATTEMPTS = 100
+TORCHVISION_ATTEMPTS = 10     # torchvision's RandomErasing.get_params
 
 
 def train_augment(batch: torch.Tensor, gen: torch.Generator | Streams, flip: float = 0.5, pad: int = 10,
@@ -82,10 +86,14 @@ def erasing_boxes(B: int, H: int, W: int, gen: torch.Generator, device, p: float
     """(erase, y0, x0, h, w) of B images: whether each is erased and its box (float tensors of B values),
     by the ``rule`` of the module docstring (``redraw`` or ``clip``)."""
     lo, hi = ERASING_AREA
-    if rule == "redraw":
-        n = ERASING_ATTEMPTS
+    if rule in ("redraw", "torchvision"):
+        n = ERASING_ATTEMPTS if rule == "redraw" else TORCHVISION_ATTEMPTS
         area = (_rand(B * n, gen, device) * (hi - lo) + lo).view(B, n) * (H * W)
-        aspect = (_rand(B * n, gen, device) * (1 / ERASING_ASPECT - ERASING_ASPECT) + ERASING_ASPECT).view(B, n)
+        if rule == "redraw":
+            aspect = (_rand(B * n, gen, device) * (1 / ERASING_ASPECT - ERASING_ASPECT) + ERASING_ASPECT).view(B, n)
+        else:
+            log_lo = torch.log(torch.tensor(ERASING_ASPECT))
+            aspect = torch.exp(_rand(B * n, gen, device) * (-2 * log_lo) + log_lo).view(B, n)
         h_all, w_all = torch.sqrt(area * aspect).round(), torch.sqrt(area / aspect).round()
         fits = (h_all < H) & (w_all < W)
         first = fits.to(torch.uint8).argmax(1, keepdim=True)            # the first attempt that fits
@@ -99,7 +107,7 @@ def erasing_boxes(B: int, H: int, W: int, gen: torch.Generator, device, p: float
         ew = torch.sqrt(area * H * W / aspect).round().clamp(1, W)
         erase = torch.ones(B, dtype=torch.bool, device=device)
     else:
-        raise ValueError(f"aug.erasing_box: 'redraw' or 'clip', not {rule!r}")
+        raise ValueError(f"aug.erasing_box: 'redraw', 'torchvision' or 'clip', not {rule!r}")
     y0 = (_rand(B, gen, device) * (H - eh + 1)).floor()
     x0 = (_rand(B, gen, device) * (W - ew + 1)).floor()
     erase &= _rand(B, gen, device) < p

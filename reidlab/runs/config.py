@@ -247,8 +247,9 @@ class AugConfig:
     flip: float = key(0.5, ge=0, le=1)   # probability of a horizontal flip
     pad: int = key(10, ge=0)             # pixels of padding before a random crop back to height x width
     erasing: float = key(0.5, ge=0, le=1)   # probability of random erasing (Zhong et al. 2020)
-    # random erasing's box (data.augment): redraw until it fits, as Zhong et al.'s code, or clip it to the image
-    erasing_box: str = key("clip", choices=("clip", "redraw"))
+    # random erasing's box (data.augment): redraw until it fits, as Zhong et al.'s code (100 attempts); torchvision's
+    # RandomErasing (10 attempts, a log-uniform aspect; 3C's code); or clip it to the image (this project's earlier)
+    erasing_box: str = key("clip", choices=("clip", "redraw", "torchvision"))
 
 
 @dataclass

@@ -144,8 +144,8 @@ def run_unsup(cfg: Config, run_dir: Path, resume: dict | None = None, ds=None) -
                 advised.add(kind)
                 log.info("epoch %d: %s", epoch, words)
         if info["num_clusters"] == 0:
-            log.warning("epoch %d: DBSCAN found no cluster (eps %.2f, min_samples %d); skipping its training",
-                        epoch, c.eps, c.min_samples)
+            log.warning("epoch %d: the clustering (cluster.method=%s) found no cluster of min_samples %d or more "
+                        "(eps %.2f); skipping its training", epoch, c.method, c.min_samples, c.eps)
             return EpochPlan(None, record=record, summary=summary)
         labels_t = torch.as_tensor(labels, device=s.device)
         splits = getattr(s.model, "feature_splits", (feats.shape[1],))
