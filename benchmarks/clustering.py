@@ -7,6 +7,11 @@ structure of the published code (dense N x N V, Python loops over points, an inv
 Jaccard sums) followed by scikit-learn's DBSCAN on the dense matrix, with the largest difference of
 the two distance matrices and whether the labels agree.
 
+With ``--method hdc`` (3C's clustering, clustering.hdc) one graph of 3C's Jaccard distance (k1 + 1 ranked), then DBSCAN
+(eps 0.6, min_samples 4: 3C's warm-up) and HDC (into 750 clusters up to 20,000 points, as 3C on Market-1501, 1,000
+beyond, as on MSMT17; its recipe's outliers and k-means++2) on that same graph, each timed with its peak memory: the
+step with either method, and their ratio.
+
 With ``--distance ca-jaccard`` the same for CA-Jaccard (clustering.ca_jaccard; its recipe's values: k1_intra 5,
 k1_inter 20, k2_intra 2, k2_inter 4), and with ``--distance both`` the two one after the other on the same
 features (cameras: 6 up to 20,000 points, as Market-1501, else 15, as MSMT17), with their ratios.
@@ -14,6 +19,7 @@ features (cameras: 6 up to 20,000 points, as Market-1501, else 15, as MSMT17), w
     python -m benchmarks.clustering                      # N = 12,936, 32,621, 100,000 (and 1,000,000 on a GPU)
     python -m benchmarks.clustering --sizes 12936 --device cuda
     python -m benchmarks.clustering --distance both --dense-max 0
+    python -m benchmarks.clustering --method hdc
 """
 from __future__ import annotations
 
@@ -194,6 +200,36 @@ def run(n: int, device: torch.device, dense_max: int, k1: int, k2: int, eps: flo
     return summary
 
 
+def run_hdc(n: int, device: torch.device, k1: int, k2: int) -> dict:
+    """One graph of 3C's Jaccard distance, then DBSCAN and HDC on it (module docstring)."""
+    from reidlab.clustering.hdc import hdc
+    x = clustered_features(n, 2048, device)
+    meter = Meter(device, {"N": n, "impl": "sparse-3c", "device": str(device)})
+    with meter("knn"):
+        ranking, sims = knn(x, k1 + 1, return_sims=True)
+    i, j, d = jaccard_graph(x, k1, k2, ranking=ranking, ranking_sims=sims, phase=meter)
+    graph_s = sum(r["seconds"] for r in meter.rows)
+    graph_mb = max(r["peak_mb"] for r in meter.rows)
+    with meter("dbscan"):
+        labels = dbscan((i, j, d, n), 0.6, 4)
+    clusters = 750 if n <= 20000 else 1000
+    with meter("hdc"):
+        r = hdc(x, (i, j, d), clusters, outlier=True, init="k-means++2", seed=0)
+    by = {row["phase"]: row for row in meter.rows}
+    summary = {"N": n, "summary": True, "method": "hdc vs dbscan", "clusters_asked": clusters,
+               "graph_s": round(graph_s, 2), "graph_peak_mb": graph_mb,
+               "dbscan_s": by["dbscan"]["seconds"], "dbscan_peak_mb": by["dbscan"]["peak_mb"],
+               "hdc_s": by["hdc"]["seconds"], "hdc_peak_mb": by["hdc"]["peak_mb"], "hdc_iterations": r.iterations,
+               "step_with_dbscan_s": round(graph_s + by["dbscan"]["seconds"], 2),
+               "step_with_hdc_s": round(graph_s + by["hdc"]["seconds"], 2),
+               "step_time_hdc_over_dbscan": round((graph_s + by["hdc"]["seconds"])
+                                                  / (graph_s + by["dbscan"]["seconds"]), 2),
+               "dbscan_clusters": int(labels.max() + 1), "hdc_clusters": int(r.labels.max() + 1),
+               "hdc_outliers": int((r.labels < 0).sum())}
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+")
@@ -204,11 +240,15 @@ def main(argv=None) -> None:
     p.add_argument("--eps", type=float, default=0.4)
     p.add_argument("--min-samples", type=int, default=4)
     p.add_argument("--distance", choices=("jaccard", "ca-jaccard", "both"), default="jaccard")
+    p.add_argument("--method", choices=("dbscan", "hdc"), default="dbscan",
+                   help="hdc: 3C's clustering against DBSCAN on one graph of its Jaccard distance")
     a = p.parse_args(argv)
     device = torch.device(a.device)
     sizes = a.sizes or ([12936, 32621, 100000] + ([1000000] if device.type == "cuda" else []))
     for n in sizes:
-        if a.distance == "jaccard":
+        if a.method == "hdc":
+            run_hdc(n, device, a.k1, a.k2)
+        elif a.distance == "jaccard":
             run(n, device, a.dense_max, a.k1, a.k2, a.eps, a.min_samples)
         elif a.distance == "ca-jaccard":
             run_ca(n, device, a.eps, a.min_samples)

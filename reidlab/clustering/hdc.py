@@ -72,18 +72,36 @@ def _euler(x: torch.Tensor) -> torch.Tensor:
     return torch.complex(torch.cos(ang), torch.sin(ang)) * (1 / math.sqrt(2))
 
 
-def centroid_distances(x: torch.Tensor, centroids: torch.Tensor, similarity: str = "euler-cosine",
-                       block: int = 8192):
+class Samples:
+    """The features, and what the Euler cosine distance needs of them in every iteration, computed once (their
+    e^(i alpha pi x) / sqrt 2 and its squares' sums, when they fit in ``cache_bytes``; else block by block)."""
+
+    def __init__(self, x: torch.Tensor, similarity: str, cache_bytes: int = 2 << 30):
+        self.x, self.similarity = x, similarity
+        self.z = self.z2 = None
+        if similarity == "euler-cosine" and x.numel() * 8 <= cache_bytes:
+            self.z = _euler(x)
+            self.z2 = (self.z * self.z).sum(1)
+
+    def euler(self, s: int, e: int):
+        if self.z is not None:
+            return self.z[s:e], self.z2[s:e]
+        z = _euler(self.x[s:e])
+        return z, (z * z).sum(1)
+
+
+def centroid_distances(samples: Samples, centroids: torch.Tensor, block: int = 8192):
     """Per sample, its distance to every centroid, in blocks of rows, as a generator of (first row, block); each
     block N_b x C float32 (the code's ``get_distances`` before its normalisation)."""
+    x, similarity = samples.x, samples.similarity
     if similarity == "euler-cosine":
         cz = _euler(centroids)
         c2 = (cz * cz).sum(1)
     for s in range(0, x.shape[0], block):
         xb = x[s:s + block].float()
         if similarity == "euler-cosine":
-            xz = _euler(xb)
-            d = ((xz * xz).sum(1)[:, None] + c2[None, :] - 2 * (xz @ cz.T)).abs()
+            xz, x2 = samples.euler(s, s + block)
+            d = (x2[:, None] + c2[None, :] - 2 * (xz @ cz.T)).abs()
         elif similarity == "euclidean":
             d = torch.cdist(xb, centroids.float())
         elif similarity == "cosine":
@@ -94,16 +112,17 @@ def centroid_distances(x: torch.Tensor, centroids: torch.Tensor, similarity: str
         yield s, d
 
 
-def memberships(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor, similarity: str) -> torch.Tensor:
+def memberships(samples: Samples, centroids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """b(k) = 1 - (1 - exp(-5 e(k, c_label(k)) / e_max)), as the code computes it (its ``xc_mem_mat``); e_max over
     every sample and centroid (the code normalises the whole N x C matrix: Euclidean and Euler cosine by its
     largest value, cosine by 2)."""
+    x = samples.x
     own = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
     top = torch.zeros((), dtype=torch.float32, device=x.device)
-    for s, d in centroid_distances(x, centroids, similarity):
+    for s, d in centroid_distances(samples, centroids):
         top = torch.maximum(top, d.max())
         own[s:s + d.shape[0]] = d.gather(1, labels[s:s + d.shape[0], None]).squeeze(1)
-    q = own / (2.0 if similarity == "cosine" else top)
+    q = own / (2.0 if samples.similarity == "cosine" else top)
     hd = (1 - torch.exp(-MEMBERSHIP_SHARPNESS * q)).nan_to_num_(1.0).clamp_(0, 1)
     return 1 - hd
 
@@ -160,14 +179,6 @@ def nearest_seed(rows: torch.Tensor, cols: torch.Tensor, d: torch.Tensor, n: int
     return label
 
 
-def _group_first(keys: list[torch.Tensor], n: int) -> torch.Tensor:
-    """The order that sorts by ``keys`` (the last the most significant), stably."""
-    order = torch.arange(n, device=keys[0].device)
-    for k in keys:
-        order = order[torch.argsort(k[order], stable=True)]
-    return order
-
-
 class _Assignment:
     """One iteration's h(i, j) (module docstring), held sparsely: the value c of a pair the graph does not hold,
     except at (row, cluster) entries where a graph neighbour is the cluster's chosen member."""
@@ -196,46 +207,49 @@ class _Assignment:
 
 def harmonic_assignment(rows, cols, a, b, labels, n_clusters, c) -> _Assignment:
     """h(i, j) for every sample and cluster (module docstring), from the graph's pairs (rows, cols, a) and the
-    memberships ``b`` of the current ``labels`` (every sample labelled)."""
+    memberships ``b`` of the current ``labels`` (every sample labelled). One sort of the pairs by (row, cluster, the
+    member's rank in its cluster) serves both candidates of each (i, j): the best graph neighbour, and the best
+    non-neighbour, the first member by membership that is not a neighbour of i."""
     device = rows.device
     n = labels.numel()
     C = n_clusters
-    lab_k = labels[cols]
-    f = a * b[cols] / (a + b[cols])
-    # the best neighbour candidate of each (i, j): the largest f, the smallest k of equals
-    g = rows * C + lab_k
-    order = _group_first([cols, -f, g], rows.numel())
-    g_sorted = g[order]
-    first = torch.ones_like(g_sorted, dtype=torch.bool)
-    first[1:] = g_sorted[1:] != g_sorted[:-1]
-    best = order[first]
-    gi, gj = rows[best], lab_k[best]
-    f_nb, k_nb, a_nb = f[best], cols[best], a[best]
-    # each cluster's members by membership, the largest first (the smallest index of equals)
-    member_order = _group_first([torch.arange(n, device=device), -b, labels], n)
     sizes = torch.bincount(labels, minlength=C)
     starts = torch.cumsum(sizes, 0) - sizes
+    # each cluster's members by membership, the largest first (the smallest index of equals), and their ranks
+    by_index = torch.arange(n, device=device)
+    member_order = by_index[torch.argsort(-b, stable=True)]
+    member_order = member_order[torch.argsort(labels[member_order], stable=True)]
     rank = torch.empty(n, dtype=torch.long, device=device)
-    rank[member_order] = torch.arange(n, device=device) - starts[labels[member_order]]
-    # the best non-neighbour of (i, j): the first member in that order that is not a neighbour of i (the mex of
-    # the neighbours' ranks); its f is c b / (c + b), the largest over the non-neighbours since f grows with b
-    r = rank[cols]
-    by = _group_first([r, g], rows.numel())
-    gs, rs = g[by], r[by]
-    start_of = torch.ones_like(gs, dtype=torch.bool)
-    start_of[1:] = gs[1:] != gs[:-1]
-    pos = torch.arange(gs.numel(), device=device) - torch.cummax(
-        torch.where(start_of, torch.arange(gs.numel(), device=device), 0), 0).values
-    in_prefix = (rs == pos).long()
-    group_ids, inverse = torch.unique_consecutive(gs, return_inverse=True)
-    mex = torch.zeros(group_ids.numel(), dtype=torch.long, device=device).index_add_(0, inverse, in_prefix)
-    # group_ids are the sorted g of the groups, which are the gi * C + gj of ``best`` (same groups, same order)
+    rank[member_order] = by_index - starts[labels[member_order]]
+    lab_k = labels[cols]
+    g = rows * C + lab_k
+    order = torch.argsort(g * (int(sizes.max()) + 1) + rank[cols])      # unique keys: one plain sort
+    gs, ks, ao = g[order], cols[order], a[order]
+    bo = b[ks]
+    fo = ao * bo / (ao + bo)
+    first = torch.ones_like(gs, dtype=torch.bool)
+    first[1:] = gs[1:] != gs[:-1]
+    group = torch.cumsum(first.long(), 0) - 1
+    n_groups = int(group[-1]) + 1 if group.numel() else 0
+    group_start = torch.nonzero(first).flatten()
+    gi, gj = gs[first] // C, gs[first] % C
+    # the best neighbour candidate of each (i, j): the largest f, the smallest k of equals
+    f_nb = torch.full((n_groups,), -1.0, dtype=fo.dtype, device=device).scatter_reduce_(0, group, fo, "amax")
+    at_max = fo == f_nb[group]
+    k_nb = torch.full((n_groups,), n, dtype=torch.long, device=device).scatter_reduce_(
+        0, group[at_max], ks[at_max], "amin")
+    chosen = at_max & (ks == k_nb[group])
+    a_nb = torch.empty(n_groups, dtype=ao.dtype, device=device)
+    a_nb[group[chosen]] = ao[chosen]
+    # the best non-neighbour of (i, j): the mex of the neighbours' ranks (those sorted within the group); its f is
+    # c b / (c + b), the largest over the non-neighbours since f grows with b
+    pos = torch.arange(gs.numel(), device=device) - group_start[group]
+    mex = torch.zeros(n_groups, dtype=torch.long, device=device).index_add_(0, group, (rank[ks] == pos).long())
     has_nn = mex < sizes[gj]
-    k_nn = member_order[(starts[gj] + mex.clamp(max=(sizes[gj] - 1).clamp(min=0)))]
+    k_nn = member_order[starts[gj] + torch.minimum(mex, (sizes[gj] - 1).clamp(min=0))]
     b_nn = b[k_nn]
     f_nn = c * b_nn / (c + b_nn)
-    neighbour_wins = ~has_nn | (f_nb > f_nn) | ((f_nb == f_nn) & (k_nb < k_nn))
-    keep = neighbour_wins
+    keep = ~has_nn | (f_nb > f_nn) | ((f_nb == f_nn) & (k_nb < k_nn))
     empty = torch.nonzero(sizes == 0).flatten()
     empty_value = None
     if empty.numel():                              # a cluster without members: the code's h is a(i, 0)
@@ -243,7 +257,6 @@ def harmonic_assignment(rows, cols, a, b, labels, n_clusters, c) -> _Assignment:
         at0 = cols == 0
         column[rows[at0]] = a[at0]
         empty_value = (empty, column)
-        keep = keep & (sizes[gj] > 0)
     return _Assignment(gi[keep], gj[keep], a_nb[keep], n, C, c, empty_value)
 
 
@@ -292,14 +305,16 @@ def hdc(features: torch.Tensor, graph: tuple, n_clusters: int, *, outlier: bool 
         from sklearn.cluster import kmeans_plusplus
         centres, _ = kmeans_plusplus(x.cpu().numpy(), n_clusters, random_state=rs)
         centroids = torch.as_tensor(centres, device=device)
-        labels = torch.cat([blk.argmin(1) for _, blk in centroid_distances(x, centroids, similarity, block)])
+        labels = torch.cat([blk.argmin(1) for _, blk in centroid_distances(Samples(x, similarity), centroids,
+                                                                           block)])
     else:
         raise ValueError(f"HDC init: k-means++2, k-means++ or random, not {init!r}")
+    samples = Samples(x, similarity)
     shift_min, tol, it = float(0xfffff), 0, 0
     pod = labels
     for it in range(max_iter):
         old = centroids.clone()
-        b = memberships(x, centroids, labels, similarity)
+        b = memberships(samples, centroids, labels)
         hd = harmonic_assignment(rows, cols, a, b, labels, n_clusters, c)
         new_labels = torch.empty(n, dtype=torch.long, device=device)
         labels_hd = torch.empty(n, dtype=torch.float32, device=device)
