@@ -21,7 +21,8 @@ A table file (YAML, under benchmarks/tables/) holds:
 
 **Two regimes.** ``short`` runs the table as written. ``paper`` is the papers' regime shrunk only in data: the
 table's own ``sets`` on the schedule (``REGIME_KEYS``: epochs, iterations, learning rate and its steps, warm-up,
-optimiser, batch, BatchNorm slices, evaluation interval) and on the start are dropped, so each row runs its
+optimiser, batch, BatchNorm slices, evaluation interval) and on the start are dropped (a row's own start too), so
+each row runs its
 recipe's schedule, optimiser and P x K batch; where the recipe fixes its iterations per epoch, they are scaled by
 the data's size (``train.iters_for`` = the training images of the recipe's dataset: an epoch is as many passes
 over the data as the paper's); and the weights start from ``start`` (the other domain's pretraining, as
@@ -211,7 +212,8 @@ def load_table(path: str | Path, extra_sets: list[str] | None = None, regime: st
             raise TableError(f"{p}: row {r['name']!r} has no recipe (give the table's recipe: or the row's)")
         own = _strings(r.get("sets"), f"{p}: row {r['name']!r}: sets")
         regime_sets = []
-        if regime == "paper":
+        if regime == "paper":                    # the regime's start is the row's start (``start: none`` for none)
+            own = [x for x in own if override_key(x) != "model.pretrained"]
             begin = start or r.get("start", d.get("start"))
             if begin is None:
                 raise TableError(f"{p}: the papers' regime needs a start (a table's start:, a row's, or --start): "
@@ -219,7 +221,7 @@ def load_table(path: str | Path, extra_sets: list[str] | None = None, regime: st
             where = f"{p}: row {r['name']!r}"
             regime_sets = [f"model.pretrained={start_file(begin, where)}"]
             regime_sets += paper_iterations(recipe, shared + own)
-        rows.append(Row(r["name"], recipe, shared + regime_sets + own + list(extra_sets or []),
+        rows.append(Row(r["name"], recipe, shared + own + regime_sets + list(extra_sets or []),
                         str(r.get("paper", ""))))
     if not rows:
         raise TableError(f"{p}: rows: a table needs at least one row")
