@@ -64,3 +64,41 @@ def paired(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> Pai
 def next_seed(p: Paired, have: set[int]) -> int:
     """The seed to add to an undecided comparison: the smallest one above every seed either row has."""
     return max(have | set(p.seeds) | {0}) + 1
+
+
+@dataclass(frozen=True)
+class Unpaired:
+    n_a: int
+    n_b: int
+    mean: float | None                    # mean(b) - mean(a), points
+    low: float | None
+    high: float | None
+
+    @property
+    def verdict(self) -> str:
+        if self.low is None:
+            return "undecided"
+        return "gain" if self.low > 0 else "loss" if self.high < 0 else "undecided"
+
+    def words(self) -> str:
+        if self.mean is None:
+            return "-"
+        return f"{self.mean:+.1f}" + (f" [{self.low:+.1f}, {self.high:+.1f}]" if self.low is not None else "")
+
+
+def welch(a: list[float], b: list[float], level: float = 0.95) -> Unpaired:
+    """mean(b) - mean(a) in points with Welch's t interval (unequal variances, Welch-Satterthwaite degrees of
+    freedom): for runs that share no seed's draws (two codes' random streams)."""
+    x, y = [100.0 * v for v in a], [100.0 * v for v in b]
+    if not x or not y:
+        return Unpaired(len(x), len(y), None, None, None)
+    diff = statistics.fmean(y) - statistics.fmean(x)
+    if len(x) < 2 or len(y) < 2:
+        return Unpaired(len(x), len(y), diff, None, None)
+    va, vb = statistics.variance(x) / len(x), statistics.variance(y) / len(y)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Unpaired(len(x), len(y), diff, diff, diff)
+    df = (va + vb) ** 2 / (va ** 2 / (len(x) - 1) + vb ** 2 / (len(y) - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    return Unpaired(len(x), len(y), diff, diff - half, diff + half)

@@ -3,6 +3,7 @@ seed share their initial weights, their batches and their flips and crops (docs/
 import math
 
 import numpy as np
+from scipy import stats
 import pytest
 import torch
 
@@ -90,3 +91,13 @@ def test_paired_rows_share_initial_weights_and_batches(tmp_path, tiny_root, monk
     w_other, b_other = seen[2, "bnneck"]
     assert not all(torch.equal(w_bot[k], w_other[k]) for k in w_bot) and b_other != b_bot
     assert np.mean([len(b) for b in b_bot[0]]) == 64             # the recipe's 16 x 4 batches
+
+
+def test_welchs_interval_for_two_codes_without_shared_seeds():
+    from benchmarks.verdicts import welch
+    # a: 70, 72, 74 (var 4); b: 75, 76, 77, 78 (var 5/3); se = sqrt(4/3 + 5/12) = sqrt(7/4)
+    w = welch([0.70, 0.72, 0.74], [0.75, 0.76, 0.77, 0.78])
+    df = (7 / 4) ** 2 / ((4 / 3) ** 2 / 2 + (5 / 12) ** 2 / 3)
+    half = stats.t.ppf(0.975, df) * math.sqrt(7 / 4)
+    assert w.mean == pytest.approx(4.5) and (w.low, w.high) == pytest.approx((4.5 - half, 4.5 + half))
+    assert w.verdict == "gain" and welch([0.5], [0.6, 0.7]).verdict == "undecided"

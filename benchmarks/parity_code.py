@@ -1,0 +1,97 @@
+"""Parity with Cluster Contrast's own code: its runs beside ours, in the demo's setting, with an interval.
+
+    python -m benchmarks.parity_code --from-logs /path/to/its/logs     # its runs' numbers, from its log.txt files
+    python -m benchmarks.parity_code                                   # the comparison
+
+Cluster Contrast's code (github:alibaba/cluster-contrast-reid) runs outside the project, in a scratch folder, on the
+CPU (what that takes: docs/results.md, "Parity with Cluster Contrast's code, decided"), with the demo's values on
+our synthetic-small given to it as market1501; each run writes a log.txt. ``--from-logs`` reads the figures of
+every ``s<seed>/log.txt`` under a folder (the clusters of each epoch, the mAP of each evaluated epoch, the final
+mAP and rank-1 of its best model, the minutes) into ``benchmarks/results/cluster_contrast_code.jsonl``, data the
+repository keeps; no code of it is read or kept. Our runs are the table ``parity_code`` of the ablation runner
+(``benchmarks/results/parity_code.jsonl``). The two codes draw different random streams, so seed s of the one is
+not seed s of the other: the comparison is of the means, with Welch's 95% interval (benchmarks/verdicts.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+from benchmarks.ablate import results
+from benchmarks.ablate_tables import RESULTS, load_table, run_key
+from benchmarks.verdicts import welch
+
+THEIRS = RESULTS / "cluster_contrast_code.jsonl"
+COMMAND = ("examples/cluster_contrast_train_usl.py -d market1501 -a resnet18 --height 64 --width 32 -b 64 "
+           "--num-instances 4 --iters 100 --epochs 10 --eps 0.4 --momentum 0.1 --step-size 8 --eval-step 2 "
+           "(pad 4, one thread; at commit 57b62e9)")
+
+
+def read_log(path: Path) -> dict:
+    """The figures of one run's log.txt of Cluster Contrast's code."""
+    text = path.read_text(errors="replace")
+    seed = int(re.search(r"seed=(\d+)", text).group(1))
+    clusters = {int(e) + 1: int(c) for e, c in re.findall(r"Statistics for epoch (\d+): (\d+) clusters", text)}
+    by_epoch = {str(int(e) + 1): {"mAP": float(m) / 100}
+                for e, m in re.findall(r"Finished epoch\s+(\d+)\s+model mAP:\s+([\d.]+)%", text)}
+    final = re.search(r"Test with the best model:.*?Mean AP: ([\d.]+)%.*?top-1\s+([\d.]+)%", text, re.S)
+    minutes = re.search(r"Total running time:\s+(\d+):(\d+):([\d.]+)", text)
+    last = str(max(int(e) for e in by_epoch)) if by_epoch else None
+    return {"code": "alibaba/cluster-contrast-reid", "seed": seed, "command": COMMAND,
+            "mAP": by_epoch[last]["mAP"] if last else None, "epoch": int(last) if last else None,
+            "best_mAP": float(final.group(1)) / 100 if final else None,
+            "best_rank1": float(final.group(2)) / 100 if final else None,
+            "clusters": clusters.get(int(last)) if last else None, "by_epoch": by_epoch,
+            "minutes": round(int(minutes.group(1)) * 60 + int(minutes.group(2)) + float(minutes.group(3)) / 60, 1)
+            if minutes else None}
+
+
+def from_logs(folder: Path) -> list[dict]:
+    lines = [read_log(p) for p in sorted(folder.glob("s*/log.txt"))]
+    lines = [x for x in lines if x["best_mAP"] is not None]             # finished runs only
+    THEIRS.write_text("".join(json.dumps(x) + "\n" for x in sorted(lines, key=lambda x: x["seed"])))
+    return lines
+
+
+def ours() -> list[dict]:
+    table = load_table("parity_code")
+    row = table.rows[0]
+    return [x for x in results(RESULTS / "parity_code.jsonl") if x["key"] == run_key(row, x["seed"])]
+
+
+def compare() -> str:
+    theirs = [json.loads(x) for x in THEIRS.read_text().splitlines() if x.strip()] if THEIRS.is_file() else []
+    mine = ours()
+    if not theirs or not mine:
+        return "no runs of one of the two codes yet"
+    out = ["| code | seeds | final mAP: mean (min-max) | mAP at epochs 2 / 4 / 6 / 8 (means) |",
+           "| --- | --- | --- | --- |"]
+    for name, runs in (("Cluster Contrast's code", theirs), ("ours, whole-batch BatchNorm", mine)):
+        finals = [100 * x["mAP"] for x in runs]
+        curve = " / ".join(f"{statistics.mean(100 * x['by_epoch'][str(e)]['mAP'] for x in runs):.1f}"
+                           for e in (2, 4, 6, 8))
+        out.append(f"| {name} | {','.join(str(x['seed']) for x in sorted(runs, key=lambda x: x['seed']))} | "
+                   f"{statistics.mean(finals):.1f} ({min(finals):.1f}-{max(finals):.1f}) | {curve} |")
+    w = welch([x["mAP"] for x in theirs], [x["mAP"] for x in mine])
+    out += ["", f"ours - theirs, final mAP: {w.words()} points (Welch's 95% interval, {w.n_a} and {w.n_b} runs): "
+                f"{w.verdict}"]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--from-logs", help="a folder of its runs' s<seed>/log.txt to read first")
+    a = p.parse_args(argv)
+    if a.from_logs:
+        got = from_logs(Path(a.from_logs))
+        print(f"{len(got)} finished runs of Cluster Contrast's code written to {THEIRS}")
+    print(compare())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
