@@ -19,6 +19,9 @@ the table says which part ran out of time. The parts:
 - ``ca_jaccard``: the same step with CA-Jaccard (``cluster.distance=ca-jaccard``, its recipe's values; cameras
   as benchmarks.clustering draws them: 6 up to 20,000 points, else 15) at 12,936, 32,621 and 100,000 points,
   with its labels against the CPU's up to ``--cpu-max``.
+- ``hdc``: 3C's HDC (clustering.hdc, its recipe's values: outliers, k-means++2, Euler cosine) on one graph of its
+  Jaccard distance at 12,936 (750 clusters) and 32,621 points (1,000), seconds and peak device memory, and up to
+  ``--cpu-max`` points its labels against the CPU's for the same seed (equal, or the adjusted Rand index).
 - ``evaluation``: ``evaluation.metrics.evaluate_features`` at Market-1501 size (3,368 x 19,732, D 2,048)
   and MSMT17 size (11,659 x 82,161, D 256).
 - ``unsup_epochs``: three epochs of ``cluster_contrast_resnet50`` (ResNet-50, batch 256, 200 iterations)
@@ -49,10 +52,10 @@ import time
 from pathlib import Path
 
 ROW = "GPU_CHECK_ROW "                      # the prefix of a result line on a part's stdout
-PARTS = ("throughput", "pseudo_labels", "ca_jaccard", "evaluation", "unsup_epochs", "faiss")
+PARTS = ("throughput", "pseudo_labels", "ca_jaccard", "hdc", "evaluation", "unsup_epochs", "faiss")
 # seconds per part on the GPU (about 9 minutes in all; the 1M-point clustering may take its 3-minute target)
-BUDGET_S = {"throughput": 120, "pseudo_labels": 180, "ca_jaccard": 60, "evaluation": 30, "unsup_epochs": 130,
-            "faiss": 15}
+BUDGET_S = {"throughput": 120, "pseudo_labels": 180, "ca_jaccard": 60, "hdc": 60, "evaluation": 30,
+            "unsup_epochs": 130, "faiss": 15}
 TINY_BUDGET_S = 120                         # each part at --tiny on a CPU: imports, a loaded CI machine
 TARGETS = {"resnet50_train_images_per_s": 3000, "pseudo_labels_12936_s": 0.5, "pseudo_labels_1000000_s": 180,
            "unsup_50_epochs_min": 20}
@@ -143,6 +146,38 @@ def part_pseudo_labels(device, a, distance: str = "jaccard") -> None:
 
 def part_ca_jaccard(device, a) -> None:
     part_pseudo_labels(device, a, "ca-jaccard")
+
+
+def part_hdc(device, a) -> None:
+    import numpy as np
+    import torch
+    from sklearn.metrics import adjusted_rand_score
+
+    from benchmarks.clustering import clustered_features
+    from reidlab.clustering.hdc import hdc
+    from reidlab.clustering.methods import ThreeCJaccardDistance
+    from types import SimpleNamespace
+    sizes = [(300, 16), (1000, 40)] if a.tiny else [(12936, 750), (32621, 1000)]
+    for n, clusters in sizes:
+        x = clustered_features(n, 64 if a.tiny else 2048, device)
+        graph = ThreeCJaccardDistance(SimpleNamespace(k1=10 if a.tiny else 30, k2=6, knn="auto")).graph(x, None, 2)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(device)
+        start = time.perf_counter()
+        r = hdc(x, graph, clusters, outlier=True, seed=0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        row = {"part": "hdc", "N": n, "clusters": clusters, "device": str(device),
+               "seconds": round(time.perf_counter() - start, 3), "iterations": r.iterations}
+        if device.type == "cuda":
+            row["peak_device_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+        if n <= a.cpu_max and device.type != "cpu":
+            cpu = hdc(x.cpu(), tuple(t.cpu() for t in graph), clusters, outlier=True, seed=0)
+            row.update(same_labels_as_cpu=bool(np.array_equal(r.labels, cpu.labels)),
+                       ari_against_cpu=round(float(adjusted_rand_score(cpu.labels, r.labels)), 6))
+        emit(row)
+        del x
 
 
 def part_evaluation(device, a) -> None:

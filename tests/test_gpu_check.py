@@ -25,6 +25,8 @@ def test_every_part_gives_its_rows_and_a_slow_one_is_stopped(tmp_path, tiny_root
     assert [r["N"] for r in rows if r["part"] == "ca_jaccard"] == [300, 1000]
     assert all(r["num_clusters"] > 0 and "camera_gap" in r for r in rows if r["part"] == "ca_jaccard")
     assert all(r["num_clusters"] > 0 for r in rows if r["part"] == "pseudo_labels")
+    assert [(r["N"], r["clusters"]) for r in rows if r["part"] == "hdc"] == [(300, 16), (1000, 40)]
+    assert all(r["iterations"] >= 1 for r in rows if r["part"] == "hdc")
     assert len([r for r in rows if r["part"] == "evaluation"]) == 2
     epochs = [r for r in rows if r["part"] == "unsup_epochs" and "epoch" in r]
     assert [r["epoch"] for r in epochs] == [1, 2, 3] and all(r["train_s"] > 0 for r in epochs)
