@@ -23,16 +23,11 @@ from scipy import stats
 
 
 @dataclass(frozen=True)
-class Paired:
-    seeds: tuple[int, ...]
-    differences: tuple[float, ...]        # b - a per seed, percentage points
+class Interval:
+    """A difference in mAP points with its 95% interval (None: too few runs for one) and the verdict it gives."""
     mean: float | None
     low: float | None
     high: float | None
-
-    @property
-    def n(self) -> int:
-        return len(self.seeds)
 
     @property
     def verdict(self) -> str:
@@ -44,8 +39,21 @@ class Paired:
         if self.mean is None:
             return "-"
         if self.low is None:
-            return f"{self.mean:+.1f} (one seed: no interval)"
+            return f"{self.mean:+.1f} (no interval: too few runs)"
         return f"{self.mean:+.1f} [{self.low:+.1f}, {self.high:+.1f}]"
+
+
+@dataclass(frozen=True)
+class Paired(Interval):
+    seeds: tuple[int, ...] = ()
+    differences: tuple[float, ...] = ()   # b - a per seed, percentage points
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+    def words(self) -> str:
+        return f"{self.mean:+.1f} (one seed: no interval)" if self.n == 1 else super().words()
 
 
 def paired(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> Paired:
@@ -53,12 +61,12 @@ def paired(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> Pai
     seeds = tuple(sorted(set(a) & set(b)))
     d = tuple(100.0 * (b[s] - a[s]) for s in seeds)
     if not d:
-        return Paired(seeds, d, None, None, None)
+        return Paired(None, None, None, seeds, d)
     mean = statistics.fmean(d)
     if len(d) < 2:
-        return Paired(seeds, d, mean, None, None)
+        return Paired(mean, None, None, seeds, d)
     half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1)) * statistics.stdev(d) / math.sqrt(len(d))
-    return Paired(seeds, d, mean, mean - half, mean + half)
+    return Paired(mean, mean - half, mean + half, seeds, d)
 
 
 def next_seed(p: Paired, have: set[int]) -> int:
@@ -67,23 +75,9 @@ def next_seed(p: Paired, have: set[int]) -> int:
 
 
 @dataclass(frozen=True)
-class Unpaired:
-    n_a: int
-    n_b: int
-    mean: float | None                    # mean(b) - mean(a), points
-    low: float | None
-    high: float | None
-
-    @property
-    def verdict(self) -> str:
-        if self.low is None:
-            return "undecided"
-        return "gain" if self.low > 0 else "loss" if self.high < 0 else "undecided"
-
-    def words(self) -> str:
-        if self.mean is None:
-            return "-"
-        return f"{self.mean:+.1f}" + (f" [{self.low:+.1f}, {self.high:+.1f}]" if self.low is not None else "")
+class Unpaired(Interval):
+    n_a: int = 0
+    n_b: int = 0
 
 
 def welch(a: list[float], b: list[float], level: float = 0.95) -> Unpaired:
@@ -91,14 +85,14 @@ def welch(a: list[float], b: list[float], level: float = 0.95) -> Unpaired:
     freedom): for runs that share no seed's draws (two codes' random streams)."""
     x, y = [100.0 * v for v in a], [100.0 * v for v in b]
     if not x or not y:
-        return Unpaired(len(x), len(y), None, None, None)
+        return Unpaired(None, None, None, len(x), len(y))
     diff = statistics.fmean(y) - statistics.fmean(x)
     if len(x) < 2 or len(y) < 2:
-        return Unpaired(len(x), len(y), diff, None, None)
+        return Unpaired(diff, None, None, len(x), len(y))
     va, vb = statistics.variance(x) / len(x), statistics.variance(y) / len(y)
     se = math.sqrt(va + vb)
     if se == 0:
-        return Unpaired(len(x), len(y), diff, diff, diff)
+        return Unpaired(diff, diff, diff, len(x), len(y))
     df = (va + vb) ** 2 / (va ** 2 / (len(x) - 1) + vb ** 2 / (len(y) - 1))
     half = float(stats.t.ppf(0.5 + level / 2, df)) * se
-    return Unpaired(len(x), len(y), diff, diff - half, diff + half)
+    return Unpaired(diff, diff - half, diff + half, len(x), len(y))

@@ -179,10 +179,15 @@ def run_cluster_sweep(model, cfg, ckpt, device, eps: list[float], k1: list[int],
     rows, _ = sweep(feats, eps, k1, min_samples, c.k2, c.knn, truth, progress=log.info,
                     cams=np.array([s.camid for s in ds.train]), ca=ca)
     print_rows(rows, (c.k1, c.min_samples, c.eps), console)
-    path = write_atomically(output, lambda tmp: plot(tmp, rows, c.eps, ids), "the sweep's plot")
+    return write_sweep(output, lambda tmp: plot(tmp, rows, c.eps, ids), rows, ckpt, ds, truth,
+                       {"k1": c.k1, "k2": c.k2, "eps": c.eps, "min_samples": c.min_samples})
+
+
+def write_sweep(output: str, draw, rows: list[dict], ckpt, ds, truth, config: dict) -> Path:
+    """The sweep's plot (``draw(path)``) at ``output`` and its rows as JSON beside it, both written atomically."""
+    path = write_atomically(output, draw, "the sweep's plot")
     header = {"checkpoint": str(ckpt["path"]), "dataset": ds.name, "images": len(ds.train),
-              "labelled": truth is not None, "config": {"k1": c.k1, "k2": c.k2, "eps": c.eps,
-                                                        "min_samples": c.min_samples}}
+              "labelled": truth is not None, "config": config}
     table = Path(output).with_suffix(".json")
     write_atomically(table, lambda tmp: tmp.write_text(json.dumps({**header, "rows": rows}, indent=1)),
                      "the sweep's table")
@@ -216,12 +221,5 @@ def count_sweep(ds, feats, cfg, ckpt, clusters: list[int], truth, ids, output: s
                   f"{r['cluster_size_median']:g}", *((f"{r['ari']:.3f}", f"{r['ami']:.3f}") if scored else ()),
                   f"{r['hdc_s']:.1f}")
     console.print(t)
-    path = write_atomically(output, lambda tmp: plot_counts(tmp, rows, c.hdc_num_clusters, ids), "the sweep's plot")
-    header = {"checkpoint": str(ckpt["path"]), "dataset": ds.name, "images": len(ds.train),
-              "labelled": truth is not None, "config": {"distance": c.distance, "k1": c.k1, "k2": c.k2,
-                                                        "min_samples": c.min_samples}}
-    table = Path(output).with_suffix(".json")
-    write_atomically(table, lambda tmp: tmp.write_text(json.dumps({**header, "rows": rows}, indent=1)),
-                     "the sweep's table")
-    log.info("plot written to %s, the rows to %s", path, table)
-    return path
+    return write_sweep(output, lambda tmp: plot_counts(tmp, rows, c.hdc_num_clusters, ids), rows, ckpt, ds, truth,
+                       {"distance": c.distance, "k1": c.k1, "k2": c.k2, "min_samples": c.min_samples})
