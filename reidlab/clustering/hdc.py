@@ -164,9 +164,10 @@ def nearest_seed(rows: torch.Tensor, cols: torch.Tensor, d: torch.Tensor, n: int
     """Every sample's seed of the smallest distance (absent pairs at 1; the first seed of equals, as numpy's argmin
     over the dense columns of the seeds)."""
     device = rows.device
-    which = torch.full((n,), -1, dtype=torch.long, device=device)
-    seeds_t = torch.as_tensor(seeds, device=device)
-    which[seeds_t.flip(0)] = torch.arange(len(seeds) - 1, -1, -1, device=device)   # a seed twice: its first place
+    seeds_t = torch.as_tensor(seeds, device=device).long()
+    which = torch.full((n,), len(seeds), dtype=torch.long, device=device)
+    which.scatter_reduce_(0, seeds_t, torch.arange(len(seeds), device=device), reduce="amin")   # a seed twice: first
+    which[which == len(seeds)] = -1
     j = which[cols]
     hit = j >= 0
     r, j, dv = rows[hit], j[hit], d[hit].float()
