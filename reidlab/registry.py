@@ -33,7 +33,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._items:
-            raise self.error(f"unknown {self.kind} {name!r}{closest(name, self._items)}; registered: "
+            raise self.error(f"unknown {self.kind} {name!r}{closest(name, self._items)}; allowed (registered): "
                              f"{', '.join(self.names())}{self.hint}")
         return self._items[name]
 
@@ -41,11 +41,12 @@ class Registry(Generic[T]):
         """A registered name, or an import path ``package.module:Attribute`` (a user's own, importable from the
         working directory or PYTHONPATH); ``key`` names the config key in the errors."""
         if not isinstance(spec, str) or not spec:
-            raise self.error(f"{key}: give a registered {self.kind} ({', '.join(self.names())}) or package.module:Name")
+            raise self.error(f"{key}: give a registered {self.kind} (allowed: {', '.join(self.names())}) or "
+                             f"package.module:Name")
         if ":" not in spec:
             if spec not in self._items:
-                raise self.error(f"{key}: unknown {self.kind} {spec!r}{closest(spec, self._items)}; registered: "
-                                 f"{', '.join(self.names())}, or give package.module:Name{self.hint}")
+                raise self.error(f"{key}: unknown {self.kind} {spec!r}{closest(spec, self._items)}; allowed "
+                                 f"(registered): {', '.join(self.names())}, or give package.module:Name{self.hint}")
             return self._items[spec]
         import importlib
         module, _, attr = spec.partition(":")

@@ -36,7 +36,8 @@ CONSUMED = {
     "aug.erasing", "test.eval_every", "test.batch_size", "test.rerank_k1", "test.rerank_k2", "test.rerank_lambda",
     "test.visualize", "test.local_topn", "test.pool_ranklists", "test.pool_ranklists_every",
     "cluster.k1_intra", "cluster.k1_inter", "cluster.k2_intra", "cluster.k2_inter", "test.rerank_k1_intra",
-    "test.rerank_k1_inter", "test.rerank_k2_intra", "test.rerank_k2_inter", "data.synthetic_hard"}
+    "test.rerank_k1_inter", "test.rerank_k2_intra", "test.rerank_k2_inter", "data.synthetic_hard",
+    "cluster.hdc_num_clusters", "cluster.hdc_max_iter", "cluster.hdc_dbscan_epochs", "train.iters_for"}
 
 
 def numeric_keys() -> dict[str, dataclasses.Field]:
@@ -80,6 +81,7 @@ def image_files() -> list[str]:
 def tiny_step(cfg) -> None:
     """Each consumer of a numeric key, run with ``cfg``'s values on tiny data (on the CPU)."""
     from reidlab.clustering import pseudo_labels
+    from reidlab.clustering.methods import cluster_epoch
     from reidlab.data.annotations import TeacherNoise, degrade
     from reidlab.data.augment import augment_with_teacher
     from reidlab.data.images import load_images
@@ -92,7 +94,7 @@ def tiny_step(cfg) -> None:
     from reidlab.models.factory import model_from_config
     from reidlab.models.sliced_bn import slice_batchnorms
     from reidlab.runs import determinism
-    from reidlab.runs.loop import StepGuard
+    from reidlab.runs.loop import StepGuard, epoch_iters
     from reidlab.runs.optim import build_optimizer
     from reidlab.runs.run import seed_everything
     from reidlab.supervised.losses import CenterLoss
@@ -117,6 +119,7 @@ def tiny_step(cfg) -> None:
     labels, camids = np.arange(n) % ids, np.arange(n) // ids % 4
     rng = np.random.default_rng([cfg.seed, 1])
     iters = t.iters or 1
+    assert epoch_iters(t, n) >= 1                                # train.iters_for
     batch = next(PseudoLabelSampler(labels, camids, t.num_ids, t.num_instances, rng, t.pass_end,
                                     t.replace_below).batches(iters))
     next(PKSampler(labels, camids, t.num_ids, t.num_instances, rng).batches(1))
@@ -158,6 +161,9 @@ def tiny_step(cfg) -> None:
                                            dim=1)
     pseudo_labels(points, cfg.cluster.k1, cfg.cluster.k2, cfg.cluster.eps, cfg.cluster.min_samples, cfg.cluster.knn)
     cams = np.arange(64) % 4
+    hdc = dataclasses.replace(cfg.cluster, method="hdc", hdc_num_clusters=min(cfg.cluster.hdc_num_clusters, 64))
+    for epoch in (1, cfg.cluster.hdc_dbscan_epochs + 1):       # HDC's DBSCAN epochs and its first own epoch
+        cluster_epoch(points, hdc, cams, epoch=epoch, seed=cfg.seed)
     for epoch in (1, 2):                                        # CA-Jaccard, its first epoch's warm-up and after
         ca = ca_arguments(dataclasses.replace(cfg.cluster, distance="ca-jaccard"), epoch == 1)
         pseudo_labels(points, cfg.cluster.k1, cfg.cluster.k2, cfg.cluster.eps, cfg.cluster.min_samples, "torch",

@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from reidlab.errors import ConfigError
 from reidlab.memory import ClusterMemory
 
 
@@ -58,5 +59,5 @@ def test_init_mean_and_random():
 
 
 def test_bad_update_name():
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="allowed"):
         ClusterMemory(4, 2, update="soft")

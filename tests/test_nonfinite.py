@@ -48,9 +48,9 @@ def watch_steps(monkeypatch):
     monkeypatch.setattr(loop, "training_module", training_module)
     forward = ClusterMemory.forward
 
-    def memory_forward(self, inputs, targets):
+    def memory_forward(self, inputs, targets, cams=None):
         banks.append(self.features.detach().clone())
-        return forward(self, inputs, targets)
+        return forward(self, inputs, targets, cams)
     monkeypatch.setattr(ClusterMemory, "forward", memory_forward)
     return seen, banks
 

@@ -16,7 +16,7 @@ def test_cluster_contrast_as_published():
     assert (cfg.data.height, cfg.data.width, cfg.model.pooling, cfg.model.last_stride) == (256, 128, "gem", 1)
     assert (t.num_ids, t.num_instances, t.iters, t.epochs) == (16, 16, 200, 50)
     assert (t.optimizer, t.lr, t.weight_decay, t.step_size, t.gamma) == ("adam", 3.5e-4, 5e-4, 20, 0.1)
-    assert (m.temp, m.momentum, m.update, m.init) == (0.05, 0.1, "momentum", "mean")
+    assert (m.temp, m.momentum, m.update, m.init) == (0.05, 0.1, "mean", "mean")
     assert (cfg.cluster.k1, cfg.cluster.k2, cfg.cluster.eps, cfg.cluster.min_samples) == (30, 6, 0.4, 4)
     # its code's input rules (benchmarks/tables/parity.yaml)
     assert (cfg.data.resize, cfg.aug.erasing_box, t.pass_end, t.replace_below) == ("bicubic", "redraw", "drop", "k")
@@ -67,7 +67,9 @@ def test_recipes_state_their_papers_devices():
                 "demo_cajaccard": 16,
                 "pirt_occluded_duke": 32, "demo": 16, "bot_market1501": 0, "daaf_bot_market1501": 0,
                 "daaf_trinet_market1501": 0, "aaformer_market1501": 0, "sap_occluded_duke": 0, "sap_market1501": 0,
-                "vit_base_market1501": 0, "pretrain_resnet18": 0, "pretrain_vit_tiny": 0}
+                "vit_base_market1501": 0, "pretrain_resnet18": 0, "pretrain_vit_tiny": 0,
+                "pretrain_fractal_resnet18": 0, "pretrain_fractal_vit_tiny": 0, "demo_3c": 16,
+                "cluster_contrast_3c_market1501": 128, "cluster_contrast_3c_msmt17": 128}
     assert set(expected) == {p.stem for p in RECIPES.glob("*.yaml")}
     for name, images in expected.items():
         assert build_config(name).train.bn_images == images, name
