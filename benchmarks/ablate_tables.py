@@ -29,11 +29,13 @@ over the data as the paper's); and the weights start from ``start`` (the other d
 ImageNet is to the papers). A row's own sets stay in both regimes (a ladder's row that sets the warm-up keeps
 it). Why these rules: docs/results.md, "The papers' regime".
 
-**The key of a run** is a digest of everything that makes it: the whole config the row builds (its recipe's
-contents through every ``_base_``, the overrides, the defaults of this version), the seed, and the start file's
-bytes; not the machine's settings that change no result beyond the last bits (``train.threads``,
-``data.workers``). An edited recipe or table, or a new start, makes new runs; results of the old ones are never
-reported as the table's.
+**The key of a run** is a digest of everything that makes it: each value of the config the row builds (its
+recipe's contents through every ``_base_``, the overrides) that differs from this version's defaults, the seed,
+and the start file's bytes; not the machine's settings that change no result beyond the last bits
+(``train.threads``, ``data.workers``). An edited recipe or table, or a new start, makes new runs; results of the
+old ones are never reported as the table's. A key this version adds, at a default that keeps the old behaviour,
+leaves every key as it was (a changed default is a change of code, which no key holds); benchmarks/rekey.py writes the
+keys of results that an earlier version keyed otherwise, from the recipe and sets each line stores.
 """
 from __future__ import annotations
 
@@ -314,17 +316,32 @@ def file_digest(path: str) -> str:
     return h.hexdigest()
 
 
+def non_default(recipe: str, sets: list[str]) -> dict:
+    """The leaves of the config a row builds that differ from this version's defaults, by dotted key (without
+    NOT_IN_KEY's), with a start file's path replaced by its bytes' digest."""
+    from reidlab.runs.config import Config
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+    built, default = flat(build_row_config(recipe, sets).to_dict()), flat(Config().to_dict())
+    leaves = {k: v for k, v in built.items() if k not in NOT_IN_KEY and (k not in default or v != default[k])}
+    weights = leaves.get("model.pretrained")
+    if weights not in (None, "", "none", "imagenet"):
+        leaves["model.pretrained"] = file_digest(weights)
+    return leaves
+
+
 def config_digest(recipe: str, sets: list[str]) -> str:
-    cfg = build_row_config(recipe, sets).to_dict()
-    for k in NOT_IN_KEY:
-        section, _, name = k.rpartition(".")
-        (cfg[section] if section else cfg).pop(name, None)
-    weights = cfg["model"]["pretrained"]
-    if weights not in ("", "none", "imagenet"):
-        cfg["model"]["pretrained"] = file_digest(weights)
-    return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha1(json.dumps(non_default(recipe, sets), sort_keys=True, default=str).encode()).hexdigest()
 
 
 def run_key(row: Row, seed: int) -> str:
-    """A digest of what makes the run: its row's whole config (module docstring) and its seed."""
-    return hashlib.sha1(json.dumps([row.digest, seed]).encode()).hexdigest()[:8]
+    """A digest of what makes the run: its row's config (module docstring) and its seed."""
+    return key_of(row.digest, seed)
+
+
+def key_of(digest: str, seed: int) -> str:
+    return hashlib.sha1(json.dumps([digest, seed]).encode()).hexdigest()[:8]

@@ -182,10 +182,32 @@ def test_an_edited_recipe_makes_new_runs(tmp_path):
     (tmp_path / "t.yaml").write_text(yaml.safe_dump({"recipe": str(recipe), "rows": [{"name": "a"}]}))
     key = ablate.run_key(ablate.load_table(tmp_path / "t.yaml").rows[0], 1)
     recipe.write_text("_base_: demo\ntrain:\n  lr: 1.0e-4\n")
-    assert ablate.run_key(ablate.load_table(tmp_path / "t.yaml").rows[0], 1) != key
+    edited = ablate.run_key(ablate.load_table(tmp_path / "t.yaml").rows[0], 1)
+    assert edited != key
     recipe.write_text("_base_: demo\ntrain:\n  lr: 1.0e-4\n  threads: 1\n")        # a machine setting: the same run
-    assert ablate.run_key(ablate.load_table(tmp_path / "t.yaml").rows[0], 1) == \
-        ablate.run_key(ablate.load_table(tmp_path / "t.yaml").rows[0], 1)
+    assert ablate.run_key(ablate.load_table(tmp_path / "t.yaml").rows[0], 1) == edited
+    # a key written at its default (as a key a later version adds, at the default that keeps the old behaviour)
+    recipe.write_text("_base_: demo\ntrain:\n  lr: 1.0e-4\ncluster:\n  hdc_max_iter: 80\n")
+    assert ablate.run_key(ablate.load_table(tmp_path / "t.yaml").rows[0], 1) == edited
+    assert ablate.run_key(ablate.load_table(tmp_path / "t.yaml").rows[0], 2) != edited
+
+
+def test_rekey_writes_this_versions_keys(tmp_path, capsys):
+    from benchmarks import rekey
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"recipe": "demo", "rows": [{"name": "a", "sets": ["train.lr=1e-4"]}]}))
+    row = ablate.load_table(tmp_path / "t.yaml").rows[0]
+    lines = [{"table": "t", "row": "a", "seed": s, "key": "0ld0ld00", "recipe": row.recipe, "sets": row.sets,
+              "mAP": 0.5} for s in (1, 2)]
+    lines.append({**lines[0], "recipe": "no_such_recipe"})
+    f = tmp_path / "t.jsonl"
+    f.write_text("\n".join(json.dumps(x) for x in lines) + '\n{"half')
+    assert rekey.main([str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "2 keys rewritten" in out and "no_such_recipe" in out and "not a JSON line" in out
+    got = [json.loads(x) for x in f.read_text().splitlines()[:3]]
+    assert [x["key"] for x in got] == [ablate.run_key(row, 1), ablate.run_key(row, 2), "0ld0ld00"]
+    assert f.read_text().splitlines()[3] == '{"half'
+    assert rekey.main([str(tmp_path / "none.jsonl")]) == 2
 
 
 def test_undecided_comparisons_get_seeds_up_to_the_cap(tmp_path, monkeypatch, capsys):
