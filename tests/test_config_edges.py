@@ -161,7 +161,7 @@ def tiny_step(cfg) -> None:
                                            dim=1)
     pseudo_labels(points, cfg.cluster.k1, cfg.cluster.k2, cfg.cluster.eps, cfg.cluster.min_samples, cfg.cluster.knn)
     cams = np.arange(64) % 4
-    hdc = dataclasses.replace(cfg.cluster, method="hdc", hdc_num_clusters=min(cfg.cluster.hdc_num_clusters, 64))
+    hdc = dataclasses.replace(cfg.cluster, method="hdc", hdc_num_clusters=min(cfg.cluster.hdc_num_clusters, 8))
     for epoch in (1, cfg.cluster.hdc_dbscan_epochs + 1):       # HDC's DBSCAN epochs and its first own epoch
         cluster_epoch(points, hdc, cams, epoch=epoch, seed=cfg.seed)
     for epoch in (1, 2):                                        # CA-Jaccard, its first epoch's warm-up and after

@@ -89,6 +89,19 @@ def test_hdc_through_the_config_with_its_dbscan_warm_up():
     assert out.info["hdc_iterations"] >= 1 and np.array_equal(out.labels, cluster_epoch(x, c, epoch=2, seed=5).labels)
 
 
+@pytest.mark.parametrize("clusters", [64, 63, 40])
+def test_hdc_with_about_as_many_clusters_as_samples_ends(clusters):
+    """3C's code relocates empty clusters for as long as one stays empty, which never ends when each move empties
+    another (as many clusters as samples): ours ends, every cluster holding a sample."""
+    import time
+    x = people(8, 8, 16, 0.1, 0)
+    graph, _ = graph_3c(x)
+    start = time.time()
+    got = hdc(x, graph, clusters, outlier=False, seed=0, max_iter=12)
+    assert time.time() - start < 60
+    assert np.bincount(got.labels, minlength=clusters).min() >= 1 and got.labels.max() == clusters - 1
+
+
 @pytest.mark.parametrize("mode", ["mean", "hard", "hard_camera", "hd_camera"])
 def test_memory_updates_equal_the_references(mode):
     for trial in range(4):

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 EC_ALPHA = 1.9                  # the Euler cosine distance's alpha (distances.euler_cosine_distances)
 MEMBERSHIP_SHARPNESS = 5.0      # b = exp(-5 e / max e) (HDC_fix2's VERSION 'hd=1-exp(-5*norm_dist)')
 MIN_ITER, N_TOL, N_SIGMA = 10, 4, 1.0     # HDC's constructor defaults
+RELOCATION_ROUNDS = 100         # the code's relocation rounds before the one that always ends (relocate_empty)
 SMALL_CLUSTER = 5               # _relocate_empty_clusters keeps the members of clusters of fewer than this
 SIMILARITIES = ("euler-cosine", "euclidean", "cosine")
 
@@ -262,10 +263,16 @@ def harmonic_assignment(rows, cols, a, b, labels, n_clusters, c) -> _Assignment:
 
 
 def relocate_empty(labels: np.ndarray, labels_hd: np.ndarray, labels_mem: np.ndarray, hd: _Assignment,
-                   n_clusters: int) -> None:
+                   n_clusters: int, rounds: int = RELOCATION_ROUNDS) -> None:
     """The code's ``_relocate_empty_clusters`` until no cluster is empty (in place): each empty cluster takes one of
-    the samples of lowest membership (numpy's argpartition, as there), outside clusters of fewer than 5."""
-    while True:
+    the samples of lowest membership (numpy's argpartition, as there), outside clusters of fewer than 5.
+
+    The code repeats its rounds for as long as a cluster stays empty, which never ends when each move empties
+    another cluster (as many clusters as samples, or every sample in a cluster of fewer than 5). After ``rounds``
+    rounds, then, each cluster still empty takes the sample of lowest membership among those of clusters of at
+    least 2 members, one at a time (there always is one while a cluster is empty, as there are at least as many
+    samples as clusters), which ends in as many moves as clusters are empty."""
+    for _ in range(rounds):
         count = np.bincount(labels, minlength=n_clusters).astype(np.int32)
         empty = np.where(count == 0)[0].astype(np.int32)
         if not empty.size:
@@ -277,6 +284,14 @@ def relocate_empty(labels: np.ndarray, labels_hd: np.ndarray, labels_mem: np.nda
         for cid, idx in zip(empty, far):
             labels[idx] = cid
             labels_hd[idx] = hd.at(np.array([idx]), np.array([cid]))[0]
+    count = np.bincount(labels, minlength=n_clusters)
+    for cid in np.where(count == 0)[0]:
+        donors = np.where(count[labels] >= 2)[0]
+        idx = donors[np.argmin(labels_mem[donors])]
+        count[labels[idx]] -= 1
+        count[cid] += 1
+        labels[idx] = cid
+        labels_hd[idx] = hd.at(np.array([idx]), np.array([cid]))[0]
 
 
 def hdc(features: torch.Tensor, graph: tuple, n_clusters: int, *, outlier: bool = True, init: str = "k-means++2",
