@@ -43,7 +43,7 @@ import yaml
 
 from benchmarks.ablate_measures import measure_model
 from benchmarks.ablate_tables import (RESULTS, ROOT, TABLES, Evaluation, Row, Table, TableError, load_table,
-                                      run_key)
+                                      run_key, same_run)
 from benchmarks.verdicts import next_seed, paired
 
 __all__ = ["TABLES", "Evaluation", "Row", "Table", "TableError", "load_table", "main", "results", "run_key"]
@@ -221,8 +221,8 @@ def run_all(table: Table, todo: list[tuple[Row, int]], out: Path, results_file: 
 
 
 def metric_by_seed(lines: list[dict], row: Row) -> dict[int, float]:
-    return {x["seed"]: x["mAP"] for x in lines if x["row"] == row.name and x["key"] == run_key(row, x["seed"])
-            and x.get("mAP") is not None}
+    return {x["seed"]: x["mAP"] for x in lines
+            if x["row"] == row.name and same_run(row, x) and x.get("mAP") is not None}
 
 
 def run_table(table: Table, out: Path, results_file: Path, rows: list[str] | None = None,
@@ -269,8 +269,7 @@ def summary(table: Table, lines: list[dict]) -> str:
     """The markdown tables of the finished runs of ``table`` (its current rows' keys, in its regime): the rows,
     then the comparisons' paired verdicts."""
     by_name = {r.name: r for r in table.rows}
-    mine = [x for x in lines if x["row"] in by_name and x["key"] == run_key(by_name[x["row"]], x["seed"])
-            and x.get("mAP") is not None]
+    mine = [x for x in lines if x["row"] in by_name and same_run(by_name[x["row"]], x) and x.get("mAP") is not None]
     head = ["row", "seeds", "final mAP: mean (min-max, sd)", "rank-1 (mean)", "clusters (mean)", "minutes (mean)"]
     head += [f"mAP at epoch {e}" for e in table.epochs]
     extra = [k for k in ("params_M", "inference_images_per_s") if any(k in x for x in mine)]
@@ -360,7 +359,7 @@ def main(argv=None) -> int:
     try:
         if a.jobs < 1:
             raise TableError(f"--jobs {a.jobs}: give 1 or more")
-        table = load_table(a.table, a.sets, a.regime, a.start)
+        table = load_table(a.table, a.sets, a.regime, a.start, check=not a.summary)
         if a.rows and set(a.rows) - {r.name for r in table.rows}:
             raise TableError(f"--rows: {', '.join(sorted(set(a.rows) - {r.name for r in table.rows}))} not in "
                              f"{table.path.name}; its rows: {', '.join(r.name for r in table.rows)}")

@@ -165,8 +165,9 @@ def read_table_file(p: Path) -> dict:
     return d
 
 
-def start_file(start: str, where: str) -> str:
-    """A start named in a table: a weight file, or a pretraining recipe's run (outputs/<name>/last.pt)."""
+def start_file(start: str, where: str, missing_ok: bool = False) -> str:
+    """A start named in a table: a weight file, or a pretraining recipe's run (outputs/<name>/last.pt). With
+    ``missing_ok`` (reading finished runs only), a start that is not here is named by the path it would have."""
     if not isinstance(start, str) or not start:
         raise TableError(f"{where}: start: give a weight file, or a pretraining recipe whose run made one "
                          f"(e.g. pretrain_fractal_resnet18)")
@@ -175,6 +176,8 @@ def start_file(start: str, where: str) -> str:
     for cand in (Path(start), ROOT / start, ROOT / "outputs" / start / "last.pt"):
         if cand.is_file():
             return str(cand.resolve())
+    if missing_ok:
+        return str(Path(start).resolve() if Path(start).suffix else (ROOT / "outputs" / start / "last.pt").resolve())
     raise TableError(f"{where}: start {start}: no such weight file, and no outputs/{start}/last.pt; make it first "
                      f"(python main.py --config {Path(start).name} --set train.threads=1), or give a file")
 
@@ -188,7 +191,8 @@ def load_table(path: str | Path, extra_sets: list[str] | None = None, regime: st
     """Read and check a table file (a path, or a name under benchmarks/tables/) in ``regime`` (module docstring);
     ``extra_sets`` go after every row's own overrides (the command line's --set), ``start`` replaces the table's
     (the command line's --start). With ``check``, every row's config is built now, so that a misspelt key, a
-    missing recipe or a bad value in any row stops the table before its first run."""
+    missing recipe or a bad value in any row stops the table before its first run; without it (reading finished
+    runs), a start file that is not here is no error (same_run)."""
     if regime not in REGIMES:
         raise TableError(f"regime {regime!r}: give one of {', '.join(REGIMES)}")
     p = find_table(path)
@@ -221,7 +225,7 @@ def load_table(path: str | Path, extra_sets: list[str] | None = None, regime: st
                 raise TableError(f"{p}: the papers' regime needs a start (a table's start:, a row's, or --start): "
                                  f"the other domain's pretraining, e.g. pretrain_fractal_resnet18")
             where = f"{p}: row {r['name']!r}"
-            regime_sets = [f"model.pretrained={start_file(begin, where)}"]
+            regime_sets = [f"model.pretrained={start_file(begin, where, missing_ok=not check)}"]
             regime_sets += paper_iterations(recipe, shared + own)
         rows.append(Row(r["name"], recipe, shared + own + regime_sets + list(extra_sets or []),
                         str(r.get("paper", ""))))
@@ -316,9 +320,9 @@ def file_digest(path: str) -> str:
     return h.hexdigest()
 
 
-def non_default(recipe: str, sets: list[str]) -> dict:
+def non_default(recipe: str, sets: list[str], digest_start: bool = True) -> dict:
     """The leaves of the config a row builds that differ from this version's defaults, by dotted key (without
-    NOT_IN_KEY's), with a start file's path replaced by its bytes' digest."""
+    NOT_IN_KEY's), with a start file's path replaced by its bytes' digest (``digest_start``)."""
     from reidlab.runs.config import Config
 
     def flat(d: dict, prefix: str = "") -> dict:
@@ -329,7 +333,7 @@ def non_default(recipe: str, sets: list[str]) -> dict:
     built, default = flat(build_row_config(recipe, sets).to_dict()), flat(Config().to_dict())
     leaves = {k: v for k, v in built.items() if k not in NOT_IN_KEY and (k not in default or v != default[k])}
     weights = leaves.get("model.pretrained")
-    if weights not in (None, "", "none", "imagenet"):
+    if digest_start and weights not in (None, "", "none", "imagenet"):
         leaves["model.pretrained"] = file_digest(weights)
     return leaves
 
@@ -341,6 +345,23 @@ def config_digest(recipe: str, sets: list[str]) -> str:
 def run_key(row: Row, seed: int) -> str:
     """A digest of what makes the run: its row's config (module docstring) and its seed."""
     return key_of(row.digest, seed)
+
+
+def same_run(row: Row, line: dict) -> bool:
+    """Whether a results line is a run of ``row`` at the line's seed: by its key, or, where the row's start file is
+    not here (a fresh clone: run folders do not travel), by the recipe and overrides the line records, each start
+    named by its last two path parts (outputs/<run>/last.pt is <run>/last.pt wherever the clone lies)."""
+    try:
+        return line.get("key") == run_key(row, line["seed"])
+    except FileNotFoundError:
+        return _start_named(line.get("recipe"), line.get("sets") or []) == _start_named(row.recipe, row.sets)
+
+
+def _start_named(recipe: str, sets: list[str]) -> dict:
+    leaves = non_default(recipe, sets, digest_start=False)
+    if "model.pretrained" in leaves:
+        leaves["model.pretrained"] = "/".join(Path(leaves["model.pretrained"]).parts[-2:])
+    return leaves
 
 
 def key_of(digest: str, seed: int) -> str:

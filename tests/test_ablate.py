@@ -210,6 +210,33 @@ def test_rekey_writes_this_versions_keys(tmp_path, capsys):
     assert rekey.main([str(tmp_path / "none.jsonl")]) == 2
 
 
+def test_the_summary_reads_runs_whose_start_is_gone(tmp_path, capsys):
+    """A fresh clone has the results but not the start file (run folders do not travel): --summary still finds
+    a paper-regime run by its recorded recipe and overrides, whatever their order and wherever the clone lies; a
+    run of other overrides is not taken for it, and running needs the start."""
+    import torch
+    from reidlab.models.resnet import ReIDResNet
+    start = tmp_path / "outputs" / "pre" / "last.pt"
+    start.parent.mkdir(parents=True)
+    torch.save({"model": ReIDResNet("resnet18", pretrained="none").state_dict()}, start)
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({
+        "recipe": "bot_market1501", "start": str(start), "sets": ["model.name=resnet18"],
+        "rows": [{"name": "a"}, {"name": "b", "sets": ["train.lr=1e-4"]}]}))
+    table = ablate.load_table(tmp_path / "t.yaml", regime="paper")
+    elsewhere = [x.replace(str(tmp_path), "/another/clone") for x in table.rows[0].sets]
+    lines = [{"table": "t", "regime": "paper", "row": r.name, "seed": 1, "key": ablate.run_key(r, 1),
+              "recipe": r.recipe, "sets": sets, "mAP": m, "rank1": 0.5}
+             for r, sets, m in ((table.rows[0], elsewhere[::-1], 0.61), (table.rows[1], table.rows[0].sets, 0.72))]
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    start.unlink()
+    with pytest.raises(ablate.TableError, match="no such weight file"):
+        ablate.load_table(tmp_path / "t.yaml", regime="paper")
+    assert ablate.main([str(tmp_path / "t.yaml"), "--regime", "paper", "--summary", "--results",
+                        str(tmp_path / "r.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "| a | 1 | 61.0" in out and "| b |" not in out          # b's line holds a's overrides: not b's run
+
+
 def test_undecided_comparisons_get_seeds_up_to_the_cap(tmp_path, monkeypatch, capsys):
     (tmp_path / "t.yaml").write_text(yaml.safe_dump({
         "recipe": "demo", "seeds": [1, 2, 3], "max_seeds": 5,
