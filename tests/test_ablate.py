@@ -194,7 +194,8 @@ def test_an_edited_recipe_makes_new_runs(tmp_path):
 
 def test_rekey_writes_this_versions_keys(tmp_path, capsys):
     from benchmarks import rekey
-    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"recipe": "demo", "rows": [{"name": "a", "sets": ["train.lr=1e-4"]}]}))
+    table = {"recipe": "demo", "rows": [{"name": "a", "sets": ["train.lr=1e-4"]}]}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(table))
     row = ablate.load_table(tmp_path / "t.yaml").rows[0]
     lines = [{"table": "t", "row": "a", "seed": s, "key": "0ld0ld00", "recipe": row.recipe, "sets": row.sets,
               "mAP": 0.5} for s in (1, 2)]
