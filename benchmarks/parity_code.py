@@ -6,11 +6,12 @@
 Cluster Contrast's code (github:alibaba/cluster-contrast-reid) runs outside the project, in a scratch folder, on the
 CPU (what that takes: docs/results.md, "Parity with Cluster Contrast's code, decided"), with the demo's values on
 our synthetic-small given to it as market1501; each run writes a log.txt. ``--from-logs`` reads the figures of
-every ``s<seed>/log.txt`` under a folder (the clusters of each epoch, the mAP of each evaluated epoch, the final
-mAP and rank-1 of its best model, the minutes) into ``benchmarks/results/cluster_contrast_code.jsonl``, data the
-repository keeps; no code of it is read or kept. Our runs are the table ``parity_code`` of the ablation runner
-(``benchmarks/results/parity_code.jsonl``). The two codes draw different random streams, so seed s of the one is
-not seed s of the other: the comparison is of the means, with Welch's 95% interval (benchmarks/verdicts.py).
+every finished ``s<seed>/log.txt`` under a folder (the clusters of each epoch, the mAP of each evaluated epoch, the
+final mAP and rank-1 of its best model, the minutes) into ``benchmarks/results/cluster_contrast_code.jsonl``,
+beside the seeds it holds, data the repository keeps; no code of it is read or kept. Our runs are the table
+``parity_code`` of the ablation runner (``benchmarks/results/parity_code.jsonl``). The two codes draw different
+random streams, so seed s of the one is not seed s of the other: the comparison is of the means, with Welch's 95%
+interval (benchmarks/verdicts.py).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.ablate import results
-from benchmarks.ablate_tables import RESULTS, load_table, run_key
+from benchmarks.ablate_tables import RESULTS, load_table, same_run
 from benchmarks.verdicts import welch
 
 THEIRS = RESULTS / "cluster_contrast_code.jsonl"
@@ -51,32 +52,41 @@ def read_log(path: Path) -> dict:
 
 
 def from_logs(folder: Path) -> list[dict]:
+    """The finished runs under ``folder`` into THEIRS, beside the seeds it already holds (a seed read again
+    replaces its line; the seeds of earlier sessions, whose logs are gone, stay)."""
     lines = [read_log(p) for p in sorted(folder.glob("s*/log.txt"))]
     lines = [x for x in lines if x["best_mAP"] is not None]             # finished runs only
-    THEIRS.write_text("".join(json.dumps(x) + "\n" for x in sorted(lines, key=lambda x: x["seed"])))
+    kept = {x["seed"]: x for x in theirs()}
+    kept.update({x["seed"]: x for x in lines})
+    tmp = THEIRS.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(kept[s]) + "\n" for s in sorted(kept)))
+    tmp.replace(THEIRS)
     return lines
+
+
+def theirs() -> list[dict]:
+    return [json.loads(x) for x in THEIRS.read_text().splitlines() if x.strip()] if THEIRS.is_file() else []
 
 
 def ours() -> list[dict]:
     table = load_table("parity_code")
     row = table.rows[0]
-    return [x for x in results(RESULTS / "parity_code.jsonl") if x["key"] == run_key(row, x["seed"])]
+    return [x for x in results(RESULTS / "parity_code.jsonl") if same_run(row, x)]
 
 
 def compare() -> str:
-    theirs = [json.loads(x) for x in THEIRS.read_text().splitlines() if x.strip()] if THEIRS.is_file() else []
-    mine = ours()
-    if not theirs or not mine:
+    their_runs, mine = theirs(), ours()
+    if not their_runs or not mine:
         return "no runs of one of the two codes yet"
     out = ["| code | seeds | final mAP: mean (min-max) | mAP at epochs 2 / 4 / 6 / 8 (means) |",
            "| --- | --- | --- | --- |"]
-    for name, runs in (("Cluster Contrast's code", theirs), ("ours, whole-batch BatchNorm", mine)):
+    for name, runs in (("Cluster Contrast's code", their_runs), ("ours, whole-batch BatchNorm", mine)):
         finals = [100 * x["mAP"] for x in runs]
         curve = " / ".join(f"{statistics.mean(100 * x['by_epoch'][str(e)]['mAP'] for x in runs):.1f}"
                            for e in (2, 4, 6, 8))
         out.append(f"| {name} | {','.join(str(x['seed']) for x in sorted(runs, key=lambda x: x['seed']))} | "
                    f"{statistics.mean(finals):.1f} ({min(finals):.1f}-{max(finals):.1f}) | {curve} |")
-    w = welch([x["mAP"] for x in theirs], [x["mAP"] for x in mine])
+    w = welch([x["mAP"] for x in their_runs], [x["mAP"] for x in mine])
     out += ["", f"ours - theirs, final mAP: {w.words()} points (Welch's 95% interval, {w.n_a} and {w.n_b} runs): "
                 f"{w.verdict}"]
     return "\n".join(out)
@@ -87,6 +97,10 @@ def main(argv=None) -> int:
     p.add_argument("--from-logs", help="a folder of its runs' s<seed>/log.txt to read first")
     a = p.parse_args(argv)
     if a.from_logs:
+        if not Path(a.from_logs).is_dir():
+            print(f"error: --from-logs {a.from_logs}: no such folder; give the folder of its runs' s<seed>/log.txt",
+                  file=sys.stderr)
+            return 2
         got = from_logs(Path(a.from_logs))
         print(f"{len(got)} finished runs of Cluster Contrast's code written to {THEIRS}")
     print(compare())

@@ -1,5 +1,6 @@
 """The paired verdicts of benchmarks/verdicts.py on written-out numbers, and the pairing itself: two rows of one
 seed share their initial weights, their batches and their flips and crops (docs/results.md, "Paired seeds")."""
+import json
 import math
 
 import numpy as np
@@ -101,3 +102,26 @@ def test_welchs_interval_for_two_codes_without_shared_seeds():
     half = stats.t.ppf(0.975, df) * math.sqrt(7 / 4)
     assert w.mean == pytest.approx(4.5) and (w.low, w.high) == pytest.approx((4.5 - half, 4.5 + half))
     assert w.verdict == "gain" and welch([0.5], [0.6, 0.7]).verdict == "undecided"
+
+
+def test_parity_logs_are_read_beside_the_seeds_already_kept(tmp_path, monkeypatch):
+    """benchmarks.parity_code --from-logs: a finished log's figures (clusters, evaluated epochs, the best model's
+    mAP and rank-1, minutes) join the seeds the file holds; an unfinished log is left out, a kept seed stays."""
+    from benchmarks import parity_code
+    theirs = tmp_path / "theirs.jsonl"
+    theirs.write_text(json.dumps({"seed": 1, "mAP": 0.734, "by_epoch": {"2": {"mAP": 0.4}}}) + "\n")
+    monkeypatch.setattr(parity_code, "THEIRS", theirs)
+    log = ("Args:Namespace(seed=3, epochs=2)\n==> Statistics for epoch 0: 185 clusters\n"
+           " * Finished epoch   1  model mAP: 45.0%  best: 45.0% *\n==> Statistics for epoch 1: 190 clusters\n"
+           "==> Test with the best model:\nMean AP: 45.0%\nCMC Scores:\n  top-1          60.5%\n"
+           "Total running time:  0:13:30.5\n")
+    for seed, text in ((3, log), (4, log.replace("seed=3", "seed=4").split("==> Test")[0])):
+        (tmp_path / "logs" / f"s{seed}").mkdir(parents=True)
+        (tmp_path / "logs" / f"s{seed}" / "log.txt").write_text(text)
+    got = parity_code.from_logs(tmp_path / "logs")
+    assert [x["seed"] for x in got] == [3]
+    lines = [json.loads(x) for x in theirs.read_text().splitlines()]
+    assert [x["seed"] for x in lines] == [1, 3] and lines[0]["mAP"] == 0.734
+    three = lines[1]
+    assert (three["mAP"], three["epoch"], three["clusters"], three["best_rank1"], three["minutes"]) == \
+        (0.45, 2, 190, 0.605, 13.5)
