@@ -25,6 +25,7 @@ from pathlib import Path
 from benchmarks.ablate import results
 from benchmarks.ablate_tables import RESULTS, load_table, same_run
 from benchmarks.verdicts import welch
+from reidlab.data.files import write_atomic
 
 THEIRS = RESULTS / "cluster_contrast_code.jsonl"
 COMMAND = ("examples/cluster_contrast_train_usl.py -d market1501 -a resnet18 --height 64 --width 32 -b 64 "
@@ -32,10 +33,14 @@ COMMAND = ("examples/cluster_contrast_train_usl.py -d market1501 -a resnet18 --h
            "(pad 4, one thread; at commit 57b62e9)")
 
 
-def read_log(path: Path) -> dict:
-    """The figures of one run's log.txt of Cluster Contrast's code."""
+def read_log(path: Path) -> dict | None:
+    """The figures of one run's log.txt of Cluster Contrast's code; None for a file without its Args line (not
+    such a log)."""
     text = path.read_text(errors="replace")
-    seed = int(re.search(r"seed=(\d+)", text).group(1))
+    args = re.search(r"seed=(\d+)", text)
+    if args is None:
+        return None
+    seed = int(args.group(1))
     clusters = {int(e) + 1: int(c) for e, c in re.findall(r"Statistics for epoch (\d+): (\d+) clusters", text)}
     by_epoch = {str(int(e) + 1): {"mAP": float(m) / 100}
                 for e, m in re.findall(r"Finished epoch\s+(\d+)\s+model mAP:\s+([\d.]+)%", text)}
@@ -54,13 +59,16 @@ def read_log(path: Path) -> dict:
 def from_logs(folder: Path) -> list[dict]:
     """The finished runs under ``folder`` into THEIRS, beside the seeds it already holds (a seed read again
     replaces its line; the seeds of earlier sessions, whose logs are gone, stay)."""
-    lines = [read_log(p) for p in sorted(folder.glob("s*/log.txt"))]
-    lines = [x for x in lines if x["best_mAP"] is not None]             # finished runs only
+    lines = []
+    for p in sorted(folder.glob("s*/log.txt")):
+        line = read_log(p)
+        if line is None:
+            print(f"{p}: no seed= in it, not a log of Cluster Contrast's code: left out", file=sys.stderr)
+        elif line["best_mAP"] is not None:                               # finished runs only
+            lines.append(line)
     kept = {x["seed"]: x for x in theirs()}
     kept.update({x["seed"]: x for x in lines})
-    tmp = THEIRS.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(kept[s]) + "\n" for s in sorted(kept)))
-    tmp.replace(THEIRS)
+    write_atomic(THEIRS, "".join(json.dumps(kept[s]) + "\n" for s in sorted(kept)).encode())
     return lines
 
 

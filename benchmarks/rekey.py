@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from benchmarks.ablate_tables import TableError, config_digest, key_of
+from reidlab.data.files import write_atomic
+from reidlab.errors import ReIDError
 
 
 def new_key(line: dict) -> str:
@@ -43,9 +44,7 @@ def rekey(path: Path) -> tuple[int, list[str]]:
         changed += key != line.get("key")
         line["key"] = key
         out.append(json.dumps(line))
-    tmp = path.with_name(path.name + ".rekey")
-    tmp.write_text("\n".join(out) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, ("\n".join(out) + "\n").encode("utf-8"))
     return changed, kept
 
 
@@ -59,7 +58,11 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     for f in a.files:
-        changed, kept = rekey(f)
+        try:
+            changed, kept = rekey(f)
+        except ReIDError as e:                  # a full disk, a read-only folder: the file stays as it was
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print(f"{f}: {changed} keys rewritten" + "".join(f"\n  {k}" for k in kept))
     return 0
 

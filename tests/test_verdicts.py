@@ -115,7 +115,7 @@ def test_parity_logs_are_read_beside_the_seeds_already_kept(tmp_path, monkeypatc
            " * Finished epoch   1  model mAP: 45.0%  best: 45.0% *\n==> Statistics for epoch 1: 190 clusters\n"
            "==> Test with the best model:\nMean AP: 45.0%\nCMC Scores:\n  top-1          60.5%\n"
            "Total running time:  0:13:30.5\n")
-    for seed, text in ((3, log), (4, log.replace("seed=3", "seed=4").split("==> Test")[0])):
+    for seed, text in ((3, log), (4, log.replace("seed=3", "seed=4").split("==> Test")[0]), (5, "not a log\n")):
         (tmp_path / "logs" / f"s{seed}").mkdir(parents=True)
         (tmp_path / "logs" / f"s{seed}" / "log.txt").write_text(text)
     got = parity_code.from_logs(tmp_path / "logs")
