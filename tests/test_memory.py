@@ -61,3 +61,22 @@ def test_init_mean_and_random():
 def test_bad_update_name():
     with pytest.raises(ConfigError, match="allowed"):
         ClusterMemory(4, 2, update="soft")
+
+
+def test_a_float64_memory_computes_in_float64_and_the_default_stays_float32():
+    """benchmarks/parity_step.py compares two codes' steps in float64: the logits and the gradient are float64
+    there, where a float32 memory (the loop's) computes in float32 whatever the input's precision."""
+    torch.manual_seed(0)
+    feats = F.normalize(torch.randn(5, 8), dim=1)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    x = torch.randn(6, 8, dtype=torch.float64, requires_grad=True)
+    wide = ClusterMemory(8, 5, temp=0.05, momentum=0.1).double()
+    wide.features.copy_(feats)
+    loss = wide(x, y)
+    loss.backward()
+    assert loss.dtype == torch.float64 and x.grad.dtype == torch.float64
+    ref = F.cross_entropy(F.normalize(x.detach(), dim=1) @ feats.double().T / 0.05, y)
+    assert abs(float(loss) - float(ref)) < 1e-12
+    narrow = ClusterMemory(8, 5, temp=0.05, momentum=0.1)
+    narrow.features.copy_(feats)
+    assert narrow(x, y).dtype == torch.float32 and narrow.features.dtype == torch.float32

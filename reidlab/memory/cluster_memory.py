@@ -95,11 +95,12 @@ class ClusterMemory(nn.Module):
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, cams: torch.Tensor | None = None) -> torch.Tensor:
         """ClusterNCE in fp32 whatever autocast is active: the memory is fp32, and logits over a temperature
         of 0.05 need fp32's mantissa (under bf16 autocast the product would be bf16, and its backward would
-        meet the fp32 memory). ``cams``: the batch's camera ids, for the camera updates and weights."""
+        meet the fp32 memory). A float64 memory (``memory.double()``) computes in float64
+        (benchmarks/parity_step.py). ``cams``: the batch's camera ids, for the camera updates and weights."""
         if self.needs_cameras and cams is None:
             raise ValueError("this memory's update or loss reads the batch's cameras: give cams")
         with torch.autocast(inputs.device.type, enabled=False):
-            x = F.normalize(inputs.float(), dim=1)
+            x = F.normalize(inputs.to(torch.promote_types(self.features.dtype, torch.float32)), dim=1)
             logits = _ClusterNCE.apply(x, targets, cams, self) / self.temp
             if not self.camera_weighted:
                 return F.cross_entropy(logits, targets)
