@@ -42,8 +42,8 @@ from pathlib import Path
 import yaml
 
 from benchmarks.ablate_measures import measure_model
-from benchmarks.ablate_tables import (RESULTS, ROOT, TABLES, Evaluation, Row, Table, TableError, load_table,
-                                      run_key, same_run)
+from benchmarks.ablate_tables import (RESULTS, ROOT, TABLES, Evaluation, Row, Table, TableError, file_digest,
+                                      latest_starts, load_table, run_key, same_run, start_path)
 from benchmarks.verdicts import next_seed, paired
 
 __all__ = ["TABLES", "Evaluation", "Row", "Table", "TableError", "load_table", "main", "results", "run_key"]
@@ -150,6 +150,9 @@ def record(table: Table, row: Row, seed: int, run_dir: Path, minutes: float) -> 
                                            **({"clusters": r["num_clusters"]} if "num_clusters" in r else {})}
                          for r in evaluated},
             "minutes": round(minutes, 1), "threads": (cfg.get("train") or {}).get("threads"), "paper": row.paper}
+    weights = start_path(row.recipe, row.sets)
+    if weights is not None and Path(weights).is_file():
+        line["start"] = file_digest(weights)           # the start's bytes (same_run pairs runs of one start only)
     if trained:
         # the last trained epoch's record (its loss parts, e.g. each token's cross-entropy) and the training speed
         line["last_epoch"] = {k: v for k, v in trained[-1].items() if isinstance(v, (int, float))
@@ -221,8 +224,9 @@ def run_all(table: Table, todo: list[tuple[Row, int]], out: Path, results_file: 
 
 
 def metric_by_seed(lines: list[dict], row: Row) -> dict[int, float]:
+    latest = latest_starts(lines)
     return {x["seed"]: x["mAP"] for x in lines
-            if x["row"] == row.name and same_run(row, x) and x.get("mAP") is not None}
+            if x["row"] == row.name and same_run(row, x, latest) and x.get("mAP") is not None}
 
 
 def run_table(table: Table, out: Path, results_file: Path, rows: list[str] | None = None,
@@ -269,7 +273,9 @@ def summary(table: Table, lines: list[dict]) -> str:
     """The markdown tables of the finished runs of ``table`` (its current rows' keys, in its regime): the rows,
     then the comparisons' paired verdicts."""
     by_name = {r.name: r for r in table.rows}
-    mine = [x for x in lines if x["row"] in by_name and same_run(by_name[x["row"]], x) and x.get("mAP") is not None]
+    latest = latest_starts(lines)
+    mine = [x for x in lines if x["row"] in by_name and same_run(by_name[x["row"]], x, latest)
+            and x.get("mAP") is not None]
     head = ["row", "seeds", "final mAP: mean (min-max, sd)", "rank-1 (mean)", "clusters (mean)", "minutes (mean)"]
     head += [f"mAP at epoch {e}" for e in table.epochs]
     extra = [k for k in ("params_M", "inference_images_per_s") if any(k in x for x in mine)]

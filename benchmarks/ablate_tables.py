@@ -347,14 +347,39 @@ def run_key(row: Row, seed: int) -> str:
     return key_of(row.digest, seed)
 
 
-def same_run(row: Row, line: dict) -> bool:
+def same_run(row: Row, line: dict, latest: dict[str, str] | None = None) -> bool:
     """Whether a results line is a run of ``row`` at the line's seed: by its key, or, where the row's start file is
     not here (a fresh clone: run folders do not travel), by the recipe and overrides the line records, each start
-    named by its last two path parts (outputs/<run>/last.pt is <run>/last.pt wherever the clone lies)."""
+    named by its last two path parts (outputs/<run>/last.pt is <run>/last.pt wherever the clone lies), and made
+    from the latest bytes of that start the results hold (``latest``: :func:`latest_starts`). A start remade
+    (the same recipe and seed under other code gives other bytes) makes new runs, and the lines of the earlier
+    one, recorded with another digest or none (lines written before digests were), are not paired with them."""
     try:
         return line.get("key") == run_key(row, line["seed"])
     except FileNotFoundError:
-        return _start_named(line.get("recipe"), line.get("sets") or []) == _start_named(row.recipe, row.sets)
+        named = _start_named(row.recipe, row.sets)
+        if _start_named(line.get("recipe"), line.get("sets") or []) != named:
+            return False
+        known = (latest or {}).get(named.get("model.pretrained", ""))
+        return known is None or line.get("start") == known
+
+
+def start_path(recipe: str, sets: list[str]) -> str | None:
+    """The weight file a run starts from (``model.pretrained`` as a path), or None."""
+    weights = non_default(recipe, sets, digest_start=False).get("model.pretrained")
+    return None if weights in (None, "", "none", "imagenet") else str(weights)
+
+
+def latest_starts(lines: list[dict]) -> dict[str, str]:
+    """Each start file's digest in the last results line that records one, by the start's name (its last two path
+    parts): the bytes the table's current runs started from."""
+    out: dict[str, str] = {}
+    for x in lines:
+        if x.get("start") and x.get("recipe"):
+            weights = _start_named(x["recipe"], x.get("sets") or []).get("model.pretrained")
+            if weights:
+                out[weights] = x["start"]
+    return out
 
 
 def _start_named(recipe: str, sets: list[str]) -> dict:

@@ -291,3 +291,47 @@ def test_a_damaged_results_file_and_bad_places_stop_nothing_but_what_they_must(t
         ro.mkdir(mode=0o500)
         assert ablate.main([str(table), "--out", str(ro / "x"), "--results", str(res)]) == 2
         assert "cannot be written" in capsys.readouterr().err
+
+
+def test_runs_of_a_remade_start_are_not_paired_with_the_earlier_starts(tmp_path, capsys):
+    """A start remade under other code has other bytes: in a fresh clone (no start file) --summary takes the lines
+    of the start's latest digest only; a line of the earlier start (another digest, or none: written before lines
+    recorded one) is left out, so the two rows' seed 1 is not paired across two starts."""
+    import torch
+    from reidlab.models.resnet import ReIDResNet
+    start = tmp_path / "outputs" / "pre" / "last.pt"
+    start.parent.mkdir(parents=True)
+    torch.save({"model": ReIDResNet("resnet18", pretrained="none").state_dict()}, start)
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({
+        "recipe": "bot_market1501", "start": str(start), "sets": ["model.name=resnet18"],
+        "rows": [{"name": "a"}, {"name": "b", "sets": ["train.lr=1e-4"]}], "comparisons": [{"a": "a", "b": "b"}]}))
+    table = ablate.load_table(tmp_path / "t.yaml", regime="paper")
+    a, b = table.rows
+
+    def line(row, seed, m, digest=None):
+        return {"table": "t", "regime": "paper", "row": row.name, "seed": seed, "key": "0" * 8, "recipe": row.recipe,
+                "sets": row.sets, "mAP": m, "rank1": 0.5, **({"start": digest} if digest else {})}
+    lines = [line(a, 1, 0.60), line(a, 2, 0.61), line(b, 2, 0.99, "old"), line(a, 1, 0.70, "new"),
+             line(b, 1, 0.75, "new")]
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    start.unlink()
+    assert ablate.main([str(tmp_path / "t.yaml"), "--regime", "paper", "--summary", "--results",
+                        str(tmp_path / "r.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "| a | 1 | 70.0" in out and "| b | 1 | 75.0" in out       # the new start's seed 1 alone
+    assert "+5.0 (one seed: no interval)" in out
+
+
+def test_a_finished_run_records_its_starts_digest(tmp_path):
+    import torch
+    from benchmarks.ablate_tables import file_digest
+    from reidlab.models.resnet import ReIDResNet
+    start = tmp_path / "pre.pt"
+    torch.save({"model": ReIDResNet("resnet18", pretrained="none").state_dict()}, start)
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({
+        "recipe": "bot_market1501", "start": str(start), "sets": ["model.name=resnet18"], "rows": [{"name": "a"}]}))
+    table = ablate.load_table(tmp_path / "t.yaml", regime="paper")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "mAP": 0.5, "rank1": 0.6}) + "\n")
+    assert ablate.record(table, table.rows[0], 1, run, 1.0)["start"] == file_digest(str(start))
